@@ -1,0 +1,1 @@
+"""rNPC advisor: evidence service."""

@@ -1,0 +1,1 @@
+"""rNPC advisor: recommendation service."""

@@ -1,0 +1,1 @@
+"""Shared contracts and runtime for the rNPC advisor services (no clinical logic)."""

@@ -1,0 +1,99 @@
+"""Kafka topics, the CloudEvents 1.0 envelope (structured JSON mode) and the event payloads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from rnpc_shared.contracts.evidence import EvidenceBundle
+from rnpc_shared.contracts.recommendation import Recommendation
+from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.contracts.scores import Scores
+
+TOPIC_RECURRENCE_RECORDED = "rnpc.recurrence.recorded.v1"
+TOPIC_SCORES_COMPUTED = "rnpc.scores.computed.v1"
+TOPIC_EVIDENCE_MATCHED = "rnpc.evidence.matched.v1"
+TOPIC_RECOMMENDATION_ISSUED = "rnpc.recommendation.issued.v1"
+PIPELINE_TOPICS = (
+    TOPIC_RECURRENCE_RECORDED,
+    TOPIC_SCORES_COMPUTED,
+    TOPIC_EVIDENCE_MATCHED,
+    TOPIC_RECOMMENDATION_ISSUED,
+)
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0 envelope. Consumers ignore unknown attributes (extensions)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: str = Field(default="1.0", pattern=r"^1\.0$")
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    time: AwareDatetime
+    datacontenttype: str = "application/json"
+    correlationid: str = Field(min_length=1)
+    data: dict[str, Any]
+
+
+def new_event(
+    *, source: str, type_: str, subject: str, data: dict[str, Any], correlation_id: str | None
+) -> CloudEvent:
+    """Build an envelope; its id is fixed here, when the outbox row is written, never at send time."""
+    event_id = str(uuid.uuid4())
+    return CloudEvent(
+        id=event_id,
+        source=source,
+        type=type_,
+        subject=subject,
+        time=datetime.now(UTC),
+        correlationid=correlation_id or event_id,
+        data=data,
+    )
+
+
+class Payload(BaseModel):
+    """Event payloads ignore unknown fields: producers may add fields without breaking consumers."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class RecurrenceRecorded(Payload):
+    record: RecurrenceRecord
+    content_hash: str
+
+
+class ScoresComputed(Payload):
+    record: RecurrenceRecord
+    scores: Scores
+
+
+class EvidenceMatched(Payload):
+    record: RecurrenceRecord
+    scores: Scores
+    evidence: EvidenceBundle
+
+
+class RecordSummary(Payload):
+    recurrence_id: str
+    patient_ref: str
+    version: int
+    site: str
+    t_category: str | None
+    n_category: str
+    m_category: str | None
+
+
+class RecommendationIssued(Payload):
+    recommendation: Recommendation
+    record_summary: RecordSummary

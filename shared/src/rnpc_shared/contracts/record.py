@@ -1,0 +1,292 @@
+"""The recurrence record: the one validated input every ingest path converges on.
+
+Validation here is structural and contractual (types, enums, units, ranges, date order); it
+holds no clinical scoring. Unknown fields are rejected so a misspelt field never silently
+defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+# Dose per fraction accepted for any course (MODELS.md §1: "dose per fraction 0.5–25 Gy").
+MIN_DOSE_PER_FRACTION_GY = 0.5
+MAX_DOSE_PER_FRACTION_GY = 25.0
+
+
+class Strict(BaseModel):
+    """Base for every contract model: unknown fields are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Sex(StrEnum):
+    male = "male"
+    female = "female"
+
+
+class Histology(StrEnum):
+    who_type_1 = "who_type_1"
+    who_type_2 = "who_type_2"
+    who_type_3 = "who_type_3"
+
+
+class Site(StrEnum):
+    local = "local"
+    regional = "regional"
+    locoregional = "locoregional"
+
+
+class TCategory(StrEnum):
+    T0 = "T0"
+    T1 = "T1"
+    T2 = "T2"
+    T3 = "T3"
+    T4 = "T4"
+
+
+class NCategory(StrEnum):
+    N0 = "N0"
+    N1 = "N1"
+    N2 = "N2"
+    N3 = "N3"
+
+
+class MCategory(StrEnum):
+    M0 = "M0"
+    M1 = "M1"
+
+
+class Parapharyngeal(StrEnum):
+    none = "none"
+    superficial = "superficial"
+    deep = "deep"
+
+
+class ResourceMode(StrEnum):
+    normal = "normal"
+    constrained = "constrained"
+
+
+class SurgicalStage(StrEnum):
+    I = "I"  # noqa: E741 - the published stage name
+    II = "II"
+    III = "III"
+    IV = "IV"
+
+
+class Modality(StrEnum):
+    """Option ids of the contract; the first ten are local salvage options."""
+
+    enp = "enp"
+    tors = "tors"
+    msnp = "msnp"
+    neck_dissection = "neck_dissection"
+    reimrt = "reimrt"
+    srs = "srs"
+    sbrt = "sbrt"
+    proton = "proton"
+    carbon_ion = "carbon_ion"
+    brachytherapy = "brachytherapy"
+    systemic_therapy = "systemic_therapy"
+    best_supportive_care = "best_supportive_care"
+
+
+LOCAL_MODALITIES: tuple[Modality, ...] = tuple(Modality)[:10]
+
+
+class RtTechnique(StrEnum):
+    imrt = "imrt"
+    vmat = "vmat"
+    three_d_crt = "3dcrt"
+    two_d_rt = "2drt"
+    proton = "proton"
+    carbon_ion = "carbon_ion"
+    brachytherapy = "brachytherapy"
+    other = "other"
+
+
+def _kps_multiple_of_ten(value: int | None) -> int | None:
+    if value is not None and value % 10 != 0:
+        raise ValueError("kps must be a multiple of 10 in 0-100")
+    return value
+
+
+class Patient(Strict):
+    age_years: int = Field(ge=0, le=120, description="Age at recurrence, whole years")
+    sex: Sex
+    kps: Annotated[int | None, AfterValidator(_kps_multiple_of_ten)] = Field(
+        default=None, ge=0, le=100, description="Karnofsky performance status, multiple of 10"
+    )
+    ecog: int | None = Field(default=None, ge=0, le=4, description="ECOG performance status")
+    organ_dysfunction: bool | None = Field(
+        default=None, description="Feeding-tube or tracheostomy dependence (Ward 2018)"
+    )
+    comorbidities: list[str] = Field(default_factory=list)
+
+
+class Extension(Strict):
+    """Extension of the recurrent tumour (AJCC 8th structures; None = not assessed)."""
+
+    parapharyngeal: Parapharyngeal | None = None
+    adjacent_soft_tissue: bool | None = Field(
+        default=None, description="Medial/lateral pterygoid or prevertebral muscles (T2)"
+    )
+    skull_base_bone: bool | None = None
+    cervical_vertebra: bool | None = None
+    pterygoid_structures: bool | None = None
+    paranasal_sinuses: bool | None = None
+    cranial_nerves: bool | None = None
+    intracranial: bool | None = None
+    ica_encasement: bool | None = Field(default=None, description="ICA encasement or exposure")
+    fossa_of_rosenmuller: bool | None = None
+    foramen_lacerum: bool | None = None
+    sphenoid_sinus: bool | None = None
+    nasal_cavity: bool | None = None
+    oropharynx: bool | None = None
+    hypopharynx: bool | None = None
+    orbit: bool | None = None
+    parotid: bool | None = None
+    beyond_lateral_pterygoid: bool | None = Field(
+        default=None, description="Soft tissue beyond the lateral surface of the lateral pterygoid (T4)"
+    )
+
+
+class Neck(Strict):
+    node_count: int | None = Field(default=None, ge=0)
+    largest_node_cm: float | None = Field(default=None, gt=0, le=30)
+    bilateral: bool | None = None
+    below_cricoid: bool | None = Field(
+        default=None, description="Nodal disease below the caudal border of the cricoid"
+    )
+    retropharyngeal_only: bool | None = None
+    extranodal_extension: bool | None = None
+    level_i: bool | None = Field(default=None, description="Level I nodal involvement")
+
+
+class Recurrence(Strict):
+    site: Site
+    t_category: TCategory | None = None
+    n_category: NCategory
+    m_category: MCategory | None = None
+    gtv_volume_cm3: float | None = Field(default=None, gt=0, le=1000)
+    extension: Extension | None = None
+    neck: Neck | None = None
+    resectable: bool | None = Field(default=None, description="Surgeon's assessment")
+    surgical_stage: SurgicalStage | None = None
+    keratinizing: bool | None = None
+
+
+class Restaging(Strict):
+    mri_on: date | None = None
+    pet_ct_on: date | None = None
+    endoscopy_on: date | None = None
+    nbi_used: bool | None = None
+    biopsy_confirmed: bool | None = None
+
+
+class Biomarkers(Strict):
+    ebv_dna_copies_per_ml: float | None = Field(default=None, ge=0)
+    nlr: float | None = Field(default=None, gt=0, le=100)
+
+
+def _dose_per_fraction_ok(total_dose_gy: float, fractions: int, field: str) -> None:
+    dose_per_fraction_gy = total_dose_gy / fractions
+    if not MIN_DOSE_PER_FRACTION_GY <= dose_per_fraction_gy <= MAX_DOSE_PER_FRACTION_GY:
+        raise ValueError(
+            f"{field}: dose per fraction {dose_per_fraction_gy:.2f} Gy is outside "
+            f"{MIN_DOSE_PER_FRACTION_GY}-{MAX_DOSE_PER_FRACTION_GY} Gy"
+        )
+
+
+class PriorTreatment(Strict):
+    rt_end_on: date
+    rt_technique: RtTechnique | None = None
+    rt_total_dose_gy: float = Field(gt=0, le=150)
+    rt_fractions: int = Field(ge=1, le=100)
+    concurrent_chemotherapy: bool | None = None
+    grade3_toxicity: bool | None = Field(default=None, description="Prior RT-induced grade >= 3 toxicity")
+    grade3_toxicity_detail: list[str] = Field(default_factory=list)
+    mucosal_necrosis: bool | None = Field(
+        default=None, description="Nasopharyngeal mucosal necrosis before re-irradiation"
+    )
+    resected_before_reirradiation: bool | None = None
+    prior_salvage: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fraction_size(self) -> PriorTreatment:
+        _dose_per_fraction_ok(self.rt_total_dose_gy, self.rt_fractions, "prior_treatment")
+        return self
+
+
+class Context(Strict):
+    resource_mode: ResourceMode = ResourceMode.normal
+    available_modalities: list[Modality] | None = Field(
+        default=None, description="Modalities the centre offers; absent = not stated"
+    )
+
+
+class PlannedReirradiation(Strict):
+    total_dose_gy: float = Field(gt=0, le=100)
+    fractions: int = Field(ge=1, le=100)
+    fractions_per_day: int = Field(default=1, ge=1, le=3)
+
+    @model_validator(mode="after")
+    def _fraction_size(self) -> PlannedReirradiation:
+        _dose_per_fraction_ok(self.total_dose_gy, self.fractions, "planned_reirradiation")
+        return self
+
+
+class RecurrenceRecord(Strict):
+    recurrence_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    patient_ref: str = Field(min_length=1, max_length=128, description="Pseudonymous patient id")
+    source_system: str | None = Field(default=None, max_length=128)
+    version: int = Field(ge=1)
+    recorded_at: AwareDatetime | None = None
+    diagnosed_on: date | None = None
+    patient: Patient
+    histology: Histology | None = None
+    recurrence: Recurrence
+    restaging: Restaging | None = None
+    biomarkers: Biomarkers | None = None
+    prior_treatment: PriorTreatment
+    context: Context | None = None
+    planned_reirradiation: PlannedReirradiation | None = None
+
+    @model_validator(mode="after")
+    def _contract_rules(self) -> RecurrenceRecord:
+        if self.recurrence.t_category is None and self.recurrence.site != Site.regional:
+            raise ValueError("recurrence.t_category is required unless recurrence.site is 'regional'")
+        recurrence_on = self.recurrence_date
+        if recurrence_on is not None and self.prior_treatment.rt_end_on >= recurrence_on:
+            raise ValueError(
+                "prior_treatment.rt_end_on must be before the recurrence date "
+                "(diagnosed_on, else recorded_at)"
+            )
+        return self
+
+    @property
+    def recurrence_date(self) -> date | None:
+        """The recurrence's diagnosis date; the date of `recorded_at` when it is absent."""
+        if self.diagnosed_on is not None:
+            return self.diagnosed_on
+        return self.recorded_at.date() if self.recorded_at is not None else None
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON form: equal records hash equal whatever their key order."""
+        return canonical_hash(self.model_dump(mode="json"))
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_hash(value: object) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
