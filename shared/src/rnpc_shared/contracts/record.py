@@ -13,7 +13,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Dose per fraction accepted for any course (MODELS.md §1: "dose per fraction 0.5–25 Gy").
 MIN_DOSE_PER_FRACTION_GY = 0.5
@@ -114,7 +124,7 @@ class RtTechnique(StrEnum):
 
 def _kps_multiple_of_ten(value: int | None) -> int | None:
     if value is not None and value % 10 != 0:
-        raise ValueError("kps must be a multiple of 10 in 0-100")
+        raise PydanticCustomError("multiple_of", "kps must be a multiple of 10 in 0-100", {"multiple_of": 10})
     return value
 
 
@@ -182,6 +192,14 @@ class Recurrence(Strict):
     surgical_stage: SurgicalStage | None = None
     keratinizing: bool | None = None
 
+    @model_validator(mode="after")
+    def _t_required_unless_regional(self) -> Recurrence:
+        if self.t_category is None and self.site != Site.regional:
+            raise rule_error(
+                "t_category", "t_required_unless_regional", "t_category is required unless site is 'regional'"
+            )
+        return self
+
 
 class Restaging(Strict):
     mri_on: date | None = None
@@ -196,12 +214,19 @@ class Biomarkers(Strict):
     nlr: float | None = Field(default=None, gt=0, le=100)
 
 
-def _dose_per_fraction_ok(total_dose_gy: float, fractions: int, field: str) -> None:
+def rule_error(field: str, rule: str, message: str) -> PydanticCustomError:
+    """A cross-field rule violation; `field` (relative to the model) lets the error name the field."""
+    return PydanticCustomError("rule_violation", message, {"field": field, "rule": rule})
+
+
+def _dose_per_fraction_ok(total_dose_gy: float, fractions: int, dose_field: str) -> None:
     dose_per_fraction_gy = total_dose_gy / fractions
     if not MIN_DOSE_PER_FRACTION_GY <= dose_per_fraction_gy <= MAX_DOSE_PER_FRACTION_GY:
-        raise ValueError(
-            f"{field}: dose per fraction {dose_per_fraction_gy:.2f} Gy is outside "
-            f"{MIN_DOSE_PER_FRACTION_GY}-{MAX_DOSE_PER_FRACTION_GY} Gy"
+        raise rule_error(
+            dose_field,
+            "dose_per_fraction_range",
+            f"dose per fraction {dose_per_fraction_gy:.2f} Gy is outside "
+            f"{MIN_DOSE_PER_FRACTION_GY}-{MAX_DOSE_PER_FRACTION_GY} Gy",
         )
 
 
@@ -221,7 +246,7 @@ class PriorTreatment(Strict):
 
     @model_validator(mode="after")
     def _fraction_size(self) -> PriorTreatment:
-        _dose_per_fraction_ok(self.rt_total_dose_gy, self.rt_fractions, "prior_treatment")
+        _dose_per_fraction_ok(self.rt_total_dose_gy, self.rt_fractions, "rt_total_dose_gy")
         return self
 
 
@@ -239,7 +264,7 @@ class PlannedReirradiation(Strict):
 
     @model_validator(mode="after")
     def _fraction_size(self) -> PlannedReirradiation:
-        _dose_per_fraction_ok(self.total_dose_gy, self.fractions, "planned_reirradiation")
+        _dose_per_fraction_ok(self.total_dose_gy, self.fractions, "total_dose_gy")
         return self
 
 
@@ -259,17 +284,21 @@ class RecurrenceRecord(Strict):
     context: Context | None = None
     planned_reirradiation: PlannedReirradiation | None = None
 
-    @model_validator(mode="after")
-    def _contract_rules(self) -> RecurrenceRecord:
-        if self.recurrence.t_category is None and self.recurrence.site != Site.regional:
-            raise ValueError("recurrence.t_category is required unless recurrence.site is 'regional'")
-        recurrence_on = self.recurrence_date
-        if recurrence_on is not None and self.prior_treatment.rt_end_on >= recurrence_on:
-            raise ValueError(
-                "prior_treatment.rt_end_on must be before the recurrence date "
-                "(diagnosed_on, else recorded_at)"
+    @field_validator("prior_treatment")
+    @classmethod
+    def _rt_before_recurrence(cls, prior: PriorTreatment, info: ValidationInfo) -> PriorTreatment:
+        # Field order makes diagnosed_on / recorded_at available here, so the error names this field.
+        recurrence_on = info.data.get("diagnosed_on") or (
+            info.data["recorded_at"].date() if info.data.get("recorded_at") else None
+        )
+        if recurrence_on is not None and prior.rt_end_on >= recurrence_on:
+            raise rule_error(
+                "rt_end_on",
+                "rt_end_before_recurrence",
+                f"rt_end_on ({prior.rt_end_on}) must be before the recurrence date ({recurrence_on}: "
+                "diagnosed_on, else recorded_at)",
             )
-        return self
+        return prior
 
     @property
     def recurrence_date(self) -> date | None:

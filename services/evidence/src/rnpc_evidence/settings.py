@@ -1,0 +1,11 @@
+from pydantic_settings import SettingsConfigDict
+
+from rnpc_shared.settings import ServiceSettings
+
+
+class EvidenceSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EVIDENCE_", extra="ignore")
+
+    service_name: str = "evidence"
+    port: int = 8002
+    database_url: str = "sqlite+aiosqlite:///./.var/evidence.db"

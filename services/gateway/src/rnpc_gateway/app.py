@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from fastapi import FastAPI
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway import service
+from rnpc_gateway.routes import router
+from rnpc_gateway.settings import GatewaySettings
+from rnpc_gateway.upstream import upstream_resource
+from rnpc_shared import metrics
+from rnpc_shared.contracts.events import (
+    TOPIC_EVIDENCE_MATCHED,
+    TOPIC_RECOMMENDATION_ISSUED,
+    TOPIC_SCORES_COMPUTED,
+    CloudEvent,
+    EvidenceMatched,
+    RecommendationIssued,
+    ScoresComputed,
+)
+from rnpc_shared.db import utc_now
+from rnpc_shared.kafka.consumer import Route
+from rnpc_shared.service import Runtime, create_service_app
+
+
+async def on_scored(session: AsyncSession, event: CloudEvent, payload: ScoresComputed) -> None:
+    await service.mark_stage_done(session, payload.record.recurrence_id, payload.record.version, "scoring")
+
+
+async def on_matched(session: AsyncSession, event: CloudEvent, payload: EvidenceMatched) -> None:
+    await service.mark_stage_done(session, payload.record.recurrence_id, payload.record.version, "evidence")
+
+
+async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecommendationIssued) -> None:
+    await service.store_recommendation(session, payload)
+
+
+async def redrive_loop(runtime: Runtime) -> None:
+    settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
+    while True:
+        await asyncio.sleep(settings.redrive_interval_s)  # a schedule, not synchronisation
+        async with runtime.sessions() as session:
+            redriven = await service.redrive_overdue(
+                session,
+                older_than=timedelta(seconds=settings.redrive_after_s),
+                max_attempts=settings.redrive_max_attempts,
+                now=utc_now(),
+            )
+            await session.commit()
+        metrics.REDRIVES.labels("gateway").inc(len(redriven))
+        if redriven and runtime.relay is not None:
+            runtime.relay.notify()
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    return create_service_app(
+        settings=settings,
+        title="rNPC retreatment advisor — gateway",
+        routers=[router],
+        routes={
+            TOPIC_SCORES_COMPUTED: Route(ScoresComputed, on_scored),
+            TOPIC_EVIDENCE_MATCHED: Route(EvidenceMatched, on_matched),
+            TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
+        },
+        extra_tasks=[redrive_loop] if settings.run_consumer else [],
+        resources=[upstream_resource],
+    )

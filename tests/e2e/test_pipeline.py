@@ -1,0 +1,125 @@
+"""End to end over the real embedded broker and real databases, services as real processes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import httpx
+import pytest
+
+from rnpc_shared.contracts.recommendation import Recommendation
+from rnpc_shared.devstack import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _recommendation(stack, recurrence_id: str) -> dict[str, Any] | None:  # noqa: ANN001
+    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation")
+    return response.json() if response.status_code == 200 else None
+
+
+def _with_id(record: dict[str, Any], recurrence_id: str, version: int = 1) -> dict[str, Any]:
+    record = copy.deepcopy(record)
+    record["recurrence_id"] = recurrence_id
+    record["version"] = version
+    return record
+
+
+def test_example_record_flows_through_the_whole_chain(stack, example_record) -> None:  # noqa: ANN001
+    record = _with_id(example_record, "e2e-chain-1")
+    response = httpx.post(f"{stack.base()}/v1/recurrences", json=record)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == "/v1/recurrences/e2e-chain-1"
+    assert response.json()["outcome"] == "new"
+
+    body = wait_until(lambda: _recommendation(stack, "e2e-chain-1"), 60, "the recommendation")
+    recommendation = Recommendation.model_validate(body)  # the contract's shape
+    assert (recommendation.recurrence_id, recommendation.version) == ("e2e-chain-1", 1)
+    assert {o.modality for o in recommendation.options} >= {"enp", "reimrt", "neck_dissection"}
+    assert [o.rank for o in recommendation.options] == sorted(o.rank for o in recommendation.options)
+
+    # The synchronous path runs the same pure functions: same clinical content.
+    evaluated = httpx.post(f"{stack.base()}/v1/evaluate", json=record).json()["recommendation"]
+    strip = lambda r: {k: v for k, v in r.items() if k != "issued_at"}  # noqa: E731
+    assert strip(evaluated) == strip(body)
+
+    case = httpx.get(f"{stack.base()}/v1/recurrences/e2e-chain-1").json()
+    assert case["latest_version"] == 1
+    assert case["versions"][0]["stages"] == {
+        "recorded": "done", "scoring": "done", "evidence": "done", "recommendation": "done",
+    }
+
+
+def test_same_version_twice_is_accepted_once(stack, example_record) -> None:  # noqa: ANN001
+    record = _with_id(example_record, "e2e-dup-1")
+    first = httpx.post(f"{stack.base()}/v1/recurrences", json=record)
+    second = httpx.post(f"{stack.base()}/v1/recurrences", json=record)
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert (first.json()["outcome"], second.json()["outcome"]) == ("new", "duplicate")
+    case = httpx.get(f"{stack.base()}/v1/recurrences/e2e-dup-1").json()
+    assert [v["version"] for v in case["versions"]] == [1]
+
+
+def test_changed_content_under_the_same_version_is_a_conflict(stack, example_record) -> None:  # noqa: ANN001
+    record = _with_id(example_record, "e2e-conflict-1")
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record).status_code == 202
+    record["patient"]["age_years"] = 53
+    response = httpx.post(f"{stack.base()}/v1/recurrences", json=record)
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_newer_version_supersedes(stack, example_record) -> None:  # noqa: ANN001
+    v1 = _with_id(example_record, "e2e-versions-1", 1)
+    v2 = _with_id(example_record, "e2e-versions-1", 2)
+    v2["recurrence"]["t_category"] = "T3"
+    v2["recurrence"]["extension"]["skull_base_bone"] = True
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=v1).json()["outcome"] == "new"
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=v2).json()["outcome"] == "superseding"
+    body = wait_until(
+        lambda: (r := _recommendation(stack, "e2e-versions-1")) and r["version"] == 2 and r, 60, "version 2's recommendation"
+    )
+    assert body["version"] == 2
+    case = httpx.get(f"{stack.base()}/v1/recurrences/e2e-versions-1").json()
+    assert [(v["version"], v["superseded"]) for v in case["versions"]] == [(1, True), (2, False)]
+    stale = httpx.post(f"{stack.base()}/v1/recurrences", json=_with_id(example_record, "e2e-versions-1", 1) | {"patient_ref": "x"})
+    assert stale.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: r["patient"].update(kps=95), "patient.kps"),
+        (lambda r: r["recurrence"].update(t_category="T5"), "recurrence.t_category"),
+        (lambda r: r["recurrence"].update(gtv_volume_cm3=-3), "recurrence.gtv_volume_cm3"),
+        (lambda r: r["prior_treatment"].update(rt_end_on="2026-12-01"), "prior_treatment.rt_end_on"),
+        (lambda r: r["planned_reirradiation"].update(total_dose_gy=80, fractions=2), "planned_reirradiation.total_dose_gy"),
+        (lambda r: r.update(unexpected_field=1), "unexpected_field"),
+        (lambda r: r["patient"].pop("sex"), "patient.sex"),
+    ],
+)
+def test_invalid_record_is_a_problem_naming_the_field_and_nothing_is_stored(stack, example_record, mutate, field) -> None:  # noqa: ANN001
+    record = _with_id(example_record, f"e2e-invalid-{field}")
+    mutate(record)
+    response = httpx.post(f"{stack.base()}/v1/recurrences", json=record)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert field in [error["field"] for error in problem["errors"]]
+    assert all(error["rule"] and error["message"] for error in problem["errors"])
+    assert httpx.get(f"{stack.base()}/v1/recurrences/{record['recurrence_id']}").status_code == 404
+
+
+def test_recommendation_is_a_problem_404_until_it_exists(stack) -> None:  # noqa: ANN001
+    response = httpx.get(f"{stack.base()}/v1/recurrences/never-recorded/recommendation")
+    assert response.status_code == 404
+    assert response.json()["status"] == 404
+
+
+def test_health_and_metrics_on_every_service(stack) -> None:  # noqa: ANN001
+    for service in ("gateway", "scoring", "evidence", "recommendation"):
+        assert httpx.get(stack.base(service) + "/livez").status_code == 200
+        assert httpx.get(stack.base(service) + "/readyz").json()["checks"]["database"] is True
+        metrics = httpx.get(stack.base(service) + "/metrics").text
+        assert "rnpc_outbox_pending" in metrics

@@ -1,0 +1,182 @@
+"""The shared Kafka runtime against the real embedded broker and a real database.
+
+Invariants (as Kafka's own system tests phrase them): every accepted event has exactly one
+effect; redeliveries are no-ops; invalid events reach the DLQ with the reason and the consumer
+keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
+from rnpc_shared.db import make_engine, make_session_factory
+from rnpc_shared.kafka.consumer import EventConsumer, PermanentError, Route, decode_dlq_headers
+from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox
+from rnpc_shared.kafka.producer import EventProducer, ensure_topics
+from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent
+from rnpc_shared.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+class ProbeEffect(SQLModel, table=True):
+    """A test-only effect table: one row per handled event."""
+
+    __tablename__ = "probe_effects"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    subject: str
+    value: int
+
+
+class ProbePayload(BaseModel):
+    value: int
+
+
+async def eventually(predicate: Callable[[], Awaitable[Any]], deadline_s: float = 30) -> Any:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if result := await predicate():
+            return result
+        await asyncio.sleep(0.05)  # poll interval under a deadline
+    raise AssertionError("condition not met before the deadline")
+
+
+class Harness:
+    def __init__(self, broker, databases) -> None:  # noqa: ANN001
+        self.topic = f"test.probe.{uuid.uuid4().hex[:8]}"
+        self.settings = ServiceSettings(
+            service_name="probe",
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_fetch_max_wait_ms=20,
+            consumer_group=f"probe-{uuid.uuid4().hex[:8]}",
+            database_url=databases.new_url("probe"),
+            retry_backoff_s=0.01,
+        )
+        self.engine = make_engine(self.settings.database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.producer = EventProducer(self.settings)
+        self.fail_permanently: set[int] = set()
+
+    async def handle(self, session: AsyncSession, event: CloudEvent, payload: ProbePayload) -> None:
+        if payload.value in self.fail_permanently:
+            raise PermanentError(f"value {payload.value} is unprocessable")
+        session.add(ProbeEffect(subject=event.subject, value=payload.value))
+
+    async def __aenter__(self) -> Harness:
+        await ensure_topics(self.settings.kafka_bootstrap_servers, [self.topic, dlq_topic(self.topic)])
+        async with self.engine.begin() as connection:
+            await connection.run_sync(
+                SQLModel.metadata.create_all,
+                tables=[ProbeEffect.__table__, OutboxEvent.__table__, InboxEvent.__table__],
+            )
+        await self.producer.start()
+        self.relay = OutboxRelay(service="probe", session_factory=self.sessions, producer=self.producer, poll_interval_s=0.2, batch_size=10)
+        self.consumer = EventConsumer(
+            settings=self.settings,
+            routes={self.topic: Route(ProbePayload, self.handle)},
+            session_factory=self.sessions,
+            producer=self.producer,
+            relay=self.relay,
+        )
+        self.tasks = [asyncio.create_task(self.relay.run()), asyncio.create_task(self.consumer.run())]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.consumer.stop()
+        self.relay.stop()
+        await asyncio.gather(*self.tasks)
+        await self.producer.stop()
+        await self.engine.dispose()
+
+    async def effects(self, subject: str) -> list[int]:
+        async with self.sessions() as session:
+            rows = (await session.exec(select(ProbeEffect).where(ProbeEffect.subject == subject))).all()
+        return sorted(row.value for row in rows)
+
+    async def publish_via_outbox(self, subject: str, value: int) -> CloudEvent:
+        event = new_event(source="urn:test", type_=self.topic, subject=subject, data={"value": value}, correlation_id=None)
+        async with self.sessions() as session:
+            add_to_outbox(session, self.topic, event)
+            await session.commit()
+        self.relay.notify()
+        return event
+
+    async def publish_raw(self, subject: str, value: bytes) -> None:
+        await self.producer.send(self.topic, key=subject, value=value, headers=[])
+
+    async def dead_letters(self, count: int) -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            dlq_topic(self.topic),
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            async def collect() -> bool:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    found.extend(records)
+                return len(found) >= count
+
+            await eventually(collect)
+        finally:
+            await consumer.stop()
+        return found
+
+
+@pytest.fixture
+async def harness(broker, databases) -> AsyncIterator[Harness]:  # noqa: ANN001
+    async with Harness(broker, databases) as instance:
+        yield instance
+
+
+async def test_outbox_event_is_published_and_handled_exactly_once(harness: Harness) -> None:
+    event = await harness.publish_via_outbox("case-a", 7)
+    assert await eventually(lambda: harness.effects("case-a")) == [7]
+
+    # Redeliver the very same event (as after a crash before the offset commit): no second effect.
+    await harness.publish_raw("case-a", event.model_dump_json().encode())
+    await harness.publish_via_outbox("case-a", 8)  # a later event proves the duplicate was passed
+    assert await eventually(lambda: _has(harness, "case-a", 8)) == [7, 8]
+    async with harness.sessions() as session:
+        pending = (await session.exec(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None)))).one()  # type: ignore[union-attr]
+        inbox = (await session.exec(select(func.count()).select_from(InboxEvent))).one()
+    assert pending == 0
+    assert inbox == 2
+
+
+async def _has(harness: Harness, subject: str, value: int) -> list[int] | None:
+    effects = await harness.effects(subject)
+    return effects if value in effects else None
+
+
+async def test_invalid_events_are_dead_lettered_with_the_reason_and_the_consumer_goes_on(harness: Harness) -> None:
+    await harness.publish_raw("case-b", b"{not json")
+    bad_schema = new_event(source="urn:test", type_="t", subject="case-b", data={"value": "NaN-ish"}, correlation_id=None)
+    await harness.publish_raw("case-b", bad_schema.model_dump_json().encode())
+    harness.fail_permanently.add(13)
+    await harness.publish_via_outbox("case-b", 13)
+    await harness.publish_via_outbox("case-b", 1)
+
+    assert await eventually(lambda: harness.effects("case-b")) == [1]
+    letters = await harness.dead_letters(3)
+    reasons = [decode_dlq_headers(record.headers) for record in letters]
+    assert [r["dlq.error_type"] for r in reasons] == ["ValidationError", "ValidationError", "PermanentError"]
+    assert all(r["dlq.original_topic"] == harness.topic and r["dlq.reason"] for r in reasons)
+    assert letters[0].value == b"{not json"  # the original message, untouched
+    assert "value 13 is unprocessable" in reasons[2]["dlq.reason"]
