@@ -25,6 +25,7 @@ from rnpc_shared.db import make_engine, make_session_factory
 from rnpc_shared.kafka.consumer import EventConsumer, PermanentError, Route, decode_dlq_headers
 from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
+from rnpc_shared.kafka.replay import replay
 from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent
 from rnpc_shared.settings import ServiceSettings
 
@@ -180,3 +181,17 @@ async def test_invalid_events_are_dead_lettered_with_the_reason_and_the_consumer
     assert all(r["dlq.original_topic"] == harness.topic and r["dlq.reason"] for r in reasons)
     assert letters[0].value == b"{not json"  # the original message, untouched
     assert "value 13 is unprocessable" in reasons[2]["dlq.reason"]
+
+
+async def test_dlq_replay_sends_fixed_messages_back_through_the_consumer(harness: Harness) -> None:
+    harness.fail_permanently.add(21)
+    await harness.publish_via_outbox("case-c", 21)
+    await harness.dead_letters(1)
+    assert await harness.effects("case-c") == []
+
+    harness.fail_permanently.clear()  # "the cause is fixed"
+    group = f"replay-{uuid.uuid4().hex[:8]}"
+    assert await replay(harness.settings.kafka_bootstrap_servers, dlq_topic(harness.topic), group_id=group, idle_timeout_ms=1500) == 1
+    assert await eventually(lambda: harness.effects("case-c")) == [21]
+    # The replay group remembers its position: a second run re-sends nothing.
+    assert await replay(harness.settings.kafka_bootstrap_servers, dlq_topic(harness.topic), group_id=group, idle_timeout_ms=1500) == 0
