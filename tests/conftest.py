@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from rnpc_shared.devstack import (
-    SERVICES,
-    EmbeddedBroker,
-    free_port,
-    migrate,
-    repo_root,
-    service_env,
-    start_service,
-    stop_process,
-    wait_for_port,
-    wait_until,
-)
+from rnpc_shared.devstack import EmbeddedBroker, Stack, repo_root
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 EXAMPLE_RECORD = repo_root().parent / "shared" / "contracts" / "recurrence_record.example.json"
@@ -82,65 +68,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     instance.stop()
 
 
-@dataclass
-class Stack:
-    """The four services as processes over one broker, each with its own fresh database."""
-
-    broker: EmbeddedBroker
-    databases: DatabaseFactory
-    log_dir: Path
-    env_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self) -> Stack:
-        from rnpc_shared.contracts.events import PIPELINE_TOPICS, dlq_topic
-        from rnpc_shared.kafka.producer import ensure_topics
-
-        asyncio.run(ensure_topics(self.broker.bootstrap_servers, [t for p in PIPELINE_TOPICS for t in (p, dlq_topic(p))]))
-        for service in SERVICES:
-            self.urls[service] = self.databases.new_url(service)
-            migrate(service, self.urls[service])
-            self.ports[service] = free_port()
-        for service in SERVICES:
-            self.start_service(service)
-        for service in SERVICES:
-            self.wait_ready(service)
-        return self
-
-    def env(self, service: str) -> dict[str, str]:
-        extra = {
-            "GATEWAY_SCORING_URL": f"http://127.0.0.1:{self.ports['scoring']}",
-            "GATEWAY_EVIDENCE_URL": f"http://127.0.0.1:{self.ports['evidence']}",
-            "GATEWAY_RECOMMENDATION_URL": f"http://127.0.0.1:{self.ports['recommendation']}",
-            **self.env_overrides.get(service, {}),
-        }
-        return service_env(
-            service, port=self.ports[service], database_url=self.urls[service], bootstrap=self.broker.bootstrap_servers, extra=extra
-        )
-
-    def start_service(self, service: str) -> None:
-        self.processes[service] = start_service(service, self.env(service), self.log_dir / f"{service}.log")
-
-    def wait_ready(self, service: str) -> None:
-        wait_for_port(self.ports[service], 60, self.processes[service])
-        wait_until(lambda: httpx.get(self.base(service) + "/readyz").status_code == 200, 60, f"{service} ready")
-
-    def base(self, service: str = "gateway") -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            stop_process(process)
-
-    def log(self, service: str) -> str:
-        return (self.log_dir / f"{service}.log").read_text(errors="replace")
-
-
 @pytest.fixture(scope="session")
 def stack(broker: EmbeddedBroker, databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    instance = Stack(broker=broker, databases=databases, log_dir=tmp_path_factory.mktemp("logs")).start()
+    instance = Stack(broker=broker, new_database_url=databases.new_url, log_dir=tmp_path_factory.mktemp("logs")).start()
     yield instance
     instance.stop()
 
@@ -152,7 +82,7 @@ def new_stack(databases: DatabaseFactory, tmp_path: Path) -> Iterator[Callable[.
 
     def make(env_overrides: dict[str, dict[str, str]] | None = None) -> Stack:
         own_broker = EmbeddedBroker().start(tmp_path / "broker.log")
-        instance = Stack(broker=own_broker, databases=databases, log_dir=tmp_path, env_overrides=env_overrides or {})
+        instance = Stack(broker=own_broker, new_database_url=databases.new_url, log_dir=tmp_path, env_overrides=env_overrides or {})
         created.append((instance, own_broker))
         return instance.start()
 

@@ -147,15 +147,67 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:
             process.wait()
 
 
-def _pipeline_topics() -> list[str]:
+def pipeline_topics() -> list[str]:
     from rnpc_shared.contracts.events import PIPELINE_TOPICS, dlq_topic
 
     return [t for topic in PIPELINE_TOPICS for t in (topic, dlq_topic(topic))]
 
 
-def main() -> None:
-    from rnpc_shared.kafka.producer import ensure_topics
+@dataclass
+class Stack:
+    """The four services as processes over one broker, each with its own fresh database."""
 
+    broker: EmbeddedBroker
+    new_database_url: Callable[[str], str]
+    log_dir: Path
+    ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
+    env_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self) -> Stack:
+        from rnpc_shared.kafka.producer import ensure_topics
+
+        asyncio.run(ensure_topics(self.broker.bootstrap_servers, pipeline_topics()))
+        for service in SERVICES:
+            self.urls[service] = self.new_database_url(service)
+            migrate(service, self.urls[service])
+        for service in SERVICES:
+            self.start_service(service)
+        for service in SERVICES:
+            self.wait_ready(service)
+        return self
+
+    def env(self, service: str) -> dict[str, str]:
+        extra = {
+            "GATEWAY_SCORING_URL": self.base("scoring"),
+            "GATEWAY_EVIDENCE_URL": self.base("evidence"),
+            "GATEWAY_RECOMMENDATION_URL": self.base("recommendation"),
+            **self.env_overrides.get(service, {}),
+        }
+        return service_env(
+            service, port=self.ports[service], database_url=self.urls[service], bootstrap=self.broker.bootstrap_servers, extra=extra
+        )
+
+    def start_service(self, service: str) -> None:
+        self.processes[service] = start_service(service, self.env(service), self.log_dir / f"{service}.log")
+
+    def wait_ready(self, service: str, deadline_s: float = 60) -> None:
+        wait_for_port(self.ports[service], deadline_s, self.processes[service])
+        wait_until(lambda: httpx.get(self.base(service) + "/readyz").status_code == 200, deadline_s, f"{service} ready")
+
+    def base(self, service: str = "gateway") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            stop_process(process)
+
+    def failed(self) -> list[str]:
+        return [s for s, p in self.processes.items() if p.poll() is not None]
+
+
+def main() -> None:
     root = repo_root()
     var = root / ".var"
     var.mkdir(exist_ok=True)
@@ -163,34 +215,31 @@ def main() -> None:
     ports = {s: int(os.environ.get(f"{s.upper()}_PORT", DEFAULT_PORTS[s])) for s in SERVICES}
     print(f"starting the embedded Kafka-protocol broker (Tansu) on 127.0.0.1:{kafka_port} ...", flush=True)
     broker = EmbeddedBroker(port=kafka_port).start(var / "broker.log")
-    processes: dict[str, subprocess.Popen] = {}
+    stack = Stack(
+        broker=broker,
+        new_database_url=lambda s: os.environ.get(f"{s.upper()}_DATABASE_URL", f"sqlite+aiosqlite:///{var / s}.db"),
+        log_dir=var,
+        ports=ports,
+    )
     try:
-        asyncio.run(ensure_topics(broker.bootstrap_servers, _pipeline_topics()))
-        for service in SERVICES:
-            database_url = os.environ.get(f"{service.upper()}_DATABASE_URL", f"sqlite+aiosqlite:///{var / service}.db")
-            migrate(service, database_url, root)
-            env = service_env(service, port=ports[service], database_url=database_url, bootstrap=broker.bootstrap_servers)
-            processes[service] = start_service(service, env, var / f"{service}.log")
-        for service, process in processes.items():
-            wait_for_port(ports[service], 60, process)
-        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        print("applying migrations and starting the services ...", flush=True)
+        stack.start()
+        gateway = stack.base("gateway")
         print(f"\nrNPC advisor is up (logs in {var}/):", flush=True)
         print(f"  gateway API docs  {gateway}/docs", flush=True)
         print(f"  submit a record   curl -X POST {gateway}/v1/recurrences -H 'content-type: application/json' "
               "-d @../shared/contracts/recurrence_record.example.json", flush=True)
         for service in SERVICES:
-            print(f"  {service:<15} http://127.0.0.1:{ports[service]}/metrics  /livez  /readyz", flush=True)
+            print(f"  {service:<15} {stack.base(service)}/metrics  /livez  /readyz", flush=True)
         print("Ctrl-C stops everything.", flush=True)
-        while all(p.poll() is None for p in processes.values()):
+        while not stack.failed():
             time.sleep(0.5)  # supervising children, not synchronising
-        failed = [s for s, p in processes.items() if p.poll() is not None]
-        print(f"stopped unexpectedly: {failed}; see {var}/<service>.log", flush=True)
+        print(f"stopped unexpectedly: {stack.failed()}; see {var}/<service>.log", flush=True)
         sys.exit(1)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     finally:
-        for process in reversed(list(processes.values())):
-            stop_process(process)
+        stack.stop()
         broker.stop()
 
 
