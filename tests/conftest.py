@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,20 @@ def use_postgres() -> bool:
     return os.environ.get("RNPC_TEST_DATABASE", "sqlite") == "postgres"
 
 
-async def _pg_admin(statements: list[str]) -> None:
+def _pg_admin(statements: list[str]) -> None:
+    """Run admin SQL on its own loop in a thread: callers may be inside a running event loop."""
     import asyncpg
 
-    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 class DatabaseFactory:
@@ -43,7 +49,7 @@ class DatabaseFactory:
     def new_url(self, label: str) -> str:
         name = f"rnpc_t_{label}_{uuid.uuid4().hex[:8]}"
         if use_postgres():
-            asyncio.run(_pg_admin([f'CREATE DATABASE "{name}"']))
+            _pg_admin([f'CREATE DATABASE "{name}"'])
             self._pg_names.append(name)
             host_part = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1]
             return f"postgresql+asyncpg://{host_part}/{name}"
@@ -51,7 +57,7 @@ class DatabaseFactory:
 
     def drop_all(self) -> None:
         if self._pg_names:
-            asyncio.run(_pg_admin([f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in self._pg_names]))
+            _pg_admin([f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in self._pg_names])
 
 
 @pytest.fixture(scope="session")
