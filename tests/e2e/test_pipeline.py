@@ -123,3 +123,61 @@ def test_health_and_metrics_on_every_service(stack) -> None:  # noqa: ANN001
         assert httpx.get(stack.base(service) + "/readyz").json()["checks"]["database"] is True
         metrics = httpx.get(stack.base(service) + "/metrics").text
         assert "rnpc_outbox_pending" in metrics
+
+
+def test_sync_scores_equal_the_workers_stored_scores(stack, example_record) -> None:  # noqa: ANN001
+    import asyncio
+
+    from sqlalchemy import text
+
+    from rnpc_shared.db import make_engine
+
+    record = _with_id(example_record, "e2e-scores-1")
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record).status_code == 202
+    wait_until(lambda: _recommendation(stack, "e2e-scores-1"), 60, "the recommendation")
+
+    async def stored() -> dict[str, Any]:
+        engine = make_engine(stack.urls["scoring"])
+        async with engine.connect() as connection:
+            row = (await connection.execute(text("SELECT scores FROM score_sets WHERE recurrence_id = 'e2e-scores-1'"))).scalar_one()
+        await engine.dispose()
+        return row if isinstance(row, dict) else __import__("json").loads(row)
+
+    synchronous = httpx.post(f"{stack.base()}/v1/scores", json=record)
+    assert synchronous.status_code == 200
+    assert synchronous.json() == asyncio.run(stored())
+    assert set(synchronous.json()["results"]) == {
+        "interval_since_rt", "ajcc8_stage", "eqd2_prior_course", "eqd2_planned_course", "cumulative_gtv_dose",
+        "li2018_prognostic_index", "ward2018_rpa", "tumour_volume", "lethal_necrosis_factors",
+        "srs_suitability", "surgical_stage", "markers",
+    }
+
+
+def test_scoring_parameters_are_validated_and_echoed(stack, example_record) -> None:  # noqa: ANN001
+    response = httpx.post(f"{stack.base()}/v1/scores", params={"alpha_beta_tumour_gy": 8}, json=example_record)
+    assert response.status_code == 200
+    assert response.json()["parameters"]["alpha_beta_tumour_gy"] == 8
+    bad = httpx.post(f"{stack.base()}/v1/scores", params={"recovery_fraction": 1.5}, json=example_record)
+    assert bad.status_code == 422
+    assert "recovery_fraction" in [e["field"].split(".")[-1] for e in bad.json()["errors"]]
+
+
+def test_evidence_endpoints_serve_the_migrated_evidence_base(stack) -> None:  # noqa: ANN001
+    from rnpc_evidence.domain.catalogue import evidence_version, load_studies
+
+    everything = httpx.get(f"{stack.base()}/v1/evidence/studies").json()
+    assert everything["evidence_version"] == evidence_version()
+    assert sorted(s["study_id"] for s in everything["studies"]) == sorted(s.study_id for s in load_studies())
+
+    srs_os = httpx.get(f"{stack.base()}/v1/evidence/studies", params={"modality": "srs", "outcome": "OS"}).json()
+    assert srs_os["count"] > 0
+    assert all(s["modality"] == "srs" and any(o["metric"] == "OS" for o in s["outcomes"]) for s in srs_os["studies"])
+
+    summary = httpx.get(f"{stack.base()}/v1/evidence/summary", params={"modality": "reimrt"}).json()
+    assert summary["evidence_version"] == evidence_version()
+    subgroups = {(p["metric"], p["subgroup"]) for p in summary["pooled"]}
+    assert {("grade5_toxicity", "endemic"), ("grade5_toxicity", "non_endemic")} <= subgroups
+
+    bad = httpx.get(f"{stack.base()}/v1/evidence/studies", params={"modality": "laser"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "query.modality"

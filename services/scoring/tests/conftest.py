@@ -1,0 +1,43 @@
+"""Fixtures for the scoring domain tests: records built from the contract's example."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rnpc_shared.contracts.record import RecurrenceRecord
+
+# The contracts live beside the project root, in ../shared (shared/README.md).
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE_PATH = PROJECT_ROOT.parent / "shared" / "contracts" / "recurrence_record.example.json"
+
+
+@pytest.fixture(scope="session")
+def example_dict() -> dict[str, Any]:
+    return json.loads(EXAMPLE_PATH.read_text())
+
+
+@pytest.fixture
+def make_record(example_dict: dict[str, Any]) -> Callable[..., RecurrenceRecord]:
+    """The example record with dotted-path overrides, e.g. {"recurrence.t_category": "T3"}.
+
+    A value of None sets the field to null (for optional sections, removes the section).
+    """
+
+    def build(overrides: dict[str, Any] | None = None) -> RecurrenceRecord:
+        data = copy.deepcopy(example_dict)
+        for path, value in (overrides or {}).items():
+            *parents, leaf = path.split(".")
+            node = data
+            for part in parents:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+            node[leaf] = value
+        return RecurrenceRecord.model_validate(data)
+
+    return build
