@@ -5,8 +5,13 @@ them with RNPC_DEPLOY_TOOLS=1, where a missing tool is a failure, never a skip."
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The shared facts module (agreed names and lists) is imported by every deploy test.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

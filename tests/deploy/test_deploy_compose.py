@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-
-
-def _load_facts() -> ModuleType:
-    name = "rnpc_deploy_facts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("deploy_facts.py"))
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-F = _load_facts()
+import deploy_facts as F  # on sys.path via tests/deploy/conftest.py
 COMPOSE = F.ROOT / "docker-compose.yml"
 DOCKERFILE = F.DEPLOY / "docker" / "Dockerfile"
 
