@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ def repo_root() -> Path:
         if (directory / "migrations" / "alembic.ini").is_file():
             return directory
     raise RuntimeError("run from inside the repository (migrations/alembic.ini not found)")
+
+
+def _die_with_parent() -> None:
+    """Child processes get SIGTERM when the process that started them dies (Linux), so a killed
+    test run or launcher never leaves services or brokers behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -87,6 +97,7 @@ class EmbeddedBroker:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         wait_for_port(self.port, 30, self.process)
         return self
@@ -133,7 +144,12 @@ def service_env(service: str, *, port: int, database_url: str, bootstrap: str, e
 def start_service(service: str, env: dict[str, str], log_path: Path | None = None) -> subprocess.Popen:
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", f"rnpc_{service}"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "-m", f"rnpc_{service}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children gracefully
+        preexec_fn=_die_with_parent,
     )
 
 
@@ -171,7 +187,8 @@ class Stack:
         asyncio.run(ensure_topics(self.broker.bootstrap_servers, pipeline_topics()))
         for service in SERVICES:
             self.urls[service] = self.new_database_url(service)
-            migrate(service, self.urls[service])
+        with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:  # independent databases
+            list(pool.map(lambda s: migrate(s, self.urls[s]), SERVICES))
         for service in SERVICES:
             self.start_service(service)
         for service in SERVICES:
@@ -207,7 +224,14 @@ class Stack:
         return [s for s, p in self.processes.items() if p.poll() is not None]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Ctrl-C and SIGTERM both stop everything cleanly, even when started with SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     root = repo_root()
     var = root / ".var"
     var.mkdir(exist_ok=True)

@@ -1,0 +1,184 @@
+"""The engine: runs every rule over the case and combines their effects into a Recommendation.
+
+Pure and deterministic: no I/O, no clock (`issued_at` is a parameter); options, reasons and
+warnings are ordered by rule order and a fixed tie-break, so equal inputs give byte-identical
+output apart from `issued_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from rnpc_shared.contracts.evidence import EvidenceBundle
+from rnpc_shared.contracts.recommendation import (
+    Option,
+    OptionEvidence,
+    OptionStatus,
+    Reason,
+    Recommendation,
+    RecommendationStatus,
+    Versions,
+)
+from rnpc_shared.contracts.record import Modality, RecurrenceRecord, canonical_hash
+from rnpc_shared.contracts.scores import Scores
+
+from rnpc_recommendation.domain.context import CaseContext
+from rnpc_recommendation.domain.effects import CASE_PRECEDENCE, CLINICAL_PRECEDENCE, PLACE, Effects
+from rnpc_recommendation.domain.rules import RULES, RULES_VERSION, Rule
+
+MODALITY_ORDER: tuple[Modality, ...] = tuple(Modality)  # the contract's order: the final tie-break
+# Ranking: by clinical status group (recommended, consider, then the excluded ones); within a
+# group, options the centre offers before referrals, then the rules' priority, then the
+# contract's order. A recommended option the centre lacks therefore still ranks first: the
+# referral for the best option is never hidden behind a weaker local one.
+STATUS_GROUP: dict[OptionStatus, int] = {
+    OptionStatus.recommended: 0,
+    OptionStatus.consider: 1,
+    OptionStatus.not_recommended: 2,
+    OptionStatus.contraindicated: 3,
+}
+OFFERED = frozenset({OptionStatus.recommended, OptionStatus.consider})
+
+Applied = list[tuple[Rule, Effects]]
+
+
+def recommend(
+    record: RecurrenceRecord, scores: Scores, evidence: EvidenceBundle, issued_at: datetime
+) -> Recommendation:
+    """The recommendation for one record version (MODELS.md §5)."""
+    ctx = CaseContext(record, scores, evidence)
+    applied: Applied = [(rule, rule.effects(ctx)) for rule in RULES]
+    order = _preference_order(applied)
+    drafts = [_draft(modality, applied, order, ctx) for modality in MODALITY_ORDER]
+    drafts.sort(key=lambda d: d[0])
+    options = [
+        option.model_copy(update={"rank": rank}) for rank, (_, option) in enumerate(drafts, start=1)
+    ]
+    case_statuses = {e.case_status for _, e in applied if e.case_status is not None}
+    return Recommendation(
+        recurrence_id=record.recurrence_id,
+        version=record.version,
+        status=next(
+            (s for s in CASE_PRECEDENCE if s in case_statuses), RecommendationStatus.complete
+        ),
+        options=options,
+        required_workup=_unique(item for _, e in applied for item in e.required_workup),
+        warnings=_unique(item for _, e in applied for item in e.warnings),
+        versions=Versions(
+            rules=RULES_VERSION, models=scores.models_version, evidence=evidence.evidence_version
+        ),
+        input_hash=input_hash(record, scores, evidence),
+        issued_at=issued_at,
+    )
+
+
+def input_hash(record: RecurrenceRecord, scores: Scores, evidence: EvidenceBundle) -> str:
+    """SHA-256 of the canonical JSON of everything the recommendation was computed from."""
+    return canonical_hash(
+        {
+            "record": record.model_dump(mode="json"),
+            "scores": scores.model_dump(mode="json"),
+            "evidence": evidence.model_dump(mode="json"),
+        }
+    )
+
+
+def final_status(clinical: OptionStatus, centre_lacks_it: bool) -> OptionStatus:
+    """Availability over the clinical status.
+
+    Precedence: contraindicated > not_recommended > unavailable > consider > recommended.
+    An option the centre lacks but that would be offered becomes "unavailable" (refer); one that
+    is excluded clinically keeps its exclusion, since a referral for it would mislead. Either
+    way the clinical reasons and warnings stay on the option and the availability is a reason.
+    """
+    return OptionStatus.unavailable if centre_lacks_it and clinical in OFFERED else clinical
+
+
+def clinical_status(proposals: list[OptionStatus]) -> OptionStatus:
+    """The most cautious proposal wins (effects.CLINICAL_PRECEDENCE)."""
+    return next(status for status in CLINICAL_PRECEDENCE if status in proposals)
+
+
+def _preference_order(applied: Applied) -> tuple[Modality, ...]:
+    orders = [(rule.id, e.preference_order) for rule, e in applied if e.preference_order]
+    if len(orders) != 1:
+        fired = [rule_id for rule_id, _ in orders]
+        raise RuntimeError(f"exactly one pathway rule must fire, got {fired}")
+    rule_id, order = orders[0]
+    if sorted(order) != sorted(MODALITY_ORDER):
+        raise RuntimeError(f"{rule_id}: the preference order must list every modality once")
+    return order
+
+
+def _draft(
+    modality: Modality, applied: Applied, order: tuple[Modality, ...], ctx: CaseContext
+) -> tuple[tuple[int, bool, int, int], Option]:
+    """One option (rank still 1) with its sort key (see STATUS_GROUP)."""
+    proposed: list[OptionStatus] = []
+    reasons: list[Reason] = []
+    warnings: list[str] = []
+    priority = order.index(modality) * PLACE
+    schedule = None
+    lacked_by: Rule | None = None  # the availability rule, when the centre lacks this option
+    for rule, e in applied:
+        for p in e.proposals:
+            if p.modality == modality:
+                proposed.append(p.status)
+                reasons.append(Reason(rule=rule.id, text=p.text, source=p.source or rule.source))
+        for n in e.notes:
+            if n.modality == modality:
+                reasons.append(Reason(rule=rule.id, text=n.text, source=n.source or rule.source))
+        for s in e.shifts:
+            if s.modality == modality:
+                priority += s.points
+                reasons.append(Reason(rule=rule.id, text=s.text, source=s.source or rule.source))
+        warnings += [w.text for w in e.option_warnings if w.modality == modality]
+        schedule = e.schedules.get(modality, schedule)
+        if modality in e.unavailable:
+            lacked_by = rule
+    if not proposed:
+        raise RuntimeError(f"no rule proposed a status for {modality}")
+    clinical = clinical_status(proposed)
+    lacked = lacked_by is not None
+    if lacked_by is not None:
+        reasons.append(_availability_reason(lacked_by, clinical))
+    option = Option(
+        modality=modality,
+        status=final_status(clinical, centre_lacks_it=lacked),
+        rank=1,
+        reasons=reasons,
+        warnings=_unique(warnings),
+        evidence=_evidence(ctx.evidence, modality),
+        # A schedule only where the option is offered: no dose suggestion for an excluded option.
+        schedule=(
+            schedule.to_schedule(ctx.alpha_beta_tumour_gy, ctx.alpha_beta_late_gy)
+            if schedule is not None and clinical in OFFERED
+            else None
+        ),
+    )
+    return (STATUS_GROUP[clinical], lacked, priority, MODALITY_ORDER.index(modality)), option
+
+
+def _availability_reason(rule: Rule, clinical: OptionStatus) -> Reason:
+    if clinical in OFFERED:
+        text = f"Unavailable here — refer to a centre that offers it (clinical status: {clinical})."
+    else:
+        text = (
+            "Not offered at this centre; no referral, as it is not indicated "
+            f"(clinical status: {clinical})."
+        )
+    return Reason(rule=rule.id, text=text, source=rule.source)
+
+
+def _evidence(evidence: EvidenceBundle, modality: Modality) -> OptionEvidence:
+    matched = evidence.by_modality.get(modality)
+    if matched is None:
+        return OptionEvidence()
+    return OptionEvidence(
+        study_ids=[study.study_id for study in matched.studies], pooled=list(matched.pooled)
+    )
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

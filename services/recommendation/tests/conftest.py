@@ -1,0 +1,323 @@
+"""Builders for the recommendation tests.
+
+The scoring and evidence services may not be imported here (each service imports only
+rnpc_shared and itself), so `build_scores` is a small stand-in that follows the scoring
+service's published conventions (model ids, categories, details keys) and `build_evidence`
+carries a few real rows of the seed's Tables 1–3. Tests reach the builders through the
+session fixture `kit`, so Hypothesis tests may use them too.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from rnpc_shared.contracts.evidence import (
+    EvidenceBundle,
+    ModalityEvidence,
+    OutcomeMetric,
+    PooledEstimate,
+    Range,
+    Study,
+    StudyOutcome,
+)
+from rnpc_shared.contracts.record import LOCAL_MODALITIES, Modality, RecurrenceRecord
+from rnpc_shared.contracts.scores import ModelStatus, ScoreResult, Scores
+
+MODELS_VERSION = "models/test-1"
+EVIDENCE_VERSION = "evidence/test-1"
+UNKNOWN = "unknown"  # a score override meaning "not computable"
+
+# A local rT1 recurrence within every Liu 2021 criterion, fully restaged, at a centre that
+# states it offers every local modality. Vignettes change what they need.
+BASE_RECORD: dict[str, Any] = {
+    "recurrence_id": "vig-base",
+    "patient_ref": "pt-test",
+    "version": 1,
+    "recorded_at": "2026-11-20T09:30:00Z",
+    "diagnosed_on": "2026-11-18",
+    "patient": {"age_years": 52, "sex": "male", "kps": 90, "organ_dysfunction": False},
+    "histology": "who_type_3",
+    "recurrence": {
+        "site": "local",
+        "t_category": "T1",
+        "n_category": "N0",
+        "m_category": "M0",
+        "gtv_volume_cm3": 6.0,
+        "extension": {
+            "parapharyngeal": "none",
+            "adjacent_soft_tissue": False,
+            "skull_base_bone": False,
+            "cervical_vertebra": False,
+            "pterygoid_structures": False,
+            "paranasal_sinuses": False,
+            "cranial_nerves": False,
+            "intracranial": False,
+            "ica_encasement": False,
+            "fossa_of_rosenmuller": False,
+            "foramen_lacerum": False,
+            "sphenoid_sinus": False,
+            "nasal_cavity": False,
+            "oropharynx": False,
+            "hypopharynx": False,
+            "orbit": False,
+            "parotid": False,
+            "beyond_lateral_pterygoid": False,
+        },
+        "resectable": True,
+        "keratinizing": False,
+    },
+    "restaging": {"mri_on": "2026-11-10", "pet_ct_on": "2026-11-12", "endoscopy_on": "2026-11-08",
+                  "biopsy_confirmed": True},
+    "prior_treatment": {
+        "rt_end_on": "2022-03-15",
+        "rt_technique": "imrt",
+        "rt_total_dose_gy": 70.0,
+        "rt_fractions": 33,
+        "grade3_toxicity": False,
+        "mucosal_necrosis": False,
+        "resected_before_reirradiation": False,
+    },
+    "context": {
+        "resource_mode": "normal",
+        "available_modalities": [m.value for m in LOCAL_MODALITIES],
+    },
+    "planned_reirradiation": {"total_dose_gy": 65.0, "fractions": 54, "fractions_per_day": 2},
+}
+
+
+def build_record(overrides: dict[str, Any] | None = None) -> RecurrenceRecord:
+    """BASE_RECORD with dotted-path overrides, e.g. {"recurrence.t_category": "T3"}.
+
+    A value of None sets the field to null (for an optional section, removes it)."""
+    data = copy.deepcopy(BASE_RECORD)
+    for path, value in (overrides or {}).items():
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        node[leaf] = value
+    return RecurrenceRecord.model_validate(data)
+
+
+# --- a stand-in for the scoring service (its conventions, not its code) -------------------------
+
+FACTOR_NAMES = (  # Yu 2016 lethal-necrosis factors (MODELS.md §4.5)
+    "female_sex",
+    "necrosis_before_reirradiation",
+    "accumulated_gtv_dose_ge_145_5_gy",
+    "volume_ge_25_38_cm3",
+)
+
+
+def _result(model: str, status: ModelStatus, *, value: Any = None, category: str | None = None,
+            details: dict[str, Any] | None = None, missing: list[str] | None = None) -> ScoreResult:
+    common = {"model": model, "version": "test", "status": status, "citation": "test stand-in"}
+    if missing:
+        return ScoreResult(**common, computable=False, missing_inputs=missing)
+    return ScoreResult(**common, computable=True, value=value, category=category,
+                       details=details or {})
+
+
+def _eqd2(total_gy: float, fractions: int, alpha_beta_gy: float = 10.0) -> float:
+    return total_gy * (total_gy / fractions + alpha_beta_gy) / (2 + alpha_beta_gy)
+
+
+def _months(start: date, end: date) -> int:
+    """Whole calendar months (MODELS.md §2)."""
+    months = (end.year - start.year) * 12 + end.month - start.month
+    return months - 1 if end.day < start.day else months
+
+
+def _stage_group(t: str | None, n: str, m: str | None) -> str:
+    """AJCC 8th stage groups (MODELS.md §3)."""
+    if m == "M1":
+        return "IVB"
+    if t == "T4" or n == "N3":
+        return "IVA"
+    if n == "N2" or t == "T3":
+        return "III"
+    if t == "T2" or n == "N1":
+        return "II"
+    return "I"
+
+
+def build_scores(record: RecurrenceRecord, overrides: dict[str, Any] | None = None) -> Scores:
+    """Scores following the scoring service's conventions. Overrides per model id: UNKNOWN
+    (not computable), a ScoreResult, or a dict of fields to replace."""
+    rec, prior, patient = record.recurrence, record.prior_treatment, record.patient
+    exact, provisional = ModelStatus.exact, ModelStatus.provisional
+    t = rec.t_category.value if rec.t_category else None
+    r: dict[str, ScoreResult] = {}
+
+    months = _months(prior.rt_end_on, record.recurrence_date)
+    r["interval_since_rt"] = _result("interval_since_rt", exact, value=months,
+                                     category="gt_24_months" if months > 24 else "le_24_months")
+    stage = _stage_group(t, rec.n_category, rec.m_category)
+    r["ajcc8_stage"] = _result("ajcc8_stage", exact, value=stage, category=stage, details={
+        "t_category": t, "t_category_entered": t, "t_category_derived": t,
+        "n_category": rec.n_category.value, "m_category": rec.m_category, "conflicts": []})
+    r["eqd2_prior_course"] = _result("eqd2_prior_course", exact,
+                                     value=_eqd2(prior.rt_total_dose_gy, prior.rt_fractions),
+                                     details={"alpha_beta_gy": 10.0})
+    planned = record.planned_reirradiation
+    planned_eqd2 = _eqd2(planned.total_dose_gy, planned.fractions) if planned else None
+    if planned is None:
+        for model_id in ("eqd2_planned_course", "cumulative_gtv_dose"):
+            r[model_id] = _result(model_id, exact, missing=["planned_reirradiation"])
+    else:
+        r["eqd2_planned_course"] = _result(
+            "eqd2_planned_course", exact, value=planned_eqd2, details={"alpha_beta_gy": 10.0},
+            category="ge_68_gy" if planned_eqd2 >= 68 else "lt_68_gy")
+        total_gy = prior.rt_total_dose_gy + planned.total_dose_gy
+        r["cumulative_gtv_dose"] = _result(
+            "cumulative_gtv_dose", exact, value=total_gy,
+            category="ge_145_5_gy" if total_gy >= 145.5 else "lt_145_5_gy")
+    r["li2018_prognostic_index"] = _li2018(record, planned_eqd2)
+    r["ward2018_rpa"] = _ward(months, prior.resected_before_reirradiation,
+                              patient.organ_dysfunction)
+    volume = rec.gtv_volume_cm3
+    if volume is None:
+        r["tumour_volume"] = _result("tumour_volume", exact, missing=["gtv_volume_cm3"])
+        r["srs_suitability"] = _result("srs_suitability", provisional, missing=["gtv_volume_cm3"])
+    else:
+        r["tumour_volume"] = _result("tumour_volume", exact, value=volume,
+                                     details={"gt_38_cm3": volume > 38, "ge_22_cm3": volume >= 22})
+        srs = "candidate" if t in ("T1", "T2") and volume <= 10.0 else "not_candidate"
+        r["srs_suitability"] = _result("srs_suitability", provisional, value=srs, category=srs)
+    r["lethal_necrosis_factors"] = _lethal(record, r["cumulative_gtv_dose"])
+    if rec.surgical_stage is None:
+        r["surgical_stage"] = _result("surgical_stage", ModelStatus.lookup_only,
+                                      missing=["surgical_stage"])
+    else:
+        r["surgical_stage"] = _result("surgical_stage", ModelStatus.lookup_only,
+                                      value=rec.surgical_stage.value)
+    r["markers"] = _result("markers", exact, value="informational")
+
+    for model_id, override in (overrides or {}).items():
+        if override == UNKNOWN:
+            r[model_id] = _result(model_id, r[model_id].status, missing=["test: unknown"])
+        elif isinstance(override, ScoreResult):
+            r[model_id] = override
+        else:
+            r[model_id] = r[model_id].model_copy(update={"computable": True, **override})
+    return Scores(results=r, models_version=MODELS_VERSION)
+
+
+def _li2018(record: RecurrenceRecord, planned_eqd2: float | None) -> ScoreResult:
+    """Li 2018 provisional points (MODELS.md §4.1): GTV mL + 2/yr + 35 + 64 + 67; high ≥ 252."""
+    rec, prior = record.recurrence, record.prior_treatment
+    inputs = {"gtv_volume_cm3": rec.gtv_volume_cm3, "planned_reirradiation": planned_eqd2,
+              "grade3_toxicity": prior.grade3_toxicity, "t_category": rec.t_category}
+    missing = [name for name, value in inputs.items() if value is None]
+    if missing:
+        return _result("li2018_prognostic_index", ModelStatus.provisional, missing=missing)
+    index = round(rec.gtv_volume_cm3 + 2 * record.patient.age_years
+                  + (35 if planned_eqd2 >= 68 else 0) + (64 if prior.grade3_toxicity else 0)
+                  + (67 if rec.t_category in ("T3", "T4") else 0))
+    return _result("li2018_prognostic_index", ModelStatus.provisional, value=index,
+                   category="high_risk" if index >= 252 else "low_risk", details={"cut_off": 252})
+
+
+def _ward(months: int, resected: bool | None, organ_dysfunction: bool | None) -> ScoreResult:
+    """Ward 2018 RPA classes (MODELS.md §4.2)."""
+    klass = None
+    if months > 24 and resected is not None:
+        klass = "I" if resected else "II"
+    elif months <= 24 and organ_dysfunction is not None:
+        klass = "III" if organ_dysfunction else "II"
+    if klass is None:
+        return _result("ward2018_rpa", ModelStatus.exact, missing=["resected or organ_dysfunction"])
+    return _result("ward2018_rpa", ModelStatus.exact, value=klass, category=f"class_{klass}")
+
+
+def _lethal(record: RecurrenceRecord, cumulative: ScoreResult) -> ScoreResult:
+    """Yu 2016 factors (MODELS.md §4.5); the count is provisional."""
+    volume = record.recurrence.gtv_volume_cm3
+    present_by_name = dict(zip(FACTOR_NAMES, (
+        record.patient.sex == "female",
+        record.prior_treatment.mucosal_necrosis,
+        cumulative.category == "ge_145_5_gy" if cumulative.computable else None,
+        volume >= 25.38 if volume is not None else None,
+    ), strict=True))
+    missing = [name for name, present in present_by_name.items() if present is None]
+    if missing:
+        return _result("lethal_necrosis_factors", ModelStatus.provisional, missing=missing)
+    present = [name for name, is_present in present_by_name.items() if is_present]
+    return _result("lethal_necrosis_factors", ModelStatus.provisional, value=len(present),
+                   details={"factors": present_by_name, "present": present})
+
+
+def with_provisional(scores: Scores, *, li: str | None, srs: str | None,
+                     lethal: int | None) -> Scores:
+    """The same scores with only the provisional models' outputs replaced (None = unknown)."""
+    results = dict(scores.results)
+    for model_id, value in (("li2018_prognostic_index", li), ("srs_suitability", srs)):
+        results[model_id] = (
+            _result(model_id, ModelStatus.provisional, missing=["test: unknown"]) if value is None
+            else _result(model_id, ModelStatus.provisional, value=value, category=value)
+        )
+    results["lethal_necrosis_factors"] = (
+        _result("lethal_necrosis_factors", ModelStatus.provisional, missing=["test: unknown"])
+        if lethal is None
+        else _result("lethal_necrosis_factors", ModelStatus.provisional, value=lethal,
+                     details={"present": list(FACTOR_NAMES[:lethal])})
+    )
+    return scores.model_copy(update={"results": results})
+
+
+# --- evidence: a few real rows of the seed's tables ----------------------------------------------
+
+
+def _study(study_id: str, table: str, ref: int, author: str, year: int, n: int, modality: Modality,
+           outcomes: list[tuple[OutcomeMetric, float | None, float]]) -> Study:
+    return Study(
+        study_id=study_id, source_table=table, reference=ref, first_author=author, year=year, n=n,
+        modality=modality, citation=f"seed Table {table} [{ref}]",
+        outcomes=[StudyOutcome(metric=metric, horizon_years=years, percent=Range(low=pct, high=pct))
+                  for metric, years, pct in outcomes],
+    )
+
+
+def build_evidence() -> EvidenceBundle:
+    os_, lc, cm = OutcomeMetric.OS, OutcomeMetric.LC, OutcomeMetric.CM
+    m = Modality
+    studies = [  # seed Tables 1-3: id, table, reference, author, year, n, modality, outcomes
+        _study("t1-chen-2009", "1", 46, "Chen", 2009, 37, m.enp, [(cm, None, 96), (os_, 2, 84)]),
+        _study("t1-you-2015", "1", 37, "You", 2015, 72, m.enp, [(os_, 5, 77)]),
+        _study("t1-chan-2015", "1", 60, "Chan", 2015, 338, m.msnp,
+               [(cm, None, 79), (lc, 5, 74), (os_, 5, 62)]),
+        _study("t2-tian-2017", "2", 79, "Tian", 2017, 245, m.reimrt, [(os_, 5, 27)]),
+        _study("t3-chua-2006", "3", 89, "Chua", 2006, 48, m.srs, [(os_, 5, 47)]),
+        _study("t3-seo-2009", "3", 95, "Seo", 2009, 35, m.sbrt, [(os_, 5, 60)]),
+        _study("t3-dionisi-2019", "3", 103, "Dionisi", 2019, 17, m.proton,
+               [(lc, 1.5, 66), (os_, 1.5, 54)]),
+        _study("t3-hu-2018", "3", 108, "Hu", 2018, 75, m.carbon_ion, [(os_, 1, 98)]),
+        _study("t3-leung-2005", "3", 113, "Leung", 2005, 34, m.brachytherapy,
+               [(lc, 5, 97), (os_, 5, 78)]),
+    ]
+    by_modality: dict[Modality, ModalityEvidence] = {}
+    for study in studies:
+        bucket = by_modality.setdefault(study.modality, ModalityEvidence(modality=study.modality))
+        bucket.studies.append(study)
+    # One single-study figure standing in for a pooled estimate, labelled as such: it only checks
+    # that pooled figures are carried through (the evidence service computes the real ones).
+    by_modality[Modality.enp].pooled.append(PooledEstimate(
+        modality=Modality.enp, metric="OS", horizon_years=2, k=1, total_n=37, percent=84.0,
+        ci95_low_percent=84.0, ci95_high_percent=84.0, method="test fixture: one study, not pooled",
+        study_ids=["t1-chen-2009"]))
+    return EvidenceBundle(evidence_version=EVIDENCE_VERSION, by_modality=by_modality)
+
+
+@pytest.fixture(scope="session")
+def kit() -> SimpleNamespace:
+    return SimpleNamespace(
+        build_record=build_record, build_scores=build_scores, build_evidence=build_evidence,
+        with_provisional=with_provisional, UNKNOWN=UNKNOWN, MODELS_VERSION=MODELS_VERSION,
+        EVIDENCE_VERSION=EVIDENCE_VERSION,
+    )
