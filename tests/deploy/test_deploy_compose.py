@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-import sys
+
+from pathlib import Path
 from typing import Any
 
 import pytest

@@ -6,7 +6,7 @@ Runs offline: plain YAML/JSON checks, plus `kubectl kustomize` when kubectl is i
 from __future__ import annotations
 
 import json
-import sys
+
 from typing import Any
 
 import pytest

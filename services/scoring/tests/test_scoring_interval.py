@@ -42,7 +42,7 @@ def test_months_never_decrease_as_the_end_date_moves_on():
     counts = [whole_calendar_months(start, date.fromordinal(start.toordinal() + days))
               for days in range(0, 800)]
     assert counts == sorted(counts)
-    assert all(b - a <= 1 for a, b in zip(counts, counts[1:]))
+    assert all(b - a <= 1 for a, b in zip(counts, counts[1:], strict=False))
 
 
 @pytest.mark.parametrize(("diagnosed_on", "months", "category"), [

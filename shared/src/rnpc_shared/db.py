@@ -10,7 +10,9 @@ from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import SQLModel
+from typing import TypeVar
+
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 NAMING_CONVENTION = {
@@ -23,6 +25,7 @@ NAMING_CONVENTION = {
 # Set before any table is declared so Alembic sees stable constraint names on every backend.
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
+T = TypeVar("T", bound=SQLModel)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -81,3 +84,12 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     """FastAPI dependency body: one session per request; the route owns commit."""
     async with factory() as session:
         yield session
+
+
+async def find_by_version(session: AsyncSession, table: type[T], recurrence_id: str, version: int) -> T | None:
+    """The row of `table` for one record version (every per-version table has both columns)."""
+    return (
+        await session.exec(
+            select(table).where(table.recurrence_id == recurrence_id, table.version == version)  # type: ignore[attr-defined]
+        )
+    ).first()

@@ -7,6 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_evidence.tables import EvidenceMatch, StudyRow
 from rnpc_shared.contracts.evidence import Study
+from rnpc_shared.db import find_by_version
 from rnpc_shared.problems import ProblemError
 
 
@@ -22,8 +23,4 @@ async def load_studies(session: AsyncSession) -> tuple[str, list[Study]]:
 
 
 async def find_match(session: AsyncSession, recurrence_id: str, version: int) -> EvidenceMatch | None:
-    return (
-        await session.exec(
-            select(EvidenceMatch).where(EvidenceMatch.recurrence_id == recurrence_id, EvidenceMatch.version == version)
-        )
-    ).first()
+    return await find_by_version(session, EvidenceMatch, recurrence_id, version)

@@ -17,7 +17,7 @@ from rnpc_gateway.tables import RecommendationView, RecordVersion, StageState
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
 from rnpc_shared.contracts.record import RecurrenceRecord
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka.outbox import emit
 from rnpc_shared.problems import ProblemError
 
@@ -43,11 +43,7 @@ async def _latest_version(session: AsyncSession, recurrence_id: str) -> int | No
 
 
 async def get_version(session: AsyncSession, recurrence_id: str, version: int) -> RecordVersion | None:
-    return (
-        await session.exec(
-            select(RecordVersion).where(RecordVersion.recurrence_id == recurrence_id, RecordVersion.version == version)
-        )
-    ).first()
+    return await find_by_version(session, RecordVersion, recurrence_id, version)
 
 
 def _emit_recorded(session: AsyncSession, row: RecordVersion) -> None:
@@ -111,15 +107,7 @@ async def mark_stage_done(session: AsyncSession, recurrence_id: str, version: in
 async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
     """Read model: first recommendation per version wins (a re-drive re-emits the same one)."""
     recommendation = payload.recommendation
-    existing = (
-        await session.exec(
-            select(RecommendationView).where(
-                RecommendationView.recurrence_id == recommendation.recurrence_id,
-                RecommendationView.version == recommendation.version,
-            )
-        )
-    ).first()
-    if existing is None:
+    if await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version) is None:
         session.add(
             RecommendationView(
                 recurrence_id=recommendation.recurrence_id,
@@ -170,13 +158,7 @@ async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> di
     latest = await _latest_version(session, recurrence_id)
     if latest is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
-    view = (
-        await session.exec(
-            select(RecommendationView).where(
-                RecommendationView.recurrence_id == recurrence_id, RecommendationView.version == latest
-            )
-        )
-    ).first()
+    view = await find_by_version(session, RecommendationView, recurrence_id, latest)
     if view is None:
         # An older version's advice is never shown as current: it was based on superseded data.
         raise ProblemError(

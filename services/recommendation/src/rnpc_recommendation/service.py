@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_recommendation.domain import recommend
@@ -15,7 +14,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka.outbox import emit
 
 
@@ -34,14 +33,7 @@ def summarise(record: RecurrenceRecord) -> RecordSummary:
 async def issue_for_version(session: AsyncSession, payload: EvidenceMatched, *, correlation_id: str) -> Recommendation:
     """Issue one recommendation per record version (a re-drive re-emits the stored one)."""
     record = payload.record
-    stored = (
-        await session.exec(
-            select(IssuedRecommendation).where(
-                IssuedRecommendation.recurrence_id == record.recurrence_id,
-                IssuedRecommendation.version == record.version,
-            )
-        )
-    ).first()
+    stored = await find_by_version(session, IssuedRecommendation, record.recurrence_id, record.version)
     if stored is not None:
         recommendation = Recommendation.model_validate(stored.recommendation)
     else:

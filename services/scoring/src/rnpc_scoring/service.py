@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_scoring.domain import compute_scores
 from rnpc_scoring.tables import ScoreSet
 from rnpc_shared.contracts.events import TOPIC_SCORES_COMPUTED, RecurrenceRecorded, ScoresComputed
 from rnpc_shared.contracts.scores import Scores, ScoringParameters
+from rnpc_shared.db import find_by_version
 from rnpc_shared.kafka.outbox import emit
 
 
@@ -17,11 +17,7 @@ async def score_recorded_version(
 ) -> Scores:
     """Score a record version once (a re-drive reuses the stored scores) and stage the event."""
     record = payload.record
-    stored = (
-        await session.exec(
-            select(ScoreSet).where(ScoreSet.recurrence_id == record.recurrence_id, ScoreSet.version == record.version)
-        )
-    ).first()
+    stored = await find_by_version(session, ScoreSet, record.recurrence_id, record.version)
     if stored is not None:
         scores = Scores.model_validate(stored.scores)
     else:
