@@ -181,3 +181,14 @@ def test_evidence_endpoints_serve_the_migrated_evidence_base(stack) -> None:  # 
     bad = httpx.get(f"{stack.base()}/v1/evidence/studies", params={"modality": "laser"})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "query.modality"
+
+
+def test_schedule_catalogue_computes_eqd2_at_the_requested_alpha_beta(stack) -> None:  # noqa: ANN001
+    schedules = httpx.get(f"{stack.base()}/v1/schedules").json()["schedules"]
+    hyper = next(s for s in schedules if s["total_dose_gy"] == 65 and s["fractions"] == 54)
+    eqd2 = {e["alpha_beta_gy"]: e["eqd2_gy"] for e in hyper["eqd2"]}
+    assert eqd2[10.0] == round(65 * (65 / 54 + 10) / 12, 1)  # You 2023 schedule, MODELS.md §2
+    assert eqd2[3.0] == round(65 * (65 / 54 + 3) / 5, 1)
+    at_two = httpx.get(f"{stack.base()}/v1/schedules", params={"alpha_beta_gy": 2}).json()["schedules"]
+    assert {e["alpha_beta_gy"] for s in at_two for e in s["eqd2"]} == {2.0}
+    assert httpx.get(f"{stack.base()}/v1/schedules", params={"alpha_beta_gy": -1}).status_code == 422

@@ -59,6 +59,13 @@ async def post_scores(record: RecurrenceRecord, params: Annotated[ScoringParamet
     return await upstream.call("scoring", "POST", "/internal/v1/scores", json=record.model_dump(mode="json"), params=params.model_dump())
 
 
+@router.get("/schedules", tags=["calculators"])
+async def get_schedules(upstream: UpstreamDep, alpha_beta_gy: Annotated[list[float] | None, Query()] = None) -> Any:
+    """Radiotherapy schedules of MODELS.md §2 with EQD2 computed (default α/β 10 and 3 Gy)."""
+    params = {"alpha_beta_gy": alpha_beta_gy} if alpha_beta_gy else None
+    return await upstream.call("scoring", "GET", "/internal/v1/schedules", params=params)
+
+
 @router.post("/evaluate", tags=["calculators"])
 async def post_evaluate(record: RecurrenceRecord, params: Annotated[ScoringParameters, Query()], upstream: UpstreamDep) -> dict[str, Any]:
     """The synchronous chain: the same pure functions the Kafka workers run."""
