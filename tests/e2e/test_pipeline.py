@@ -192,3 +192,38 @@ def test_schedule_catalogue_computes_eqd2_at_the_requested_alpha_beta(stack) -> 
     at_two = httpx.get(f"{stack.base()}/v1/schedules", params={"alpha_beta_gy": 2}).json()["schedules"]
     assert {e["alpha_beta_gy"] for s in at_two for e in s["eqd2"]} == {2.0}
     assert httpx.get(f"{stack.base()}/v1/schedules", params={"alpha_beta_gy": -1}).status_code == 422
+
+
+def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_record) -> None:  # noqa: ANN001
+    import asyncio
+
+    from rnpc_shared.contracts.events import TOPIC_SCORES_COMPUTED, new_event
+    from rnpc_shared.kafka.producer import EventProducer
+    from rnpc_shared.settings import ServiceSettings
+
+    record = _with_id(example_record, "e2e-dlq-1")
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record).status_code == 202
+    wait_until(lambda: _recommendation(stack, "e2e-dlq-1"), 60, "the recommendation")
+
+    async def publish_broken_scores() -> None:
+        # The record is fine, the scores are not: the evidence stage must dead-letter it.
+        broken = new_event(source="urn:test", type_=TOPIC_SCORES_COMPUTED, subject="e2e-dlq-1",
+                           data={"record": record, "scores": {"results": "not a mapping"}}, correlation_id=None)
+        producer = EventProducer(ServiceSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers))
+        await producer.start()
+        try:
+            await producer.send(TOPIC_SCORES_COMPUTED, key="e2e-dlq-1", value=broken.model_dump_json().encode(), headers=[])
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish_broken_scores())
+    case = wait_until(
+        lambda: (c := httpx.get(f"{stack.base()}/v1/recurrences/e2e-dlq-1").json())["dead_letters"] and c,
+        60,
+        "the dead letter to reach the gateway",
+    )
+    notice = case["dead_letters"][0]
+    assert (notice["stage"], notice["version"], notice["error_type"]) == ("evidence", 1, "ValidationError")
+    assert notice["original_topic"] == TOPIC_SCORES_COMPUTED and "results" in notice["reason"]
+    # A later failure never overwrites a stage that already succeeded.
+    assert case["versions"][0]["stages"]["evidence"] == "done"

@@ -12,6 +12,7 @@ from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import upstream_resource
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import (
+    PIPELINE_TOPICS,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_SCORES_COMPUTED,
@@ -19,9 +20,10 @@ from rnpc_shared.contracts.events import (
     EvidenceMatched,
     RecommendationIssued,
     ScoresComputed,
+    dlq_topic,
 )
 from rnpc_shared.db import utc_now
-from rnpc_shared.kafka.consumer import Route
+from rnpc_shared.kafka.consumer import DeadLetter, DeadLetterRoute, Route
 from rnpc_shared.service import Runtime, create_service_app
 
 
@@ -35,6 +37,10 @@ async def on_matched(session: AsyncSession, event: CloudEvent, payload: Evidence
 
 async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecommendationIssued) -> None:
     await service.store_recommendation(session, payload)
+
+
+async def on_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
+    await service.note_dead_letter(session, letter)
 
 
 async def redrive_loop(runtime: Runtime) -> None:
@@ -64,6 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             TOPIC_SCORES_COMPUTED: Route(ScoresComputed, on_scored),
             TOPIC_EVIDENCE_MATCHED: Route(EvidenceMatched, on_matched),
             TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
+            **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },
         extra_tasks=[redrive_loop] if settings.run_consumer else [],
         resources=[upstream_resource],

@@ -13,11 +13,12 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_gateway.tables import RecommendationView, RecordVersion, StageState
+from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import find_by_version, utc_now
+from rnpc_shared.kafka.consumer import DeadLetter
 from rnpc_shared.kafka.outbox import emit
 from rnpc_shared.problems import ProblemError
 
@@ -104,6 +105,36 @@ async def mark_stage_done(session: AsyncSession, recurrence_id: str, version: in
     session.add(state)
 
 
+def _version_of(data: dict | None) -> int | None:
+    """The record version an event was about, when its data is still readable."""
+    for part in ("record", "recommendation"):
+        candidate = (data or {}).get(part)
+        if isinstance(candidate, dict) and isinstance(candidate.get("version"), int):
+            return candidate["version"]
+    return None
+
+
+async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
+    """Show on the case which stage gave up on one of its events, and why."""
+    stage = letter.consumer_group.removeprefix("rnpc-")
+    version = _version_of(letter.original_data())
+    session.add(
+        DeadLetterNotice(
+            recurrence_id=letter.key,
+            version=version,
+            stage=stage,
+            original_topic=letter.original_topic,
+            error_type=letter.error_type,
+            reason=letter.reason,
+        )
+    )
+    state = None if version is None else await session.get(StageState, (letter.key, version, stage))
+    if state is not None and state.state == "pending":  # a later success is never overwritten
+        state.state = "dead_lettered"
+        state.updated_at = utc_now()
+        session.add(state)
+
+
 async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
     """Read model: first recommendation per version wins (a re-drive re-emits the same one)."""
     recommendation = payload.recommendation
@@ -136,6 +167,13 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
     for state in states:
         by_version.setdefault(state.version, {})[state.stage] = state.state
     latest = versions[-1]
+    notices = (
+        await session.exec(
+            select(DeadLetterNotice)
+            .where(DeadLetterNotice.recurrence_id == recurrence_id)
+            .order_by(col(DeadLetterNotice.received_at))
+        )
+    ).all()
     return {
         "recurrence_id": recurrence_id,
         "patient_ref": latest.patient_ref,
@@ -149,6 +187,17 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
                 "stages": {"recorded": "done", **by_version.get(row.version, {})},
             }
             for row in versions
+        ],
+        "dead_letters": [
+            {
+                "version": n.version,
+                "stage": n.stage,
+                "original_topic": n.original_topic,
+                "error_type": n.error_type,
+                "reason": n.reason,
+                "received_at": n.received_at,
+            }
+            for n in notices
         ],
         "links": {"recommendation": f"/v1/recurrences/{recurrence_id}/recommendation"},
     }

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from rnpc_shared.db import UtcDateTime, utc_now
@@ -53,4 +53,19 @@ class RecommendationView(SQLModel, table=True):
     status: str = Field(max_length=32)
     recommendation: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     issued_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class DeadLetterNotice(SQLModel, table=True):
+    """A case's event that a stage dead-lettered, with the reason (fed by the `.dlq` topics)."""
+
+    __tablename__ = "dead_letter_notices"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    recurrence_id: str = Field(max_length=128, index=True)
+    version: int | None = None
+    stage: str = Field(max_length=32)
+    original_topic: str = Field(max_length=255)
+    error_type: str = Field(max_length=128)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

@@ -11,6 +11,7 @@ At-least-once delivery with idempotent effects:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -67,6 +68,34 @@ class Route:
     handle: Callable[[AsyncSession, CloudEvent, BaseModel], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message read from a `.dlq` topic: the original key/value and the reason headers."""
+
+    dlq_topic: str
+    key: str
+    value: bytes
+    reason: str
+    error_type: str
+    original_topic: str
+    consumer_group: str
+
+    def original_data(self) -> dict | None:
+        """The original CloudEvent's data when it is still readable JSON, else None."""
+        try:
+            data = json.loads(self.value).get("data")
+        except (ValueError, AttributeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class DeadLetterRoute:
+    """Observe a dead-letter topic (e.g. to show a case's failed stage); dedupe by offset."""
+
+    handle: Callable[[AsyncSession, DeadLetter], Awaitable[None]]
+
+
 class _RebalanceCounter(ConsumerRebalanceListener):
     def __init__(self, service: str) -> None:
         self._service = service
@@ -83,7 +112,7 @@ class EventConsumer:
         self,
         *,
         settings: ServiceSettings,
-        routes: dict[str, Route],
+        routes: dict[str, Route | DeadLetterRoute],
         session_factory: async_sessionmaker[AsyncSession],
         producer: EventProducer,
         relay: OutboxRelay | None,
@@ -175,26 +204,33 @@ class EventConsumer:
     async def _process(self, record) -> Outcome:  # noqa: ANN001 - aiokafka ConsumerRecord
         started = time.perf_counter()
         route = self._routes[record.topic]
-        try:
-            event = CloudEvent.model_validate_json(record.value)
-            payload = route.payload_model.model_validate(event.data)
-        except (ValidationError, ValueError, TypeError) as exc:
-            return await self._dead_letter(record, exc, attempts=1)
+        if isinstance(route, DeadLetterRoute):
+            letter = _read_dead_letter(record)
+            event_id, correlation_id = f"dlq:{record.topic}:{record.partition}:{record.offset}", None
+            effect = lambda session: route.handle(session, letter)  # noqa: E731
+        else:
+            try:
+                event = CloudEvent.model_validate_json(record.value)
+                payload = route.payload_model.model_validate(event.data)
+            except (ValidationError, ValueError, TypeError) as exc:
+                return await self._dead_letter(record, exc, attempts=1)
+            event_id, correlation_id = event.id, event.correlationid
+            effect = lambda session: route.handle(session, event, payload)  # noqa: E731
 
-        token = correlation_id_var.set(event.correlationid)
+        token = correlation_id_var.set(correlation_id)
         try:
             for attempt in range(1, self._settings.handler_max_attempts + 1):
                 try:
-                    outcome = await self._apply(record, event, payload)
+                    outcome = await self._apply(record, event_id, effect)
                 except PermanentError as exc:
                     return await self._dead_letter(record, exc, attempts=attempt)
                 except TRANSIENT_ERRORS as exc:
-                    log.warning("transient failure, will retry", extra={"event_id": event.id}, exc_info=exc)
+                    log.warning("transient failure, will retry", extra={"event_id": event_id}, exc_info=exc)
                     if attempt == self._settings.handler_max_attempts:
                         metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.retry).inc()
                         return Outcome.retry
                 except Exception as exc:  # a bug or bad data the schema did not catch
-                    log.exception("handler failed", extra={"event_id": event.id})
+                    log.exception("handler failed", extra={"event_id": event_id})
                     if attempt == self._settings.handler_max_attempts:
                         return await self._dead_letter(record, exc, attempts=attempt)
                 else:
@@ -202,34 +238,35 @@ class EventConsumer:
                     metrics.EVENT_PROCESSING.labels(self._service, record.topic).observe(
                         time.perf_counter() - started
                     )
-                    log.info("event handled", extra={"event_id": event.id, "topic": record.topic, "outcome": outcome})
+                    log.info("event handled", extra={"event_id": event_id, "topic": record.topic, "outcome": outcome})
                     return outcome
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)  # backoff, not synchronisation
             return Outcome.retry
         finally:
             correlation_id_var.reset(token)
 
-    async def _apply(self, record, event: CloudEvent, payload: BaseModel) -> Outcome:  # noqa: ANN001
-        route = self._routes[record.topic]
+    async def _apply(
+        self, record, event_id: str, effect: Callable[[AsyncSession], Awaitable[None]]  # noqa: ANN001
+    ) -> Outcome:
         async with self._sessions() as session:
-            if await session.get(InboxEvent, (self.group_id, event.id)) is not None:
+            if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
                 return Outcome.duplicate
             session.add(
                 InboxEvent(
                     consumer=self.group_id,
-                    event_id=event.id,
+                    event_id=event_id,
                     topic=record.topic,
                     partition=record.partition,
                     offset=record.offset,
                 )
             )
-            await route.handle(session, event, payload)
+            await effect(session)
             try:
                 await session.commit()
             except IntegrityError:
                 # Another member of the group committed the same event first (rebalance race).
                 await session.rollback()
-                if await session.get(InboxEvent, (self.group_id, event.id)) is not None:
+                if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
                     return Outcome.duplicate
                 raise
         self._fault_kill_after_db_commit()
@@ -244,6 +281,11 @@ class EventConsumer:
             os.kill(os.getpid(), signal.SIGKILL)
 
     async def _dead_letter(self, record, exc: BaseException, *, attempts: int) -> Outcome:  # noqa: ANN001
+        if isinstance(self._routes[record.topic], DeadLetterRoute):
+            # Observing a DLQ failed: the message stays in its DLQ, so nothing is lost; no DLQ of a DLQ.
+            log.error("could not record a dead letter", extra={"topic": record.topic, "offset": record.offset})
+            metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.dlq).inc()
+            return Outcome.dlq
         reason = f"{type(exc).__name__}: {exc}"[:4000]
         headers = list(record.headers or []) + [
             ("dlq.reason", reason.encode()),
@@ -267,6 +309,19 @@ class EventConsumer:
         metrics.DLQ_MESSAGES.labels(self._service, record.topic).inc()
         log.warning("event dead-lettered", extra={"topic": record.topic, "offset": record.offset, "outcome": reason})
         return Outcome.dlq
+
+
+def _read_dead_letter(record) -> DeadLetter:  # noqa: ANN001
+    headers = decode_dlq_headers(record.headers)
+    return DeadLetter(
+        dlq_topic=record.topic,
+        key=record.key.decode(errors="replace") if record.key else "",
+        value=record.value or b"",
+        reason=headers.get("dlq.reason", "unknown"),
+        error_type=headers.get("dlq.error_type", "unknown"),
+        original_topic=headers.get("dlq.original_topic", record.topic.removesuffix(".dlq")),
+        consumer_group=headers.get("dlq.consumer_group", "unknown"),
+    )
 
 
 def decode_dlq_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
