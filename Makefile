@@ -27,7 +27,7 @@ run: sync
 	$(UV) run --frozen python -m rnpc_shared.devstack
 
 test: sync
-	$(UV) run --frozen ruff check shared services tests benchmarks migrations
+	$(UV) run --frozen ruff check conftest.py shared services tests benchmarks migrations
 	$(UV) run --frozen pytest -q
 
 test-postgres: sync

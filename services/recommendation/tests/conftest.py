@@ -9,7 +9,7 @@ session fixture `kit`, so Hypothesis tests may use them too.
 
 from __future__ import annotations
 
-import copy
+from functools import partial
 from datetime import date
 from types import SimpleNamespace
 from typing import Any
@@ -87,22 +87,6 @@ BASE_RECORD: dict[str, Any] = {
     },
     "planned_reirradiation": {"total_dose_gy": 65.0, "fractions": 54, "fractions_per_day": 2},
 }
-
-
-def build_record(overrides: dict[str, Any] | None = None) -> RecurrenceRecord:
-    """BASE_RECORD with dotted-path overrides, e.g. {"recurrence.t_category": "T3"}.
-
-    A value of None sets the field to null (for an optional section, removes it)."""
-    data = copy.deepcopy(BASE_RECORD)
-    for path, value in (overrides or {}).items():
-        *parents, leaf = path.split(".")
-        node = data
-        for part in parents:
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-        node[leaf] = value
-    return RecurrenceRecord.model_validate(data)
 
 
 # --- a stand-in for the scoring service (its conventions, not its code) -------------------------
@@ -315,9 +299,9 @@ def build_evidence() -> EvidenceBundle:
 
 
 @pytest.fixture(scope="session")
-def kit() -> SimpleNamespace:
+def kit(record_builder) -> SimpleNamespace:  # noqa: ANN001 - from the root conftest.py
     return SimpleNamespace(
-        build_record=build_record, build_scores=build_scores, build_evidence=build_evidence,
+        build_record=partial(record_builder, BASE_RECORD), build_scores=build_scores, build_evidence=build_evidence,
         with_provisional=with_provisional, UNKNOWN=UNKNOWN, MODELS_VERSION=MODELS_VERSION,
         EVIDENCE_VERSION=EVIDENCE_VERSION,
     )

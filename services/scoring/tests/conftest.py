@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import json
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,22 +22,6 @@ def example_dict() -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_record(example_dict: dict[str, Any]) -> Callable[..., RecurrenceRecord]:
-    """The example record with dotted-path overrides, e.g. {"recurrence.t_category": "T3"}.
-
-    A value of None sets the field to null (for optional sections, removes the section).
-    """
-
-    def build(overrides: dict[str, Any] | None = None) -> RecurrenceRecord:
-        data = copy.deepcopy(example_dict)
-        for path, value in (overrides or {}).items():
-            *parents, leaf = path.split(".")
-            node = data
-            for part in parents:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-            node[leaf] = value
-        return RecurrenceRecord.model_validate(data)
-
-    return build
+def make_record(example_dict: dict[str, Any], record_builder) -> Callable[..., RecurrenceRecord]:  # noqa: ANN001
+    """The example record with dotted-path overrides, e.g. {"recurrence.t_category": "T3"}."""
+    return partial(record_builder, example_dict)
