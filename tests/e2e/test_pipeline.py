@@ -217,13 +217,16 @@ def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_
             await producer.stop()
 
     asyncio.run(publish_broken_scores())
+    # Both consumers of the topic reject it: the evidence stage and the gateway's own stage tracking.
     case = wait_until(
-        lambda: (c := httpx.get(f"{stack.base()}/v1/recurrences/e2e-dlq-1").json())["dead_letters"] and c,
+        lambda: len((c := httpx.get(f"{stack.base()}/v1/recurrences/e2e-dlq-1").json())["dead_letters"]) == 2 and c,
         60,
-        "the dead letter to reach the gateway",
+        "both dead letters to reach the gateway",
     )
-    notice = case["dead_letters"][0]
-    assert (notice["stage"], notice["version"], notice["error_type"]) == ("evidence", 1, "ValidationError")
-    assert notice["original_topic"] == TOPIC_SCORES_COMPUTED and "results" in notice["reason"]
+    notices = {notice["stage"]: notice for notice in case["dead_letters"]}
+    assert set(notices) == {"evidence", "gateway"}
+    for notice in notices.values():
+        assert (notice["version"], notice["error_type"]) == (1, "ValidationError")
+        assert notice["original_topic"] == TOPIC_SCORES_COMPUTED and "results" in notice["reason"]
     # A later failure never overwrites a stage that already succeeded.
     assert case["versions"][0]["stages"]["evidence"] == "done"
