@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared.db import make_engine, make_session_factory, ping
 from rnpc_shared.http import health_router, install_http_middleware
-from rnpc_shared.kafka.consumer import EventConsumer, Route
+from rnpc_shared.kafka.consumer import DeadLetterRoute, EventConsumer, Route
 from rnpc_shared.kafka.outbox import OutboxRelay
 from rnpc_shared.kafka.producer import EventProducer
 from rnpc_shared.logging import configure_logging
@@ -34,11 +34,12 @@ class Runtime:
     relay: OutboxRelay | None = None
     consumer: EventConsumer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    scheduled: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled on shutdown
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
     def live(self) -> bool:
-        if any(task.done() for task in self.tasks):
+        if any(task.done() for task in [*self.tasks, *self.scheduled]):
             return False  # a background loop died: restart the process
         return self.consumer is None or self.consumer.polled_recently()
 
@@ -85,7 +86,7 @@ def create_service_app(
     settings: ServiceSettings,
     title: str,
     routers: list[APIRouter],
-    routes: dict[str, Route] | None = None,
+    routes: dict[str, Route | DeadLetterRoute] | None = None,
     extra_tasks: list[Callable[[Runtime], object]] | None = None,
     resources: list[Callable[[Runtime], AbstractAsyncContextManager[None]]] | None = None,
 ) -> FastAPI:
@@ -99,8 +100,7 @@ def create_service_app(
         exit_stack = AsyncExitStack()
         for resource in resources or []:
             await exit_stack.enter_async_context(resource(runtime))
-        needs_kafka = settings.run_relay or (settings.run_consumer and routes)
-        if needs_kafka:
+        if settings.run_relay or (settings.run_consumer and routes):
             runtime.producer = EventProducer(settings)
             await runtime.producer.start()
         if settings.run_relay and runtime.producer is not None:
@@ -122,7 +122,7 @@ def create_service_app(
             )
             runtime.tasks.append(_supervised("consumer", runtime.consumer.run))
         for task_factory in extra_tasks or []:
-            runtime.tasks.append(_supervised(getattr(task_factory, "__name__", "task"), lambda f=task_factory: f(runtime)))
+            runtime.scheduled.append(_supervised(getattr(task_factory, "__name__", "task"), lambda f=task_factory: f(runtime)))
         log.info("service started")
         try:
             yield
@@ -133,10 +133,9 @@ def create_service_app(
                 runtime.consumer.stop()
             if runtime.relay is not None:
                 runtime.relay.stop()
-            for task in runtime.tasks:
-                if task.get_name() not in ("consumer", "outbox-relay"):
-                    task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            for task in runtime.scheduled:
+                task.cancel()  # periodic jobs hold no state worth draining
+            await asyncio.gather(*runtime.tasks, *runtime.scheduled, return_exceptions=True)
             if runtime.producer is not None:
                 await runtime.producer.stop()
             await exit_stack.aclose()

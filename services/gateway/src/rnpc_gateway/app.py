@@ -7,10 +7,9 @@ from fastapi import FastAPI
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import service
-from rnpc_gateway.routes import router
+from rnpc_gateway.routes import redrive, router
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import upstream_resource
-from rnpc_shared import metrics
 from rnpc_shared.contracts.events import (
     PIPELINE_TOPICS,
     TOPIC_EVIDENCE_MATCHED,
@@ -22,7 +21,6 @@ from rnpc_shared.contracts.events import (
     ScoresComputed,
     dlq_topic,
 )
-from rnpc_shared.db import utc_now
 from rnpc_shared.kafka.consumer import DeadLetter, DeadLetterRoute, Route
 from rnpc_shared.service import Runtime, create_service_app
 
@@ -47,17 +45,7 @@ async def redrive_loop(runtime: Runtime) -> None:
     settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
     while True:
         await asyncio.sleep(settings.redrive_interval_s)  # a schedule, not synchronisation
-        async with runtime.sessions() as session:
-            redriven = await service.redrive_overdue(
-                session,
-                older_than=timedelta(seconds=settings.redrive_after_s),
-                max_attempts=settings.redrive_max_attempts,
-                now=utc_now(),
-            )
-            await session.commit()
-        metrics.REDRIVES.labels("gateway").inc(len(redriven))
-        if redriven and runtime.relay is not None:
-            runtime.relay.notify()
+        await redrive(runtime, timedelta(seconds=settings.redrive_after_s))
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:

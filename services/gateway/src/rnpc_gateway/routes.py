@@ -16,7 +16,7 @@ from rnpc_shared.contracts.record import Modality, RecurrenceRecord
 from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.db import utc_now
 from rnpc_shared.logging import correlation_id_var
-from rnpc_shared.service import RuntimeDep, SessionDep
+from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/v1")
 
@@ -99,17 +99,24 @@ async def get_summary(upstream: UpstreamDep, modality: Modality | None = None) -
     return await upstream.call("evidence", "GET", "/internal/v1/evidence/summary", params=params)
 
 
-@router.post("/admin/redrive", tags=["admin"])
-async def post_redrive(session: SessionDep, runtime: RuntimeDep, older_than_s: Annotated[float, Query(ge=0)] = 300.0) -> dict[str, Any]:
-    """Re-send every latest record version still without a recommendation after `older_than_s`."""
-    redriven = await service.redrive_overdue(
-        session,
-        older_than=timedelta(seconds=older_than_s),
-        max_attempts=runtime.settings.redrive_max_attempts,  # type: ignore[attr-defined]
-        now=utc_now(),
-    )
-    await session.commit()
+async def redrive(runtime: Runtime, older_than: timedelta) -> list[tuple[str, int]]:
+    """One re-drive pass in its own transaction (the admin route and the periodic loop)."""
+    async with runtime.sessions() as session:
+        redriven = await service.redrive_overdue(
+            session,
+            older_than=older_than,
+            max_attempts=runtime.settings.redrive_max_attempts,  # type: ignore[attr-defined]
+            now=utc_now(),
+        )
+        await session.commit()
     metrics.REDRIVES.labels("gateway").inc(len(redriven))
     if redriven and runtime.relay is not None:
         runtime.relay.notify()
+    return redriven
+
+
+@router.post("/admin/redrive", tags=["admin"])
+async def post_redrive(runtime: RuntimeDep, older_than_s: Annotated[float, Query(ge=0)] = 300.0) -> dict[str, Any]:
+    """Re-send every latest record version still without a recommendation after `older_than_s`."""
+    redriven = await redrive(runtime, timedelta(seconds=older_than_s))
     return {"redriven": [{"recurrence_id": rid, "version": version} for rid, version in redriven]}
