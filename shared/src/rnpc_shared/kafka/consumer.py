@@ -124,7 +124,6 @@ class EventConsumer:
         self._producer = producer
         self._relay = relay
         self._stopping = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
         self.last_poll_monotonic: float | None = None
         self.started_monotonic = time.monotonic()
 
@@ -150,7 +149,6 @@ class EventConsumer:
             request_timeout_ms=self._settings.kafka_request_timeout_ms,
         )
         consumer.subscribe(list(self._routes), listener=_RebalanceCounter(self._service))
-        self._consumer = consumer
         await consumer.start()
         try:
             while not self._stopping.is_set():
@@ -171,7 +169,6 @@ class EventConsumer:
         finally:
             # Graceful: leave the group so partitions move to another replica at once.
             await consumer.stop()
-            self._consumer = None
 
     def _mark_polled(self) -> None:
         self.last_poll_monotonic = time.monotonic()
