@@ -17,17 +17,17 @@ $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-.venv/.synced: uv.lock pyproject.toml shared/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) | $(UV)
+.venv/.synced: uv.lock pyproject.toml shared/pyproject.toml tools/devstack/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml) | $(UV)
 	$(UV) sync --frozen
 	@touch $@
 
 sync: .venv/.synced
 
 run: sync
-	$(UV) run --frozen python -m rnpc_shared.devstack
+	$(UV) run --frozen python -m rnpc_devstack
 
 test: sync
-	$(UV) run --frozen ruff check conftest.py shared services tests benchmarks migrations
+	$(UV) run --frozen ruff check conftest.py shared services tools tests benchmarks migrations
 	$(UV) run --frozen pytest -q
 
 test-postgres: sync

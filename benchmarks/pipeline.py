@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from rnpc_shared.devstack import EmbeddedBroker, Stack, repo_root, wait_until
+from rnpc_devstack.stack import EmbeddedBroker, Stack, repo_root, wait_until
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rnpc_shared.devstack import EmbeddedBroker, Stack, repo_root
+from rnpc_devstack.stack import EmbeddedBroker, Stack, repo_root
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 EXAMPLE_RECORD = repo_root().parent / "shared" / "contracts" / "recurrence_record.example.json"

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from rnpc_shared.db import make_engine
-from rnpc_shared.devstack import stop_process, wait_until
+from rnpc_devstack.faulty import KILL_AFTER_DB_COMMIT_MARKER
+from rnpc_devstack.stack import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def _count(database_url: str, sql: str) -> int:
 
 def test_kill_between_db_commit_and_offset_commit_gives_one_recommendation(new_stack, example_record, tmp_path: Path) -> None:  # noqa: ANN001
     marker = tmp_path / "recommendation-killed"
-    stack = new_stack({"recommendation": {"RECOMMENDATION_FAULT_KILL_AFTER_DB_COMMIT_MARKER": str(marker)}})
+    stack = new_stack({"recommendation": {KILL_AFTER_DB_COMMIT_MARKER: str(marker)}})  # via rnpc_devstack.faulty
     _post(stack, example_record, "fault-kill-1")
 
     process = stack.processes["recommendation"]

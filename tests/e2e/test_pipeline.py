@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from rnpc_shared.contracts.recommendation import Recommendation
-from rnpc_shared.devstack import wait_until
+from rnpc_devstack.stack import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -32,9 +32,6 @@ class ServiceSettings(BaseSettings):
     retry_backoff_s: float = Field(default=0.2, ge=0)
     liveness_poll_stale_s: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
-    # Test-only fault injection: when set, the process SIGKILLs itself right after its first
-    # consumer DB commit (before the offset commit) and leaves this marker file behind.
-    fault_kill_after_db_commit_marker: str | None = None
 
     @property
     def group_id(self) -> str:

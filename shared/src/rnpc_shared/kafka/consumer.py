@@ -13,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -266,16 +263,9 @@ class EventConsumer:
                 if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
                     return Outcome.duplicate
                 raise
-        self._fault_kill_after_db_commit()
         if self._relay is not None:
             self._relay.notify()
         return Outcome.success
-
-    def _fault_kill_after_db_commit(self) -> None:
-        marker = self._settings.fault_kill_after_db_commit_marker
-        if marker and not Path(marker).exists():
-            Path(marker).write_text(f"killed after DB commit at {utc_now().isoformat()}\n")
-            os.kill(os.getpid(), signal.SIGKILL)
 
     async def _dead_letter(self, record, exc: BaseException, *, attempts: int) -> Outcome:  # noqa: ANN001
         if isinstance(self._routes[record.topic], DeadLetterRoute):

