@@ -24,7 +24,7 @@ from rnpc_devstack.stack import EmbeddedBroker, Stack, repo_root, wait_until
 
 def main() -> None:
     count = int(os.environ.get("BENCH_RECORDS", "100"))
-    record = json.loads((repo_root().parent / "shared" / "contracts" / "recurrence_record.example.json").read_text())
+    record = json.loads((repo_root() / "examples" / "recurrence_record.example.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="rnpc-bench-"))
     broker = EmbeddedBroker().start(work / "broker.log")
     stack = Stack(broker=broker, new_database_url=lambda s: f"sqlite+aiosqlite:///{work / s}.db", log_dir=work)

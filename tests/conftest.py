@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from rnpc_devstack.stack import EmbeddedBroker, Stack, repo_root
+from rnpc_devstack.stack import EmbeddedBroker, Stack
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-EXAMPLE_RECORD = repo_root().parent / "shared" / "contracts" / "recurrence_record.example.json"
+EXAMPLE_RECORD = Path(__file__).resolve().parents[1] / "examples" / "recurrence_record.example.json"
 
 
 def use_postgres() -> bool:

@@ -1,4 +1,4 @@
-"""Fixtures: the seed review and MODELS.md, read from ../shared beside the repository."""
+"""Fixtures: the seed review and MODELS.md (copies in reference/), and the example record."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # tests -> evidence -> services -> repo
-SHARED_DIR = (REPO_ROOT.parent / "shared").resolve()
-SEED_PATH = SHARED_DIR / "seed" / "000_f00f3a57341351df.txt"
-MODELS_PATH = SHARED_DIR / "clinical" / "MODELS.md"
+SEED_PATH = REPO_ROOT / "reference" / "seed" / "000_f00f3a57341351df.txt"
+MODELS_PATH = REPO_ROOT / "reference" / "clinical" / "MODELS.md"
+EXAMPLE_PATH = REPO_ROOT / "examples" / "recurrence_record.example.json"
 
 
 def _read(path: Path) -> str:
     if not path.is_file():
         pytest.fail(
-            f"{path} not found: these tests check the evidence against the seed review, which must "
-            f"be at ../shared beside the repository ({REPO_ROOT})."
+            f"{path} not found: these tests check the evidence against the seed review, copied "
+            f"into the repository ({REPO_ROOT}/reference)."
         )
     return path.read_text(encoding="utf-8")
 
@@ -36,4 +36,4 @@ def quotable_text(seed_text: str) -> str:
 @pytest.fixture
 def example_record_json() -> dict:
     """The contract's complete example record (a local rT2 case), as plain JSON."""
-    return json.loads(_read(SHARED_DIR / "contracts" / "recurrence_record.example.json"))
+    return json.loads(_read(EXAMPLE_PATH))

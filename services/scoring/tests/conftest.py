@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from rnpc_shared.contracts.record import RecurrenceRecord
 
-# The contracts live beside the project root, in ../shared (shared/README.md).
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE_PATH = PROJECT_ROOT.parent / "shared" / "contracts" / "recurrence_record.example.json"
+EXAMPLE_PATH = PROJECT_ROOT / "examples" / "recurrence_record.example.json"
 
 
 @pytest.fixture(scope="session")

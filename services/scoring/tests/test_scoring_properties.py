@@ -17,11 +17,8 @@ from rnpc_shared.contracts.scores import MODEL_IDS, ScoringParameters
 from rnpc_scoring.domain import compute_scores
 from rnpc_scoring.domain.staging import stage_group
 
-# The contracts live beside the project root, in ../shared (shared/README.md).
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE = json.loads(
-    (PROJECT_ROOT.parent / "shared" / "contracts" / "recurrence_record.example.json").read_text()
-)
+EXAMPLE = json.loads((PROJECT_ROOT / "examples" / "recurrence_record.example.json").read_text())
 
 bools = st.none() | st.booleans()
 EXTENSION_FLAGS = [name for name in Extension.model_fields if name != "parapharyngeal"]

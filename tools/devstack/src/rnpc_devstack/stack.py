@@ -261,7 +261,7 @@ def main() -> None:
         print(f"\nrNPC advisor is up (logs in {var}/):", flush=True)
         print(f"  gateway API docs  {gateway}/docs", flush=True)
         print(f"  submit a record   curl -X POST {gateway}/v1/recurrences -H 'content-type: application/json' "
-              "-d @../shared/contracts/recurrence_record.example.json", flush=True)
+              "-d @examples/recurrence_record.example.json", flush=True)
         for service in SERVICES:
             print(f"  {service:<15} {stack.base(service)}/metrics  /livez  /readyz", flush=True)
         print("Ctrl-C stops everything.", flush=True)
