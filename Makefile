@@ -10,7 +10,7 @@ SERVICES := gateway scoring evidence recommendation
 
 help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
-	@echo "make test  - unit, integration and end-to-end tests (embedded broker + SQLite)"
+	@echo "make test  - ruff, mypy, unit, integration and end-to-end tests (embedded broker + SQLite)"
 	@echo "make test-postgres / check-migrations / validate-deploy / bench"
 
 $(TOOLS)/bin/uv:
@@ -28,6 +28,9 @@ run: sync
 
 test: sync
 	$(UV) run --frozen ruff check conftest.py shared services tools tests benchmarks migrations
+	# Types: strict on shared/ and the pure domain packages, mypy's defaults on the rest.
+	$(UV) run --frozen mypy --strict shared/src services/*/src/*/domain
+	$(UV) run --frozen mypy services/*/src tools/devstack/src
 	$(UV) run --frozen pytest -q
 
 test-postgres: sync

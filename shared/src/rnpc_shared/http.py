@@ -46,7 +46,8 @@ def install_http_middleware(app: FastAPI, service: str, max_body_bytes: int) -> 
             if metered:
                 matched = request.scope.get("route")
                 route = getattr(matched, "path", route)  # the template, never the raw path (no ids)
-                in_progress.dec()
+                if in_progress is not None:  # None only if labelling itself failed
+                    in_progress.dec()
                 metrics.HTTP_REQUESTS.labels(service, request.method, route, str(status)).inc()
                 metrics.HTTP_DURATION.labels(service, request.method, route).observe(time.perf_counter() - started)
             correlation_id_var.reset(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,7 +36,7 @@ def problem_response(status: int, title: str, detail: str, *, type_: str = "abou
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Pydantic errors → [{field, rule, message}], the field dotted and without the 'body' prefix."""
     out = []
     for error in errors:
@@ -48,7 +49,7 @@ def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def validation_problem(errors: list[dict[str, Any]], instance: str | None = None) -> JSONResponse:
+def validation_problem(errors: Sequence[Mapping[str, Any]], instance: str | None = None) -> JSONResponse:
     fields = field_errors(errors)
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in fields)
     return problem_response(

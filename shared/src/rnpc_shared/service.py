@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -56,7 +57,8 @@ class Runtime:
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -68,10 +70,10 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _supervised(name: str, coro_factory: Callable[[], object]) -> asyncio.Task[None]:
+def _supervised(name: str, coro_factory: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
     async def runner() -> None:
         try:
-            await coro_factory()  # type: ignore[misc]
+            await coro_factory()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -86,8 +88,8 @@ def create_service_app(
     settings: ServiceSettings,
     title: str,
     routers: list[APIRouter],
-    routes: dict[str, Route | DeadLetterRoute] | None = None,
-    extra_tasks: list[Callable[[Runtime], object]] | None = None,
+    routes: dict[str, Route[Any] | DeadLetterRoute] | None = None,
+    extra_tasks: list[Callable[[Runtime], Awaitable[None]]] | None = None,
     resources: list[Callable[[Runtime], AbstractAsyncContextManager[None]]] | None = None,
 ) -> FastAPI:
     """One process per service: the API, and in its lifespan the consumer and the outbox relay."""
@@ -122,7 +124,7 @@ def create_service_app(
             )
             runtime.tasks.append(_supervised("consumer", runtime.consumer.run))
         for task_factory in extra_tasks or []:
-            runtime.scheduled.append(_supervised(getattr(task_factory, "__name__", "task"), lambda f=task_factory: f(runtime)))
+            runtime.scheduled.append(_supervised(getattr(task_factory, "__name__", "task"), functools.partial(task_factory, runtime)))
         log.info("service started")
         try:
             yield

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -232,13 +232,17 @@ async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_a
             select(RecordVersion)
             .join(
                 latest_versions,
-                (RecordVersion.recurrence_id == latest_versions.c.recurrence_id)
-                & (RecordVersion.version == latest_versions.c.version),
+                and_(
+                    col(RecordVersion.recurrence_id) == latest_versions.c.recurrence_id,
+                    col(RecordVersion.version) == latest_versions.c.version,
+                ),
             )
             .outerjoin(
                 RecommendationView,
-                (RecommendationView.recurrence_id == RecordVersion.recurrence_id)
-                & (RecommendationView.version == RecordVersion.version),
+                and_(
+                    col(RecommendationView.recurrence_id) == col(RecordVersion.recurrence_id),
+                    col(RecommendationView.version) == col(RecordVersion.version),
+                ),
             )
             .where(col(RecommendationView.id).is_(None))
             .where(RecordVersion.received_at <= now - older_than)

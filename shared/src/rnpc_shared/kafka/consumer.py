@@ -17,8 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -57,12 +58,15 @@ class Outcome(StrEnum):
     dlq = "dlq"
 
 
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class Route:
+class Route(Generic[PayloadT]):
     """How to handle one topic: the payload model and the effect, run inside the transaction."""
 
-    payload_model: type[BaseModel]
-    handle: Callable[[AsyncSession, CloudEvent, BaseModel], Awaitable[None]]
+    payload_model: type[PayloadT]
+    handle: Callable[[AsyncSession, CloudEvent, PayloadT], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class DeadLetter:
     original_topic: str
     consumer_group: str
 
-    def original_data(self) -> dict | None:
+    def original_data(self) -> dict[str, Any] | None:
         """The original CloudEvent's data when it is still readable JSON, else None."""
         try:
             data = json.loads(self.value).get("data")
@@ -93,7 +97,7 @@ class DeadLetterRoute:
     handle: Callable[[AsyncSession, DeadLetter], Awaitable[None]]
 
 
-class _RebalanceCounter(ConsumerRebalanceListener):
+class _RebalanceCounter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped (Any)
     def __init__(self, service: str) -> None:
         self._service = service
 
@@ -109,7 +113,7 @@ class EventConsumer:
         self,
         *,
         settings: ServiceSettings,
-        routes: dict[str, Route | DeadLetterRoute],
+        routes: dict[str, Route[Any] | DeadLetterRoute],
         session_factory: async_sessionmaker[AsyncSession],
         producer: EventProducer,
         relay: OutboxRelay | None,
@@ -195,7 +199,7 @@ class EventConsumer:
                 max(highwater - position, 0)
             )
 
-    async def _process(self, record) -> Outcome:  # noqa: ANN001 - aiokafka ConsumerRecord
+    async def _process(self, record: ConsumerRecord) -> Outcome:
         started = time.perf_counter()
         route = self._routes[record.topic]
         if isinstance(route, DeadLetterRoute):
@@ -240,7 +244,7 @@ class EventConsumer:
             correlation_id_var.reset(token)
 
     async def _apply(
-        self, record, event_id: str, effect: Callable[[AsyncSession], Awaitable[None]]  # noqa: ANN001
+        self, record: ConsumerRecord, event_id: str, effect: Callable[[AsyncSession], Awaitable[None]]
     ) -> Outcome:
         async with self._sessions() as session:
             if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
@@ -267,7 +271,7 @@ class EventConsumer:
             self._relay.notify()
         return Outcome.success
 
-    async def _dead_letter(self, record, exc: BaseException, *, attempts: int) -> Outcome:  # noqa: ANN001
+    async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, *, attempts: int) -> Outcome:
         if isinstance(self._routes[record.topic], DeadLetterRoute):
             # Observing a DLQ failed: the message stays in its DLQ, so nothing is lost; no DLQ of a DLQ.
             log.error("could not record a dead letter", extra={"topic": record.topic, "offset": record.offset})
@@ -298,7 +302,7 @@ class EventConsumer:
         return Outcome.dlq
 
 
-def _read_dead_letter(record) -> DeadLetter:  # noqa: ANN001
+def _read_dead_letter(record: ConsumerRecord) -> DeadLetter:
     headers = decode_dlq_headers(record.headers)
     return DeadLetter(
         dlq_topic=record.topic,

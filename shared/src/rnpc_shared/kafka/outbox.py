@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -132,7 +133,7 @@ def emit(
     service: str,
     topic: str,
     subject: str,
-    data: dict,
+    data: dict[str, Any],
     correlation_id: str | None,
 ) -> CloudEvent:
     """Build the CloudEvent for `topic` (type = topic name) and stage it in the outbox."""

@@ -572,7 +572,9 @@ def carbon_short_interval(ctx: CaseContext) -> Effects:
     if ctx.short_interval is not True:
         e.propose(M.carbon_ion, S.consider, base, source="seed §5.6 [104–108]")
         return e
-    months = ctx.result("interval_since_rt").value
+    interval = ctx.result("interval_since_rt")
+    assert interval is not None  # short_interval is True only when the interval was computed
+    months = interval.value
     short = (
         f"Short interval since RT ({months} months ≤ 24): carbon ions offer a promising "
         "alternative."
@@ -693,6 +695,7 @@ def cumulative_gtv_dose(ctx: CaseContext) -> Effects:
     e = Effects()
     planned = ctx.result("cumulative_gtv_dose")
     if planned is not None and planned.category == "ge_145_5_gy":
+        assert isinstance(planned.value, int | float)  # this category comes with the dose in Gy
         text = (
             f"The planned schedule accumulates {float(planned.value):g} Gy to the GTV (prior + "
             f"planned), ≥ {LETHAL_NECROSIS_GTV_DOSE_GY} Gy: a lethal-necrosis risk factor "

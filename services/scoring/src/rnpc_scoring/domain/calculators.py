@@ -217,7 +217,8 @@ def compute_interval_since_rt(record: RecurrenceRecord, params: ScoringParameter
     date_source = date_paths[1]
     inputs_used = _inputs(record, date_paths)
     months = _interval_months(record)
-    if months is None:
+    recurrence_on = record.recurrence_date
+    if months is None or recurrence_on is None:
         return _result(card, computable=False, inputs_used=inputs_used,
                        missing_inputs=[RECURRENCE_DATE], notes=[RECURRENCE_DATE_NOTE])
     longer = months > card.CUT_OFF_MONTHS
@@ -230,7 +231,7 @@ def compute_interval_since_rt(record: RecurrenceRecord, params: ScoringParameter
         category=f"gt_{cut}_months" if longer else f"le_{cut}_months",
         details={
             "rt_end_on": record.prior_treatment.rt_end_on.isoformat(),
-            "recurrence_date": record.recurrence_date.isoformat(),
+            "recurrence_date": recurrence_on.isoformat(),
             "recurrence_date_source": date_source,
             "cut_off_months": cut,
             f"gt_{cut}_months": longer,
@@ -307,12 +308,13 @@ def compute_eqd2_planned_course(record: RecurrenceRecord, params: ScoringParamet
     card = eqd2_planned
     inputs_used = _inputs(record, (PLANNED,))
     course = _planned_course(record)
-    if course is None:
+    planned = record.planned_reirradiation
+    if course is None or planned is None:
         return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[PLANNED])
     eqd2 = rb.eqd2_gy(course.total_dose_gy, course.fractions, params.alpha_beta_tumour_gy)
     label = _label(card.THRESHOLD_GY)
     at_least = _at_least(eqd2, card.THRESHOLD_GY)
-    fractions_per_day = record.planned_reirradiation.fractions_per_day
+    fractions_per_day = planned.fractions_per_day
     notes = []
     if fractions_per_day > 1:
         notes.append("Incomplete repair between same-day fractions is not modelled.")
@@ -398,7 +400,7 @@ def compute_li2018_prognostic_index(
     if missing:
         return _result(card, computable=False, details=details, inputs_used=inputs_used,
                        missing_inputs=missing, notes=notes)
-    index = round(sum(points.values()), 1)  # shown value; the band is read from it
+    index = round(sum(p for p in points.values() if p is not None), 1)  # shown value; the band is read from it
     band = "high_risk" if index >= card.HIGH_RISK_CUT_OFF else "low_risk"
     details["distance_to_cut_off"] = round(index - card.HIGH_RISK_CUT_OFF, 1)
     return _result(card, computable=True, value=index, unit="points", category=band,
@@ -509,7 +511,7 @@ def compute_srs_suitability(record: RecurrenceRecord, params: ScoringParameters)
     inputs_used = _inputs(record, (*_date_paths(record), T_CATEGORY, GTV))
     notes = [card.PROVISIONAL_NOTE, *t_conflicts]
     missing = [path for path, value in ((T_CATEGORY, t_used), (GTV, gtv_cm3)) if value is None]
-    if missing:
+    if missing or gtv_cm3 is None:
         return _result(card, computable=False, details=details, inputs_used=inputs_used,
                        missing_inputs=missing, notes=notes)
     if months is None:  # reported factor only; the candidate rule does not use it

@@ -29,8 +29,9 @@ class Derivation:
 def _flag(extension: Extension, name: str) -> bool | None:
     value = getattr(extension, name)
     if name == "parapharyngeal" and value is not None:
-        return value != Parapharyngeal.none  # superficial or deep parapharyngeal space is T2
-    return value
+        return bool(value != Parapharyngeal.none)  # superficial or deep parapharyngeal space is T2
+    flag: bool | None = value
+    return flag
 
 
 def derive_t(extension: Extension | None) -> Derivation:

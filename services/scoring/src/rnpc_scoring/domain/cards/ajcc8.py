@@ -29,7 +29,7 @@ N3_NODE_SIZE_ABOVE_CM = 6.0
 # Stage groups for M0; any M1 is IVB. T0 N0 M0 has no group (no evidence of tumour).
 # I T1N0; II T0–1N1, T2N0–1; III T0–2N2, T3N0–2; IVA T4N0–2 or any T N3; IVB any M1.
 STAGE_GROUP_M1 = "IVB"
-STAGE_GROUPS_M0 = {
+STAGE_GROUPS_M0: dict[str, dict[str, str | None]] = {
     "T0": {"N0": None, "N1": "II", "N2": "III", "N3": "IVA"},
     "T1": {"N0": "I", "N1": "II", "N2": "III", "N3": "IVA"},
     "T2": {"N0": "II", "N1": "II", "N2": "III", "N3": "IVA"},
