@@ -29,6 +29,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[1]
@@ -39,6 +40,10 @@ COMPOSE_SCHEMA = SCHEMAS / "compose-spec.json"
 # Oldest and newest Kubernetes minor releases in upstream support (late 2026); kubernetes-validate
 # ships both schemas. A field removed or added between them fails one of the two.
 K8S_VERSIONS = ("1.35", "1.37")
+
+# kubernetes-validate re-reads its schema files (1.8 MB of JSON per version) for every object;
+# they never change, so read each once. validate() looks the function up on its module per call.
+kubernetes_validate.utils.schema_contents = cache(kubernetes_validate.utils.schema_contents)
 
 
 def _strict(schema: Any) -> Any:

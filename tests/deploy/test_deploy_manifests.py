@@ -216,6 +216,41 @@ def test_only_the_gateway_has_an_ingress_and_it_uses_tls() -> None:
     assert backends == {"gateway"}
 
 
+# Served by the gateway once the issues that add them land: FHIR R4 (issue 12) and CDS Hooks.
+PLANNED_GATEWAY_PREFIXES = {"/fhir/r4", "/cds-services"}
+OPS_PATHS = {"/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+def _gateway_paths() -> set[str]:
+    """Every path the gateway app documents in its OpenAPI schema, and its own (nothing is started)."""
+    from rnpc_gateway.app import create_app
+
+    app = create_app()
+    return set(app.openapi()["paths"]) | {route.path for route in app.routes if hasattr(route, "path")}
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether an Ingress Prefix path matches this request path (element-wise, as Kubernetes does)."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def test_ingress_routes_exactly_the_gateway_api() -> None:
+    paths = [p for rule in F.by_kind(F.k8s_manifests(), "Ingress")["gateway"]["spec"]["rules"]
+             for p in rule["http"]["paths"]]
+    prefixes = {p["path"] for p in paths}
+    assert {p["pathType"] for p in paths} == {"Prefix"}
+    served = _gateway_paths()
+    api = served - OPS_PATHS
+    assert api, "the gateway serves no API route"
+    for prefix in prefixes:
+        assert prefix in PLANNED_GATEWAY_PREFIXES or any(_under(p, prefix) for p in served), (
+            f"the Ingress routes {prefix}, which the gateway does not serve"
+        )
+    assert {p for p in api if not any(_under(p, prefix) for prefix in prefixes)} == set(), "API not routed"
+    assert {p for p in served & OPS_PATHS if any(_under(p, prefix) for prefix in prefixes)} == set()
+    assert PLANNED_GATEWAY_PREFIXES <= prefixes
+
+
 # --------------------------------------------------------------------------- network policy
 
 def _peers_outside_namespace(policy: dict[str, Any]) -> list[dict[str, Any]]:
