@@ -4,13 +4,13 @@ that log in as that user."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections import defaultdict
 from typing import Any
 
 import pytest
 import deploy_facts as F  # on sys.path via tests/deploy/conftest.py
-
-SASL_PROTOCOLS = {"SASL_PLAINTEXT": False, "SASL_SSL": True}  # security protocol -> listener tls
 
 
 def _users() -> dict[str, dict[str, Any]]:
@@ -51,6 +51,12 @@ def test_acls_are_exactly_what_the_code_produces_and_consumes(svc: str) -> None:
         want.setdefault(("topic", topic), set()).add("Read")
     want[("group", use.group)] = {"Read"}
     assert _granted(_users()[svc]) == want
+    # The Apache Kafka CI leg grants its test principals from rnpc_shared.kafka.access (issue 8,
+    # item 2): production must allow at least what that leg proves the service needs.
+    if importlib.util.find_spec("rnpc_shared.kafka.access") is not None:
+        access = importlib.import_module("rnpc_shared.kafka.access").SERVICE_ACCESS[svc]
+        assert set(access.writes) <= use.writes and set(access.reads) <= use.reads
+        assert access.group == use.group
 
 
 def test_each_topic_is_written_by_its_owner_only() -> None:
@@ -94,27 +100,35 @@ def test_the_kafka_cluster_authenticates_and_authorizes_every_listener() -> None
 
 
 @pytest.mark.parametrize("svc", sorted(F.SERVICES))
-def test_deployment_logs_in_as_its_kafka_user(svc: str) -> None:
+def test_deployment_logs_in_as_its_kafka_user_over_tls(svc: str) -> None:
     manifests = F.k8s_manifests()
     prefix = F.kafka_use()[svc].env_prefix
     user_name = _users()[svc]["metadata"]["name"]
     config = F.by_kind(manifests, "ConfigMap")[f"{svc}-config"]["data"]
-    protocol = config[f"{prefix}KAFKA_SECURITY_PROTOCOL"]
-    assert protocol in SASL_PROTOCOLS
-    assert config[f"{prefix}KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    pod = F.by_kind(manifests, "Deployment")[svc]["spec"]["template"]["spec"]
+    main = next(c for c in pod["containers"] if c["name"] == svc)
+    env = {item["name"]: item for item in main["env"]}
+    assert env[f"{prefix}KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL", "patient data: TLS"
+    assert env[f"{prefix}KAFKA_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512"
+    assert env[f"{prefix}KAFKA_SASL_USERNAME"]["value"] == user_name, "the SCRAM user is the KafkaUser's name"
+    secret = env[f"{prefix}KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": user_name, "key": "password"}, "the Secret the User Operator creates"
 
-    # the bootstrap port is a listener of the protocol's kind (TLS or not)
+    # the bootstrap port is a TLS listener, and the brokers are verified against the cluster CA
     (kafka_name, kafka), = F.by_kind(manifests, "Kafka").items()
     host, port = config[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)
     assert host == f"{kafka_name}-kafka-bootstrap"
     listener = next(x for x in kafka["spec"]["kafka"]["listeners"] if x["port"] == int(port))
-    assert listener["tls"] is SASL_PROTOCOLS[protocol], f"{protocol} on listener {listener['name']}"
+    assert listener["tls"] is True, listener["name"]
+    cafile = env[f"{prefix}KAFKA_SSL_CAFILE"]["value"]
+    mount = next(m for m in main["volumeMounts"] if cafile.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == f"{kafka_name}-cluster-ca-cert"
+    assert {"key": "ca.crt", "path": cafile.rsplit("/", 1)[1]} in volume["secret"]["items"]
 
-    pod = F.by_kind(manifests, "Deployment")[svc]["spec"]["template"]["spec"]
-    main = next(c for c in pod["containers"] if c["name"] == svc)
-    env = {item["name"]: item for item in main["env"]}
-    assert env[f"{prefix}KAFKA_SASL_USERNAME"]["value"] == user_name, "the SCRAM user is the KafkaUser's name"
-    secret = env[f"{prefix}KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert secret == {"name": user_name, "key": "password"}, "the Secret the User Operator creates"
-    for name in (f"{prefix}KAFKA_SASL_USERNAME", f"{prefix}KAFKA_SASL_PASSWORD"):
-        assert name not in config, f"{name} belongs next to its Secret, not in the ConfigMap"
+    # Only the service process logs in to Kafka: the settings refuse a SASL protocol without a
+    # user, and the migration Job and the init container read the ConfigMap too.
+    assert not {k for k in config if "KAFKA_S" in k}, "SASL/SSL settings belong in the Deployment"
+    job = F.by_kind(manifests, "Job")[f"{svc}-migrate"]["spec"]["template"]["spec"]
+    for container in [*job["containers"], *pod.get("initContainers", [])]:
+        assert not {e["name"] for e in container.get("env", []) if "KAFKA" in e["name"]}, container["name"]

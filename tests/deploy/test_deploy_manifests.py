@@ -135,7 +135,7 @@ def test_service_workload_is_wired_as_agreed(svc: str) -> None:
 
     # ConfigMap: the agreed settings
     data = F.by_kind(manifests, "ConfigMap")[f"{svc}-config"]["data"]
-    assert data[f"{prefix}_KAFKA_BOOTSTRAP_SERVERS"].endswith(":9092")
+    assert data[f"{prefix}_KAFKA_BOOTSTRAP_SERVERS"].endswith(":9093"), "the TLS listener"
     assert data[f"{prefix}_KAFKA_FETCH_MAX_WAIT_MS"] == "500"
     assert data[f"{prefix}_RUN_API"] in {"true", "false"}
     assert data[f"{prefix}_RUN_CONSUMER"] in {"true", "false"}
@@ -342,7 +342,7 @@ def test_kafka_runs_kraft_with_node_pools() -> None:
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka_name
         if "broker" in pool["spec"]["roles"]:
             assert pool["spec"]["replicas"] >= 3, "replication 3 needs three brokers"
-    bootstrap = f"{kafka_name}-kafka-bootstrap:9092"
+    bootstrap = f"{kafka_name}-kafka-bootstrap:9093"
     for svc in F.SERVICES:
         data = F.by_kind(manifests, "ConfigMap")[f"{svc}-config"]["data"]
         assert data[f"{svc.upper()}_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
