@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -118,9 +120,11 @@ def test_kustomize_output_matches_the_schemas() -> None:
 def _pom_kafka_versions() -> dict[str, str]:
     """kafka.version of every Maven project in the repository (the Apache Kafka CI leg's broker)."""
     found: dict[str, str] = {}
-    for pom in F.ROOT.rglob("pom.xml"):
-        if any(part.startswith(".") for part in pom.relative_to(F.ROOT).parts):
-            continue
+    poms = []
+    for folder, subfolders, files in os.walk(F.ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "node_modules"]
+        poms += [Path(folder) / "pom.xml"] if "pom.xml" in files else []
+    for pom in poms:
         match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
         if match:
             found[pom.relative_to(F.ROOT).as_posix()] = match.group(1).strip()
