@@ -251,6 +251,14 @@ def test_ingress_routes_exactly_the_gateway_api() -> None:
     assert PLANNED_GATEWAY_PREFIXES <= prefixes
 
 
+def test_monitoring_objects_carry_the_release_label_kube_prometheus_stack_selects() -> None:
+    manifests = F.k8s_manifests()
+    objects = [*F.by_kind(manifests, "ServiceMonitor").values(), *F.by_kind(manifests, "PrometheusRule").values()]
+    assert len(objects) == len(F.SERVICES) + 1
+    for doc in objects:
+        assert doc["metadata"]["labels"].get("release") == "kube-prometheus-stack", doc["metadata"]["name"]
+
+
 # --------------------------------------------------------------------------- network policy
 
 def _peers_outside_namespace(policy: dict[str, Any]) -> list[dict[str, Any]]:
