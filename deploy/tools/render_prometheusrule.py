@@ -24,8 +24,8 @@ TARGET = DEPLOY / "k8s" / "monitoring" / "prometheusrule.yaml"
 HEADER = """\
 # GENERATED from deploy/prometheus/alerts.yml by deploy/tools/render_prometheusrule.py:
 # edit alerts.yml, then re-run the script. The Prometheus Operator picks the rules up when its
-# ruleSelector matches these labels (kube-prometheus-stack: set
-# prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false, or add its release label).
+# ruleSelector matches these labels: kube-prometheus-stack selects by its Helm release label
+# (release: kube-prometheus-stack; change it if the stack was installed under another name).
 """
 
 
@@ -49,7 +49,7 @@ def render() -> str:
         "metadata": {
             "name": "rnpc-alerts",
             "namespace": "rnpc",
-            "labels": {"app.kubernetes.io/part-of": "rnpc-advisor"},
+            "labels": {"app.kubernetes.io/part-of": "rnpc-advisor", "release": "kube-prometheus-stack"},
         },
         "spec": {"groups": groups},
     }

@@ -3,22 +3,35 @@
 Each test module loads this file by path (its _load_facts()), because the suite runs with
 --import-mode=importlib, where a sibling module cannot be imported by name.
 
-The lists below are the ones fixed for the product (services, ports, topics, metric names and
-their labels). The manifests, the alert rules and the dashboard are checked against them, so a
-rename on either side fails here instead of silently breaking a panel or an alert.
+The lists below are the ones fixed for the product (services, ports, topics); the metric names
+and labels and each service's use of Kafka are read from the code. The manifests, the alert
+rules and the dashboard are checked against them, so a rename on either side fails here
+instead of silently breaking a panel, an alert or a service's ACLs.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import yaml
+from fastapi import FastAPI
+from prometheus_client.metrics import MetricWrapperBase
+
+from rnpc_gateway.service import Acceptance
+from rnpc_shared.contracts.events import dlq_topic
+from rnpc_shared.kafka.consumer import DeadLetterRoute, Outcome, Route
+from rnpc_shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -40,44 +53,132 @@ DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 @dataclass(frozen=True)
 class Metric:
-    kind: str  # counter | gauge | histogram
+    kind: str  # counter | gauge | histogram | summary
     labels: frozenset[str]
 
 
-def _m(kind: str, *labels: str) -> Metric:
-    return Metric(kind, frozenset(("service", *labels)))
+def _service_app_modules() -> list[ModuleType]:
+    """Each service's app module: importing it imports every module the service runs."""
+    return [importlib.import_module(f"rnpc_{svc}.app") for svc in SERVICES]
 
 
-METRICS: dict[str, Metric] = {
-    "rnpc_http_requests_total": _m("counter", "method", "route", "status"),
-    "rnpc_http_request_duration_seconds": _m("histogram", "method", "route"),
-    "rnpc_http_requests_in_progress": _m("gauge", "method", "route"),
-    "rnpc_events_consumed_total": _m("counter", "topic", "outcome"),
-    "rnpc_event_processing_seconds": _m("histogram", "topic"),
-    "rnpc_consumer_lag": _m("gauge", "topic", "partition"),
-    "rnpc_consumer_last_poll_timestamp_seconds": _m("gauge"),
-    "rnpc_consumer_commit_failures_total": _m("counter"),
-    "rnpc_consumer_rebalances_total": _m("counter"),
-    "rnpc_dlq_messages_total": _m("counter", "topic"),
-    "rnpc_outbox_pending": _m("gauge"),
-    "rnpc_outbox_oldest_pending_age_seconds": _m("gauge"),
-    "rnpc_outbox_published_total": _m("counter", "status"),
-    # gateway only
-    "rnpc_end_to_end_latency_seconds": _m("histogram"),
-    "rnpc_recurrences_accepted_total": _m("counter", "outcome"),
-    "rnpc_redrive_total": _m("counter"),
-}
+def _code_metrics() -> dict[str, Metric]:
+    """Every rnpc_* metric the code defines, by its exposed name, with its label names.
 
-# Allowed label values where the set is closed.
+    Taken from the prometheus_client collectors of the rnpc modules the services import (the
+    shared ones are in rnpc_shared.metrics), so the alert rules and the dashboard are checked
+    against metrics that really exist.
+    """
+    _service_app_modules()
+    found: dict[str, Metric] = {}
+    for module_name, module in list(sys.modules.items()):
+        if not module_name.startswith("rnpc_") or module is None:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase) and value._name.startswith("rnpc_"):
+                # prometheus_client keeps a counter's name without _total and exposes it with it
+                name = value._name + "_total" if value._type == "counter" else value._name
+                found[name] = Metric(value._type, frozenset(value._labelnames))
+    return found
+
+
+METRICS: dict[str, Metric] = _code_metrics()
+
+# Allowed label values where the set is closed (from the enums the code labels with).
 LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
-    ("rnpc_events_consumed_total", "outcome"): frozenset({"success", "duplicate", "retry", "dlq"}),
+    ("rnpc_events_consumed_total", "outcome"): frozenset(o.value for o in Outcome),
     ("rnpc_outbox_published_total", "status"): frozenset({"ok", "error"}),
-    ("rnpc_recurrences_accepted_total", "outcome"): frozenset({"new", "duplicate", "superseding"}),
+    ("rnpc_recurrences_accepted_total", "outcome"): frozenset(a.value for a in Acceptance),
     ("rnpc_consumer_lag", "topic"): TOPICS,
     ("rnpc_events_consumed_total", "topic"): TOPICS,
     ("rnpc_event_processing_seconds", "topic"): TOPICS,
     ("rnpc_dlq_messages_total", "topic"): TOPICS,
 }
+
+# --------------------------------------------------------------------------- Kafka use, from the code
+
+# Consumed by a service according to the issues, before its code does (issue 8: the gateway reads
+# the EHR inbound topic, and observes its dead letters like every other .dlq). Once the code
+# consumes them this adds nothing.
+PLANNED_ROUTES: dict[str, dict[str, type[Route] | type[DeadLetterRoute]]] = {
+    "gateway": {"rnpc.ehr.inbound.v1": Route, "rnpc.ehr.inbound.v1.dlq": DeadLetterRoute},
+}
+
+
+@dataclass(frozen=True)
+class KafkaUse:
+    """What one service does on Kafka, as its code says."""
+
+    settings: ServiceSettings
+    produces: frozenset[str]  # topics its outbox publishes
+    handles: frozenset[str]  # topics it consumes with a Route (failures go to <topic>.dlq)
+    observes: frozenset[str]  # .dlq topics it consumes with a DeadLetterRoute (no DLQ of a DLQ)
+
+    @property
+    def group(self) -> str:
+        return self.settings.group_id
+
+    @property
+    def env_prefix(self) -> str:
+        return str(self.settings.model_config.get("env_prefix", ""))
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return self.handles | self.observes
+
+    @property
+    def writes(self) -> frozenset[str]:
+        # EventConsumer._dead_letter sends a message that failed on <topic> to dlq_topic(<topic>)
+        return self.produces | {dlq_topic(topic) for topic in self.handles}
+
+
+def _create_app_arguments(app_module: ModuleType) -> dict[str, Any]:
+    """The arguments a service's create_app() passes to create_service_app (nothing is started)."""
+    captured: dict[str, Any] = {}
+
+    def capture(**kwargs: Any) -> FastAPI:
+        captured.update(kwargs)
+        return FastAPI()
+
+    with mock.patch.object(app_module, "create_service_app", capture):
+        app_module.create_app()
+    return captured
+
+
+def _produced_topics(svc: str) -> frozenset[str]:
+    """Every `topic=` argument in the service's sources (the outbox's emit), resolved to its value."""
+    topics: set[str] = set()
+    src = ROOT / "services" / svc / "src"
+    for path in sorted(src.rglob("*.py")):
+        module = None
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg != "topic":
+                    continue
+                if module is None:
+                    module = importlib.import_module(".".join(path.relative_to(src).with_suffix("").parts))
+                value = getattr(module, keyword.value.id, None) if isinstance(keyword.value, ast.Name) else None
+                assert isinstance(value, str), f"{path}:{node.lineno}: cannot tell which topic is produced"
+                topics.add(value)
+    return frozenset(topics)
+
+
+@cache
+def kafka_use() -> dict[str, KafkaUse]:
+    out: dict[str, KafkaUse] = {}
+    for svc, app_module in zip(SERVICES, _service_app_modules(), strict=True):
+        args = _create_app_arguments(app_module)
+        routes = {**PLANNED_ROUTES.get(svc, {}), **{t: type(r) for t, r in (args.get("routes") or {}).items()}}
+        out[svc] = KafkaUse(
+            settings=args["settings"],
+            produces=_produced_topics(svc),
+            handles=frozenset(t for t, kind in routes.items() if kind is Route),
+            observes=frozenset(t for t, kind in routes.items() if kind is DeadLetterRoute),
+        )
+    return out
+
 
 # Labels Prometheus itself or the scrape adds (target labels), and histogram bucket bounds.
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"})
@@ -138,10 +239,11 @@ def metric_base_name(token: str) -> str | None:
     """The listed metric a series name belongs to (histograms add _bucket/_sum/_count)."""
     if token in METRICS:
         return token
-    for suffix in ("_bucket", "_sum", "_count"):
+    for suffix, kinds in (("_bucket", {"histogram"}), ("_sum", {"histogram", "summary"}),
+                          ("_count", {"histogram", "summary"})):
         if token.endswith(suffix):
             base = token[: -len(suffix)]
-            if METRICS.get(base, Metric("", frozenset())).kind == "histogram":
+            if METRICS.get(base, Metric("", frozenset())).kind in kinds:
                 return base
     return None
 

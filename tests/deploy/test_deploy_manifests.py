@@ -135,7 +135,7 @@ def test_service_workload_is_wired_as_agreed(svc: str) -> None:
 
     # ConfigMap: the agreed settings
     data = F.by_kind(manifests, "ConfigMap")[f"{svc}-config"]["data"]
-    assert data[f"{prefix}_KAFKA_BOOTSTRAP_SERVERS"].endswith(":9092")
+    assert data[f"{prefix}_KAFKA_BOOTSTRAP_SERVERS"].endswith(":9093"), "the TLS listener"
     assert data[f"{prefix}_KAFKA_FETCH_MAX_WAIT_MS"] == "500"
     assert data[f"{prefix}_RUN_API"] in {"true", "false"}
     assert data[f"{prefix}_RUN_CONSUMER"] in {"true", "false"}
@@ -214,6 +214,49 @@ def test_only_the_gateway_has_an_ingress_and_it_uses_tls() -> None:
             backends.add(path["backend"]["service"]["name"])
             assert path["path"] not in {"/", "/metrics", "/livez", "/readyz"}, path["path"]
     assert backends == {"gateway"}
+
+
+# Served by the gateway once the issues that add them land: FHIR R4 (issue 12) and CDS Hooks.
+PLANNED_GATEWAY_PREFIXES = {"/fhir/r4", "/cds-services"}
+OPS_PATHS = {"/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+def _gateway_paths() -> set[str]:
+    """Every path the gateway app documents in its OpenAPI schema, and its own (nothing is started)."""
+    from rnpc_gateway.app import create_app
+
+    app = create_app()
+    return set(app.openapi()["paths"]) | {route.path for route in app.routes if hasattr(route, "path")}
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether an Ingress Prefix path matches this request path (element-wise, as Kubernetes does)."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def test_ingress_routes_exactly_the_gateway_api() -> None:
+    paths = [p for rule in F.by_kind(F.k8s_manifests(), "Ingress")["gateway"]["spec"]["rules"]
+             for p in rule["http"]["paths"]]
+    prefixes = {p["path"] for p in paths}
+    assert {p["pathType"] for p in paths} == {"Prefix"}
+    served = _gateway_paths()
+    api = served - OPS_PATHS
+    assert api, "the gateway serves no API route"
+    for prefix in prefixes:
+        assert prefix in PLANNED_GATEWAY_PREFIXES or any(_under(p, prefix) for p in served), (
+            f"the Ingress routes {prefix}, which the gateway does not serve"
+        )
+    assert {p for p in api if not any(_under(p, prefix) for prefix in prefixes)} == set(), "API not routed"
+    assert {p for p in served & OPS_PATHS if any(_under(p, prefix) for prefix in prefixes)} == set()
+    assert PLANNED_GATEWAY_PREFIXES <= prefixes
+
+
+def test_monitoring_objects_carry_the_release_label_kube_prometheus_stack_selects() -> None:
+    manifests = F.k8s_manifests()
+    objects = [*F.by_kind(manifests, "ServiceMonitor").values(), *F.by_kind(manifests, "PrometheusRule").values()]
+    assert len(objects) == len(F.SERVICES) + 1
+    for doc in objects:
+        assert doc["metadata"]["labels"].get("release") == "kube-prometheus-stack", doc["metadata"]["name"]
 
 
 # --------------------------------------------------------------------------- network policy
@@ -307,7 +350,7 @@ def test_kafka_runs_kraft_with_node_pools() -> None:
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka_name
         if "broker" in pool["spec"]["roles"]:
             assert pool["spec"]["replicas"] >= 3, "replication 3 needs three brokers"
-    bootstrap = f"{kafka_name}-kafka-bootstrap:9092"
+    bootstrap = f"{kafka_name}-kafka-bootstrap:9093"
     for svc in F.SERVICES:
         data = F.by_kind(manifests, "ConfigMap")[f"{svc}-config"]["data"]
         assert data[f"{svc.upper()}_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap

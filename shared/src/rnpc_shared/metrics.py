@@ -47,6 +47,7 @@ OUTBOX_PUBLISHED = Counter(
 END_TO_END_LATENCY = Histogram(
     "rnpc_end_to_end_latency_seconds",
     "Record received at the gateway to recommendation issued",
+    ["service"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
 RECURRENCES_ACCEPTED = Counter(

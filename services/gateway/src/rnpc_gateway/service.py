@@ -150,7 +150,8 @@ async def store_recommendation(session: AsyncSession, payload: RecommendationIss
         )
         row = await get_version(session, recommendation.recurrence_id, recommendation.version)
         if row is not None:
-            metrics.END_TO_END_LATENCY.observe((recommendation.issued_at - row.received_at).total_seconds())
+            latency_s = (recommendation.issued_at - row.received_at).total_seconds()
+            metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
     await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
 
 
