@@ -21,8 +21,6 @@ from rnpc_shared.contracts.scores import ModelStatus
 from rnpc_recommendation.domain.context import CaseContext
 from rnpc_recommendation.domain.effects import Effects
 
-# Models the case context reads for every case (staging, interval, Ward class).
-CONTEXT_MODELS = ("ajcc8_stage", "interval_since_rt", "ward2018_rpa")
 CITED_FOR = frozenset({OptionStatus.recommended, OptionStatus.consider, OptionStatus.unavailable})
 PROVISIONAL_EFFECT = (
     "Provisional model: it may order options of the same status or add warnings; it decided no "
@@ -44,7 +42,7 @@ def _touched(effects: Iterable[Effects]) -> dict[str, list[Modality]]:
 
 def build_basis(ctx: CaseContext, effects: list[Effects], options: list[Option]) -> Basis:
     touched = _touched(effects)
-    used = set(CONTEXT_MODELS) | set(touched)
+    used = ctx.reads | set(touched)
     scores = [
         ScoreUsed(
             model=result.model, version=result.version, status=result.status,

@@ -67,9 +67,12 @@ class CaseContext:
     evidence: EvidenceBundle
     decision_on: date  # the day the recommendation is issued: imaging after it is no restaging
     policy: Policy = field(default_factory=Policy)
+    # Every score model a rule read: the recommendation's basis lists them (FDA CDS criterion 4).
+    reads: set[str] = field(default_factory=set, compare=False)
 
     # --- score results ---------------------------------------------------------------------
     def result(self, model_id: str) -> ScoreResult | None:
+        self.reads.add(model_id)
         result = self.scores.results.get(model_id)
         return result if result is not None and result.computable else None
 
@@ -79,6 +82,7 @@ class CaseContext:
 
     def threshold(self, model_id: str, quantity: str) -> Threshold | None:
         """A model's threshold as scoring reported it, computable or not (never re-typed here)."""
+        self.reads.add(model_id)
         result = self.scores.results.get(model_id)
         return result.threshold(quantity) if result is not None else None
 

@@ -502,6 +502,13 @@ def _srs_sbrt_for_early(e: Effects, ctx: CaseContext) -> None:
             "confirm a small volume first.",
             models=(SRS_SUITABILITY,),
         )
+        e.shift(
+            both,
+            BACK,
+            "Small volume not confirmed; conservative reading: ordered as not a candidate.",
+            source=source,
+            models=(SRS_SUITABILITY,),
+        )
     elif suitability.category == ScoreCategory.candidate:
         e.note(
             both,
@@ -622,6 +629,11 @@ def li2018_risk(ctx: CaseContext) -> Effects:
             "§5.4 asks for before re-IMRT is unknown.",
             models=(LI2018,),
         )
+        _order_as_high_risk(
+            e,
+            "Li 2018 risk unknown; conservative reading: ordered as high risk, behind trial, "
+            "systemic therapy and best supportive care of the same status.",
+        )
         return e
     cut_off = result.threshold("li2018_index")
     index = (
@@ -636,23 +648,15 @@ def li2018_risk(ctx: CaseContext) -> Effects:
             models=(LI2018,),
         )
         return e
-    e.shift(
-        M.reimrt,
-        BACK,
+    _order_as_high_risk(
+        e,
         f"Li 2018 high risk ({index}): moved behind trial, systemic therapy and best supportive "
         "care of the same status.",
-        models=(LI2018,),
     )
     e.warn(
         M.reimrt,
         f"Li 2018 high risk (provisional): 3-year OS {_outcome(result, 'high_risk', '3-year OS')} "
         "after salvage re-IMRT (seed §3 [17]); offer a clinical trial.",
-        models=(LI2018,),
-    )
-    e.shift(
-        M.systemic_therapy,
-        FRONT,
-        "Li 2018 high risk (provisional): a clinical trial or systemic therapy is discussed first.",
         models=(LI2018,),
     )
     e.note(
@@ -661,6 +665,17 @@ def li2018_risk(ctx: CaseContext) -> Effects:
         models=(LI2018,),
     )
     return e
+
+
+def _order_as_high_risk(e: Effects, text: str) -> None:
+    e.shift(M.reimrt, BACK, text, models=(LI2018,))
+    e.shift(
+        M.systemic_therapy,
+        FRONT,
+        "Li 2018 high or unknown risk (provisional): a clinical trial or systemic therapy is "
+        "discussed first.",
+        models=(LI2018,),
+    )
 
 
 def particles_experimental(ctx: CaseContext) -> Effects:
