@@ -118,8 +118,8 @@ def pool_proportions(
     logit, se, tau2, i2_percent = _dersimonian_laird(effects)
     # One study: show its figure as the paper reported it (e.g. 87%, not 86.67% rebuilt from
     # rounded events); pooling across studies still uses events.
-    reported = {item.study_id: item.percent for item in reported_items}
-    single = reported[included[0][0]] if len(included) == 1 else None
+    reported_percent = {item.study_id: item.percent for item in reported_items}
+    single = reported_percent[included[0][0]] if len(included) == 1 else None
     percent = single.low if single is not None else _expit_percent(logit)
     # A 0% or 100% study's continuity-corrected interval can exclude the reported figure: the
     # interval is widened to include it (an observed 0% has 0 as its lower bound).

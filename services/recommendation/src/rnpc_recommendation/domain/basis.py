@@ -19,7 +19,7 @@ from rnpc_shared.contracts.record import Modality
 from rnpc_shared.contracts.scores import ModelStatus
 
 from rnpc_recommendation.domain.context import CaseContext
-from rnpc_recommendation.domain.effects import Effects
+from rnpc_recommendation.domain.effects import Effects, Note, OptionWarning, Proposal, Shift
 
 CITED_FOR = frozenset({OptionStatus.recommended, OptionStatus.consider, OptionStatus.unavailable})
 PROVISIONAL_EFFECT = (
@@ -32,7 +32,10 @@ def _touched(effects: Iterable[Effects]) -> dict[str, list[Modality]]:
     """Model id → the options whose reasons, warnings, order or status it touched."""
     touched: dict[str, list[Modality]] = {}
     for e in effects:
-        for item in (*e.proposals, *e.notes, *e.shifts, *e.option_warnings):
+        items: list[Proposal | Note | Shift | OptionWarning] = [
+            *e.proposals, *e.notes, *e.shifts, *e.option_warnings
+        ]
+        for item in items:
             for model in item.models:
                 options = touched.setdefault(model, [])
                 if item.modality not in options:

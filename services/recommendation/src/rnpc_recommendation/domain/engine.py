@@ -27,7 +27,14 @@ from rnpc_shared.contracts.scores import ModelStatus, Scores
 
 from rnpc_recommendation.domain.basis import build_basis
 from rnpc_recommendation.domain.context import CaseContext
-from rnpc_recommendation.domain.effects import CASE_PRECEDENCE, CLINICAL_PRECEDENCE, PLACE, Effects
+from rnpc_recommendation.domain.effects import (
+    CASE_PRECEDENCE,
+    CLINICAL_PRECEDENCE,
+    PLACE,
+    Effects,
+    Note,
+    OptionWarning,
+)
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.domain.rules import RULES, RULES_VERSION, Rule
 
@@ -145,7 +152,8 @@ def _dependencies(
                 for model in s.models:
                     found.setdefault(model, DependencyRole.ordering)
     for _, e in applied:
-        for item in (*e.notes, *e.option_warnings):
+        explained: list[Note | OptionWarning] = [*e.notes, *e.option_warnings]
+        for item in explained:
             if item.modality == modality:
                 for model in item.models:
                     found.setdefault(model, DependencyRole.warning)

@@ -260,7 +260,8 @@ def compute_interval_since_rt(record: RecurrenceRecord, params: ScoringParameter
     inputs_used = _inputs(record, date_paths)
     months = _interval_months(record)
     short = _short_interval(record)
-    if months is None or short is None:
+    recurrence_on = record.recurrence_date
+    if months is None or short is None or recurrence_on is None:
         return _result(card, computable=False, inputs_used=inputs_used,
                        missing_inputs=[RECURRENCE_DATE], notes=[RECURRENCE_DATE_NOTE],
                        thresholds=[_interval_threshold(None)])
@@ -273,7 +274,7 @@ def compute_interval_since_rt(record: RecurrenceRecord, params: ScoringParameter
         thresholds=[_interval_threshold(short)],
         details={
             "rt_end_on": record.prior_treatment.rt_end_on.isoformat(),
-            "recurrence_date": record.recurrence_date.isoformat(),
+            "recurrence_date": recurrence_on.isoformat(),
             "recurrence_date_source": date_source,
             "cut_off_years": card.CUT_OFF_YEARS,
             "short_interval": short,
@@ -593,13 +594,13 @@ def compute_srs_suitability(record: RecurrenceRecord, params: ScoringParameters)
     if months is None:  # reported factor only; the candidate rule does not use it
         missing.append(RECURRENCE_DATE)
         notes.append(RECURRENCE_DATE_NOTE)
-    details["t_category_ok"] = t_used in card.CANDIDATE_T_CATEGORIES
-    details["volume_ok"] = gtv_cm3 <= params.srs_max_volume_cm3
-    fits = details["t_category_ok"] and details["volume_ok"]
-    category = ScoreCategory.candidate if fits else ScoreCategory.not_candidate
+    t_ok = t_used in card.CANDIDATE_T_CATEGORIES
+    volume_ok = gtv_cm3 is not None and gtv_cm3 <= params.srs_max_volume_cm3
+    details["t_category_ok"], details["volume_ok"] = t_ok, volume_ok
+    category = ScoreCategory.candidate if t_ok and volume_ok else ScoreCategory.not_candidate
     volume_limit = Threshold(quantity="gtv_volume", operator=Operator.le,
-                             value=params.srs_max_volume_cm3, unit="cm³",
-                             met=details["volume_ok"], source="MODELS.md §4.6 (configurable)")
+                             value=params.srs_max_volume_cm3, unit="cm³", met=volume_ok,
+                             source="MODELS.md §4.6 (configurable)")
     return _result(card, computable=True, value=category.value, category=category,
                    thresholds=[volume_limit], details=details,
                    inputs_used=inputs_used, missing_inputs=missing, notes=notes)
