@@ -234,7 +234,7 @@ VIGNETTES: list[Vignette] = [
             "msnp": NR,  # R4.beyond_enp_reach — surgeon: not resectable
             "srs": NR,  # R3.small_volume_techniques — rT4 (§4.6)
             "brachytherapy": NR,  # R3.small_volume_techniques — rT4 (seed §5.7)
-            "carbon_ion": C,  # R4.carbon_short_interval — long interval: experimental (seed §5.6)
+            "carbon_ion": C,  # R4.particles_experimental — experimental, at most consider (seed §5.6)
             "best_supportive_care": C,  # R4.beyond_enp_reach — no exact curative fit (§5)
         },
     ),
@@ -315,7 +315,7 @@ VIGNETTES: list[Vignette] = [
             "sbrt": C,  # R3.small_volume_techniques keeps it for class III + R5 (seed §5.4 [19])
             "srs": NR,  # R3.small_volume_techniques — rT3 (§4.6)
             "reimrt": C,  # R5.ward_class_iii — not the preferred course (MODELS.md §5.5)
-            "carbon_ion": C,  # R4.carbon_short_interval — not recommended in class III (§5.5)
+            "carbon_ion": C,  # R4.particles_experimental — at most consider (seed §5.6)
             "best_supportive_care": C,  # R5.ward_class_iii — palliation discussed
             "enp": C,  # R4.beyond_enp_reach — outside Liu 2021 confinement (pterygoid), judgement
             "msnp": C,  # R4.beyond_enp_reach — resectability to confirm (seed §4.3)
