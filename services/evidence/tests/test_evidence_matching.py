@@ -88,7 +88,7 @@ def test_case_features_and_scores_become_notes(example_record_json: dict) -> Non
     example_record_json["recurrence"]["extension"]["ica_encasement"] = True
     scores = Scores(
         results={
-            "li2018_prognostic_index": score("li2018_prognostic_index", computable=True, value=180, category="low"),
+            "li2018_prognostic_index": score("li2018_prognostic_index", computable=True, value=180, category="low_risk"),
             "ward2018_rpa": score("ward2018_rpa", computable=False, missing_inputs=["resected"]),
         },
         models_version="test",
@@ -97,7 +97,7 @@ def test_case_features_and_scores_become_notes(example_record_json: dict) -> Non
     reimrt = bundle.by_modality[Modality.reimrt].notes
     assert any("Case GTV 40 cm³ (> 38 cm³)" in note for note in reimrt)
     assert any("hyperfractionated" in note for note in reimrt)  # the example plans 65 Gy/54 fx BID
-    assert "Score li2018_prognostic_index = 180, category low (provisional)." in reimrt
+    assert "Score li2018_prognostic_index = 180, category low_risk (provisional)." in reimrt
     assert "Score ward2018_rpa: not computable (missing resected)." in reimrt
     assert any("fatal hemorrhage" in note for note in bundle.by_modality[Modality.sbrt].notes)
     assert any("extracranial–intracranial bypass" in note for note in bundle.by_modality[Modality.msnp].notes)
@@ -118,3 +118,11 @@ def test_every_quoted_note_is_verbatim(example_record_json: dict, quotable_text:
         for note in evidence.notes:
             for quote in re.findall(r'"([^"]+)"', note):
                 assert quote in quotable_text, (evidence.modality, quote)
+
+
+def test_case_notes_are_also_listed_apart(example_record_json: dict) -> None:
+    """Issue 9 item 8: the recommendation carries only the case-specific notes."""
+    bundle = match_evidence(record(example_record_json), NO_SCORES, load_studies())
+    enp = bundle.by_modality[Modality.enp]
+    assert enp.case_notes and set(enp.case_notes) <= set(enp.notes)
+    assert not any(note.startswith("Seed §4.2: \"Indications") for note in enp.case_notes)

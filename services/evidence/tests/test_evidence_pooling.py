@@ -73,9 +73,11 @@ def test_zero_percent_study_gets_continuity_correction() -> None:
     pooled = pool(ReportedProportion("zero", 10, point(0)))
     assert pooled is not None
     logit, variance = math.log(0.5 / 10.5), 1 / 0.5 + 1 / 10.5
-    assert pooled.percent == pytest.approx(expit_percent(logit), abs=0.005)  # 4.55, not 0
-    assert pooled.ci95_low_percent == pytest.approx(expit_percent(logit - Z * math.sqrt(variance)), abs=0.005)
+    assert pooled.percent == 0  # one study: shown as reported (issue 9), not the corrected 4.55
+    assert pooled.ci95_low_percent == 0  # widened to include the reported figure
     assert pooled.ci95_high_percent == pytest.approx(expit_percent(logit + Z * math.sqrt(variance)), abs=0.005)
+    two = pool(ReportedProportion("zero", 10, point(0)), ReportedProportion("zero-2", 10, point(0)))
+    assert two is not None and two.percent == pytest.approx(expit_percent(logit), abs=0.005)
 
 
 def test_hundred_percent_study_gets_continuity_correction_only_on_itself() -> None:
@@ -104,6 +106,16 @@ def test_one_study_uses_its_own_logit_interval() -> None:
     assert pooled.ci95_low_percent == pytest.approx(expit_percent(logit - Z * se), abs=0.005)
     assert pooled.ci95_high_percent == pytest.approx(expit_percent(logit + Z * se), abs=0.005)
     assert pooled.method == METHOD_SINGLE
+
+
+def test_one_study_shows_the_figure_the_paper_reported() -> None:
+    """Issue 9: 87% of 75 (Hu 2018 1-year LRFS) stays 87%, not 86.67% rebuilt from 65/75."""
+    pooled = pool(ReportedProportion("hu", 75, point(87)))
+    assert pooled is not None and pooled.percent == 87
+    events_logit = math.log(65 / 10)  # the CI still comes from events: round(0.87 × 75) = 65
+    se = math.sqrt(1 / 65 + 1 / 10)
+    assert pooled.ci95_low_percent == pytest.approx(expit_percent(events_logit - Z * se), abs=0.005)
+    assert pooled.ci95_low_percent < pooled.percent < pooled.ci95_high_percent
 
 
 def test_missing_n_range_and_na_are_excluded_with_reasons() -> None:
@@ -137,7 +149,7 @@ def test_identical_proportions_have_no_heterogeneity() -> None:
 
 def test_events_round_half_up() -> None:
     # 50% of 17 = 8.5 events -> 9 (Python's round() would give 8); 9/17 = 52.94%.
-    pooled = pool(ReportedProportion("odd", 17, point(50)))
+    pooled = pool(ReportedProportion("odd", 17, point(50)), ReportedProportion("odd-2", 17, point(50)))
     assert pooled is not None and pooled.percent == pytest.approx(100 * 9 / 17, abs=0.005)
 
 

@@ -13,8 +13,17 @@ from rnpc_shared.contracts.record import Modality
 from rnpc_shared.contracts.scores import ScoringParameters
 
 from rnpc_recommendation.domain import RULES, RULES_VERSION, eqd2_gy, recommend
-from rnpc_recommendation.domain.effects import Proposal
-from rnpc_recommendation.domain.engine import clinical_status, final_status
+import dataclasses
+
+from rnpc_recommendation.domain import rules as rules_module
+from rnpc_recommendation.domain.context import CaseContext
+from rnpc_recommendation.domain.effects import Effects
+from rnpc_recommendation.domain.engine import (
+    _refuse_provisional_status,
+    clinical_status,
+    final_status,
+)
+from rnpc_recommendation.domain.rules import LOGIC_MODULES, rules_fingerprint
 
 ISSUED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 S = OptionStatus
@@ -100,10 +109,44 @@ def test_availability_precedence(
     assert final_status(clinical, centre_lacks_it=lacks) == expected
 
 
-@pytest.mark.parametrize("status", [S.not_recommended, S.contraindicated])
-def test_a_provisional_proposal_cannot_exclude(status: OptionStatus) -> None:
-    with pytest.raises(ValueError, match="provisional"):
-        Proposal(Modality.reimrt, status, "Li 2018 high risk", None, provisional=True)
+@pytest.mark.parametrize("status", [S.recommended, S.consider, S.not_recommended])
+def test_a_status_resting_on_a_provisional_model_is_refused(
+    kit: SimpleNamespace, status: OptionStatus
+) -> None:
+    """Issue 9 item 6: a provisional model alone can never set any status (engine guard)."""
+    record = kit.build_record()
+    ctx = CaseContext(record, kit.build_scores(record), kit.build_evidence(), ISSUED_AT.date())
+    e = Effects()
+    e.propose(Modality.reimrt, status, "Li 2018 high risk", models=("li2018_prognostic_index",))
+    with pytest.raises(RuntimeError, match="provisional"):
+        _refuse_provisional_status([(RULES[0], e)], ctx)
+    exact = Effects()
+    exact.propose(Modality.reimrt, status, "Ward class III", models=("ward2018_rpa",))
+    _refuse_provisional_status([(RULES[0], exact)], ctx)  # an exact model may
+
+
+def test_rules_version_fingerprints_logic_and_text() -> None:
+    """Issue 9 item 9: any change of a rule's text or logic changes RULES_VERSION."""
+    modules = (*LOGIC_MODULES, rules_module)
+    assert RULES_VERSION.endswith(rules_fingerprint(RULES, modules))
+    first = RULES[0]
+    reworded = dataclasses.replace(first, summary=first.summary + " (reworded)")
+    assert rules_fingerprint((reworded, *RULES[1:]), modules) != rules_fingerprint(RULES, modules)
+
+    def texted(ctx: CaseContext) -> Effects:
+        e = Effects()
+        e.warnings.append("one text")
+        return e
+
+    def retexted(ctx: CaseContext) -> Effects:
+        e = Effects()
+        e.warnings.append("another text")
+        return e
+
+    a = dataclasses.replace(first, apply=texted)
+    b = dataclasses.replace(first, apply=retexted)
+    assert rules_fingerprint((a,)) != rules_fingerprint((b,))  # same id and version, new text
+    assert rules_fingerprint((a,)) == rules_fingerprint((dataclasses.replace(a),))
 
 
 def test_rules_carry_id_version_and_source() -> None:
@@ -112,7 +155,7 @@ def test_rules_carry_id_version_and_source() -> None:
     assert all(rule.version and rule.source and rule.summary for rule in RULES)
     # MODELS.md §5.1–8 each have a rule.
     assert {rule_id.split(".")[0] for rule_id in ids} >= {f"R{n}" for n in range(1, 9)}
-    assert RULES_VERSION.startswith("rules/2026.11.1+")
+    assert RULES_VERSION.startswith("rules/2026.11.2+")
 
 
 def test_evidence_is_attached_per_option(kit: SimpleNamespace) -> None:
@@ -137,4 +180,4 @@ def test_unknown_scores_are_not_guessed(kit: SimpleNamespace) -> None:
     rec = recommend(record, scores, kit.build_evidence(), ISSUED_AT)
     reimrt = next(o for o in rec.options if o.modality == Modality.reimrt)
     assert reimrt.status == S.consider
-    assert any("not computable" in r.text for r in reimrt.reasons)
+    assert any("not computable" in w for w in reimrt.warnings)

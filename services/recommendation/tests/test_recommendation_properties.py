@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +40,7 @@ PLANNED_COURSES = [
     {"total_dose_gy": 30.0, "fractions": 5, "fractions_per_day": 1},
 ]
 EXCLUDING = {OptionStatus.not_recommended, OptionStatus.contraindicated}
+STATUS_CLAIM = re.compile(r"(?<!not )(?<!never )\brecommended\b")
 
 
 @st.composite
@@ -149,6 +151,12 @@ def test_every_option_is_complete_and_ranked(
         assert rec.status == "workup_incomplete"
         assert not _local_recommended(rec)
     Recommendation.model_validate_json(rec.model_dump_json())  # round-trips through the contract
+    for o in rec.options:  # issue 9 item 6: a provisional model never decides a status
+        assert not any(d.status == "provisional" and d.role == "status" for d in o.depends_on)
+        if o.status != OptionStatus.recommended:  # item 7: text never contradicts the status
+            for reason in o.reasons:
+                text = reason.text.replace("clinical status: recommended", "")
+                assert not STATUS_CLAIM.search(text), (o.modality, o.status, reason.text)
 
 
 PROVISIONAL_VARIANTS = list(itertools.product(
@@ -207,3 +215,73 @@ def test_input_hash_and_versions(kit: SimpleNamespace) -> None:
     assert rec.versions.rules.startswith("rules/")
     other_record, _, _ = _case(kit, {"patient.age_years": 53}, {})
     assert recommend(other_record, scores, evidence, ISSUED_AT).input_hash != rec.input_hash
+
+
+# Issue 9 item 5: every hazard or eligibility input that may be null, with its favourable known
+# value ("false" for a hazard flag; resectable: true; M: M0; performance status: KPS 90).
+FAVOURABLE_THEN_NULL: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "ica_encasement": ({"recurrence.extension.ica_encasement": False},
+                       {"recurrence.extension.ica_encasement": None}),
+    "foramen_lacerum": ({"recurrence.extension.foramen_lacerum": False},
+                        {"recurrence.extension.foramen_lacerum": None}),
+    "fossa_of_rosenmuller": ({"recurrence.extension.fossa_of_rosenmuller": False},
+                             {"recurrence.extension.fossa_of_rosenmuller": None}),
+    "mucosal_necrosis": ({"prior_treatment.mucosal_necrosis": False},
+                         {"prior_treatment.mucosal_necrosis": None}),
+    "grade3_toxicity": ({"prior_treatment.grade3_toxicity": False},
+                        {"prior_treatment.grade3_toxicity": None}),
+    "resectable": ({"recurrence.resectable": True}, {"recurrence.resectable": None}),
+    "m_category": ({"recurrence.m_category": "M0"}, {"recurrence.m_category": None}),
+    "performance_status": ({"patient.kps": 90, "patient.ecog": None},
+                           {"patient.kps": None, "patient.ecog": None}),
+}
+# Lower is better. Systemic therapy and best supportive care are the fallbacks whose standing
+# rises exactly when a curative option's basis weakens: for them the property is reversed.
+_REIRRADIATION = {Modality.reimrt, Modality.srs, Modality.sbrt, Modality.proton,
+                  Modality.carbon_ion, Modality.brachytherapy}
+_SURGERY = {Modality.enp, Modality.tors, Modality.msnp, Modality.neck_dissection}
+# The options each input concerns: when such an option moves back, a neighbour moving up past it
+# is not an improvement of the neighbour (ranks are relative).
+CONCERNS: dict[str, set[Modality]] = {
+    "ica_encasement": _REIRRADIATION | {Modality.enp, Modality.tors, Modality.msnp},
+    "foramen_lacerum": _REIRRADIATION | {Modality.enp},
+    "fossa_of_rosenmuller": _REIRRADIATION,
+    "mucosal_necrosis": {Modality.reimrt},
+    "grade3_toxicity": {Modality.reimrt},
+    "resectable": _SURGERY,
+    "m_category": set(LOCAL_MODALITIES),
+    "performance_status": set(LOCAL_MODALITIES),
+}
+STATUS_VALUE = {"recommended": 0, "consider": 1, "unavailable": 1, "not_recommended": 2,
+                "contraindicated": 3}
+FALLBACKS = {Modality.systemic_therapy, Modality.best_supportive_care}
+
+
+@settings(max_examples=80, deadline=None)
+@given(overrides=record_overrides())
+def test_unknown_never_makes_an_option_better(kit: SimpleNamespace, overrides: dict[str, Any]) -> None:
+    """Changing a hazard/eligibility input from its favourable value to null never improves a
+    local curative option's status, never lets it overtake an option the input does not concern
+    (unless that option's status worsened), and never demotes a fallback."""
+    evidence = kit.build_evidence()
+    for field_name, (known, unknown) in FAVOURABLE_THEN_NULL.items():
+        before = _recommend(kit, {**overrides, **known}, evidence)
+        after = _recommend(kit, {**overrides, **unknown}, evidence)
+        value_a = {o.modality: STATUS_VALUE[o.status] for o in before.options}
+        value_b = {o.modality: STATUS_VALUE[o.status] for o in after.options}
+        rank_a = {o.modality: o.rank for o in before.options}
+        rank_b = {o.modality: o.rank for o in after.options}
+        for m in Modality:
+            if m in FALLBACKS:
+                assert value_b[m] <= value_a[m], (field_name, m)
+                continue
+            assert value_b[m] >= value_a[m], (field_name, m, value_a[m], value_b[m])
+            for p in set(Modality) - CONCERNS[field_name]:
+                overtakes = rank_a[m] > rank_a[p] and rank_b[m] < rank_b[p]
+                assert not overtakes or value_b[p] > value_a[p], (field_name, m, p)
+
+
+def _recommend(kit: SimpleNamespace, overrides: dict[str, Any], evidence: EvidenceBundle
+               ) -> Recommendation:
+    record = kit.build_record(overrides)
+    return recommend(record, kit.build_scores(record), evidence, ISSUED_AT)

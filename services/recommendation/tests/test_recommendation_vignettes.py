@@ -229,12 +229,12 @@ VIGNETTES: list[Vignette] = [
         "complete",
         "reimrt",
         {
-            "reimrt": R,  # R4.beyond_enp_reach + R4.li2018_risk low (MODELS.md §5.4)
+            "reimrt": C,  # R4.beyond_enp_reach: Li 2018 is provisional, never lifts the status
             "enp": NR,  # R4.beyond_enp_reach — intracranial, rT4 (Liu 2021 reach)
             "msnp": NR,  # R4.beyond_enp_reach — surgeon: not resectable
             "srs": NR,  # R3.small_volume_techniques — rT4 (§4.6)
             "brachytherapy": NR,  # R3.small_volume_techniques — rT4 (seed §5.7)
-            "carbon_ion": C,  # R4.carbon_short_interval — long interval: experimental (seed §5.6)
+            "carbon_ion": C,  # R4.particles_experimental — experimental, at most consider (seed §5.6)
             "best_supportive_care": C,  # R4.beyond_enp_reach — no exact curative fit (§5)
         },
     ),
@@ -315,7 +315,7 @@ VIGNETTES: list[Vignette] = [
             "sbrt": C,  # R3.small_volume_techniques keeps it for class III + R5 (seed §5.4 [19])
             "srs": NR,  # R3.small_volume_techniques — rT3 (§4.6)
             "reimrt": C,  # R5.ward_class_iii — not the preferred course (MODELS.md §5.5)
-            "carbon_ion": C,  # R4.carbon_short_interval — not recommended in class III (§5.5)
+            "carbon_ion": C,  # R4.particles_experimental — at most consider (seed §5.6)
             "best_supportive_care": C,  # R5.ward_class_iii — palliation discussed
             "enp": C,  # R4.beyond_enp_reach — outside Liu 2021 confinement (pterygoid), judgement
             "msnp": C,  # R4.beyond_enp_reach — resectability to confirm (seed §4.3)
@@ -377,7 +377,7 @@ VIGNETTES: list[Vignette] = [
         "complete",
         "reimrt",
         {
-            "reimrt": R,  # R4.beyond_enp_reach, Li low; necrosis factors only warn (§5.6)
+            "reimrt": C,  # R4.beyond_enp_reach (Li provisional); necrosis factors only warn (§5.6)
             "msnp": NR,  # R4.beyond_enp_reach — not resectable
         },
         check=_necrosis,
@@ -431,8 +431,8 @@ VIGNETTES: list[Vignette] = [
         "complete",
         "carbon_ion",
         {
-            "carbon_ion": R,  # R4.carbon_short_interval — ≤ 24 months, available (MODELS.md §5.4)
-            "reimrt": R,  # R4.beyond_enp_reach + Li low
+            "carbon_ion": C,  # R4.particles_experimental — at most consider; first of its group
+            "reimrt": C,  # R4.beyond_enp_reach (Li provisional)
         },
     ),
     Vignette(
@@ -441,7 +441,7 @@ VIGNETTES: list[Vignette] = [
          "patient.age_years": 50, "context.available_modalities": NO_PARTICLES_OR_BRACHY},
         "complete",
         "reimrt",
-        {"carbon_ion": U, "reimrt": R},  # R4.carbon_short_interval: "where available" (§5.4)
+        {"carbon_ion": U, "reimrt": C},  # R8.availability: carbon "where available" (§5.4)
     ),
     Vignette(
         "ECOG 1 only",

@@ -46,10 +46,10 @@ def test_months_never_decrease_as_the_end_date_moves_on():
 
 
 @pytest.mark.parametrize(("diagnosed_on", "months", "category"), [
-    ("2024-03-14", 23, "le_24_months"),
-    ("2024-03-15", 24, "le_24_months"),  # exactly 24 months is "≤ 2 years"
-    ("2024-04-14", 24, "le_24_months"),
-    ("2024-04-15", 25, "gt_24_months"),
+    ("2024-03-14", 23, "short_interval"),  # the day before the 2nd anniversary: "< 2 years"
+    ("2024-03-15", 24, "long_interval"),  # the 2nd anniversary itself is "≥ 2 years" (seed §3)
+    ("2024-04-14", 24, "long_interval"),
+    ("2024-04-15", 25, "long_interval"),
 ])
 def test_interval_result(make_record, diagnosed_on, months, category):
     record = make_record({"prior_treatment.rt_end_on": "2022-03-15", "diagnosed_on": diagnosed_on})
@@ -57,6 +57,9 @@ def test_interval_result(make_record, diagnosed_on, months, category):
     assert result.computable and result.unit == "months"
     assert result.value == months and isinstance(result.value, int)
     assert result.category == category
+    threshold = result.threshold("interval_since_rt")  # the cut-off travels with the result
+    assert (threshold.operator, threshold.value, threshold.unit) == ("<", 2, "years")
+    assert threshold.met is (category == "short_interval")
 
 
 def test_interval_falls_back_to_recorded_at(make_record):
@@ -90,10 +93,13 @@ def ward(make_record, diagnosed_on, resected=None, organ_dysfunction=None):
     ("2024-04-15", True, True, "I"),
     ("2024-04-15", False, True, "II"),
     ("2024-04-15", True, False, "I"),
-    # exactly 24 months (≤ 2 years): organ dysfunction decides, resection is irrelevant.
-    ("2024-03-15", True, False, "II"),
-    ("2024-03-15", True, True, "III"),
-    ("2024-03-15", False, True, "III"),
+    # the day before the 2nd anniversary (< 2 years): organ dysfunction decides.
+    ("2024-03-14", True, False, "II"),
+    ("2024-03-14", True, True, "III"),
+    ("2024-03-14", False, True, "III"),
+    # the 2nd anniversary itself is "≥ 2 years" (seed §3 [19]): resection decides.
+    ("2024-03-15", True, True, "I"),
+    ("2024-03-15", False, True, "II"),
 ])
 def test_ward_class_boundaries(make_record, diagnosed_on, resected, organ_dysfunction, rpa_class):
     result = ward(make_record, diagnosed_on, resected, organ_dysfunction)
@@ -105,15 +111,32 @@ def test_ward_asks_only_for_the_factor_its_branch_needs(make_record):
     long_interval = ward(make_record, "2024-04-15", resected=None, organ_dysfunction=False)
     assert not long_interval.computable
     assert long_interval.missing_inputs == ["prior_treatment.resected_before_reirradiation"]
-    short_interval = ward(make_record, "2024-03-15", resected=True, organ_dysfunction=None)
+    short_interval = ward(make_record, "2024-03-14", resected=True, organ_dysfunction=None)
     assert short_interval.missing_inputs == ["patient.organ_dysfunction"]
-    assert ward(make_record, "2024-03-15", resected=None, organ_dysfunction=False).computable
+    assert ward(make_record, "2024-03-14", resected=None, organ_dysfunction=False).computable
 
 
 def test_ward_reported_outcomes_cover_each_class(make_record):
-    result = ward(make_record, "2024-03-15", organ_dysfunction=True)
+    result = ward(make_record, "2024-03-14", organ_dysfunction=True)
     by_group = {(o.group, o.label): o.low for o in result.reported_outcomes}
     assert by_group[("class_III", "2-year OS")] == 16.8  # MODELS.md §4.2
     assert by_group[("class_III", "median OS")] == 7.9
     assert {o.group for o in result.reported_outcomes} == {"class_I", "class_II", "class_III"}
     assert any("SBRT" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(("rt_end_on", "diagnosed_on", "short"), [
+    ("2020-02-29", "2022-02-28", True),  # no 29 Feb in 2022: the anniversary is 1 March
+    ("2020-02-29", "2022-03-01", False),
+    ("2022-03-15", "2024-03-14", True),
+    ("2022-03-15", "2024-03-15", False),
+])
+def test_ward_interval_is_less_than_two_years_on_dates(make_record, rt_end_on, diagnosed_on, short):
+    """Ward's factor as the seed states it: "< 2 years" vs "≥ 2 years" (seed §3 [19])."""
+    result = compute_ward2018_rpa(make_record({"prior_treatment.rt_end_on": rt_end_on,
+                                          "diagnosed_on": diagnosed_on,
+                                          "patient.organ_dysfunction": True,
+                                          "prior_treatment.resected_before_reirradiation": True}),
+                             PARAMS)
+    assert result.value == ("III" if short else "I")
+    assert result.details["short_interval"] is short

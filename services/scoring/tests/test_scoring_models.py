@@ -67,17 +67,20 @@ def test_prior_course_eqd2_and_echoed_alpha_betas(make_record):
 
 
 @pytest.mark.parametrize(("dose_gy", "fractions", "category"), [
-    (68.0, 34, "ge_68_gy"),  # 2 Gy fractions: EQD2 exactly 68 Gy, inclusive
-    (67.8, 34, "lt_68_gy"),
-    (65.0, 54, "lt_68_gy"),  # You 2023 hyperfractionation, EQD2 60.7
-    (70.0, 35, "ge_68_gy"),
+    (68.0, 34, "at_or_above_threshold"),  # 2 Gy fractions: EQD2 exactly 68 Gy, inclusive
+    (67.8, 34, "below_threshold"),
+    (65.0, 54, "below_threshold"),  # You 2023 hyperfractionation, EQD2 60.7
+    (70.0, 35, "at_or_above_threshold"),
 ])
 def test_planned_course_threshold(make_record, dose_gy, fractions, category):
     record = make_record({"planned_reirradiation": {"total_dose_gy": dose_gy,
                                                     "fractions": fractions}})
     result = compute_eqd2_planned_course(record, PARAMS)
     assert result.category == category
-    assert (eqd2_gy(dose_gy, fractions, 10.0) >= 68.0) is (category == "ge_68_gy")
+    assert (eqd2_gy(dose_gy, fractions, 10.0) >= 68.0) is (category == "at_or_above_threshold")
+    threshold = result.threshold("planned_eqd2")
+    assert (threshold.operator, threshold.value, threshold.unit) == (">=", 68.0, "Gy")
+    assert threshold.met is (category == "at_or_above_threshold")
 
 
 def test_planned_course_needs_a_plan(make_record):
@@ -87,12 +90,22 @@ def test_planned_course_needs_a_plan(make_record):
 
 # --- cumulative GTV dose (Yu 2016 threshold 145.5 Gy) ---------------------------------------
 
-@pytest.mark.parametrize(("planned_gy", "category"), [(75.5, "ge_145_5_gy"), (75.4, "lt_145_5_gy")])
+@pytest.mark.parametrize(("planned_gy", "category"), [(75.5, "at_or_above_threshold"),
+                                                      (75.4, "below_threshold")])
 def test_cumulative_gtv_dose_threshold_is_inclusive(make_record, planned_gy, category):
     record = make_record({"planned_reirradiation": {"total_dose_gy": planned_gy, "fractions": 38}})
     result = compute_cumulative_gtv_dose(record, PARAMS)  # prior 70 Gy
     assert result.value == round(70.0 + planned_gy, 1)
     assert result.category == category
+    threshold = result.threshold("accumulated_gtv_dose")
+    assert (threshold.operator, threshold.value) == (">=", 145.5)  # Yu 2016, seed [88]
+
+
+def test_cumulative_threshold_is_echoed_without_a_plan(make_record):
+    result = compute_cumulative_gtv_dose(make_record({"planned_reirradiation": None}), PARAMS)
+    assert not result.computable
+    threshold = result.threshold("accumulated_gtv_dose")
+    assert threshold.value == 145.5 and threshold.met is None
 
 
 def test_cumulative_eqd2_uses_recovery_fraction(make_record):
@@ -163,17 +176,19 @@ def test_li_without_t_category_for_a_regional_site(make_record):
 # --- tumour volume --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("gtv_cm3", "category", "gt_38", "ge_22"), [
-    (38.01, "gt_38_cm3", True, True),
-    (38.0, "22_to_38_cm3", False, True),  # "> 38" is strict
-    (22.0, "22_to_38_cm3", False, True),  # "≥ 22" is inclusive
-    (21.99, "lt_22_cm3", False, False),
+    (38.01, "gtv_large", True, True),
+    (38.0, "gtv_intermediate", False, True),  # "> 38" is strict
+    (22.0, "gtv_intermediate", False, True),  # "≥ 22" is inclusive
+    (21.99, "gtv_small", False, False),
 ])
 def test_tumour_volume_thresholds(make_record, gtv_cm3, category, gt_38, ge_22):
     result = compute_tumour_volume(make_record({"recurrence.gtv_volume_cm3": gtv_cm3}), PARAMS)
     assert result.value == gtv_cm3 and result.category == category
     assert result.details == {"gt_38_cm3": gt_38, "ge_22_cm3": ge_22}
+    assert [(t.operator, t.value, t.met) for t in result.thresholds] == [
+        (">", 38.0, gt_38), (">=", 22.0, ge_22)]
     assert {o.group for o in result.reported_outcomes} == {
-        "gt_38_cm3", "le_38_cm3", "ge_22_cm3", "lt_22_cm3"}
+        f"{t.quantity}:{side}" for t in result.thresholds for side in ("met", "not_met")}
 
 
 # --- lethal necrosis factors (Yu 2016, provisional) -----------------------------------------
@@ -270,3 +285,22 @@ def test_markers_absent(make_record):
     assert not result.computable
     assert set(result.missing_inputs) == {"histology", "biomarkers.ebv_dna_copies_per_ml",
                                           "biomarkers.nlr"}
+
+
+def test_li_scores_the_rt_staged_from_the_flags_when_it_conflicts_upward(make_record):
+    """Issue 9: entered rT2 but the flags show intracranial extension (rT4): Li 2018 scores rT4
+    and says so; the clinician's entry still stands elsewhere (staging shows the conflict)."""
+    record = li_record(make_record, 20.0, **{"recurrence.t_category": "T2",
+                                             "recurrence.extension.intracranial": True})
+    result = compute_li2018_prognostic_index(record, PARAMS)
+    assert result.details["t_category"] == "T4"
+    assert result.details["points"]["rt3_4"] == 67  # MODELS.md §4.1
+    assert any("staged from the extension flags is used instead of the entered rT T2" in note
+               for note in result.notes)
+
+
+def test_li_never_lowers_an_entered_rt_to_the_flags(make_record):
+    """Conservative reading: flags giving a less advanced rT do not lower the scored rT."""
+    record = li_record(make_record, 20.0, **{"recurrence.t_category": "T4"})
+    result = compute_li2018_prognostic_index(record, PARAMS)
+    assert result.details["t_category"] == "T4"

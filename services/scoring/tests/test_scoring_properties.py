@@ -161,7 +161,7 @@ def test_interval_and_ward_agree(record):
         assert not ward.computable
         return
     if ward.computable:
-        if interval.category == "gt_24_months":
+        if interval.category == "long_interval":
             assert ward.value in ("I", "II")
         else:
             assert ward.value in ("II", "III")
@@ -181,13 +181,15 @@ def test_necrosis_count_matches_present_factors(record, params):
 @given(record=records(), params=parameters)
 def test_shown_value_and_category_always_agree(record, params):
     results = compute_scores(record, params).results
-    checks = [("eqd2_planned_course", 68.0, "ge_68_gy"),  # Li 2018 threshold
-              ("cumulative_gtv_dose", 145.5, "ge_145_5_gy"),  # Yu 2016 threshold
+    checks = [("eqd2_planned_course", 68.0, "at_or_above_threshold"),  # Li 2018 threshold
+              ("cumulative_gtv_dose", 145.5, "at_or_above_threshold"),  # Yu 2016 threshold
               ("li2018_prognostic_index", 252, "high_risk")]  # Li 2018 cut-off
     for model_id, threshold, above in checks:
         result = results[model_id]
         if result.computable:
             assert (result.category == above) is (result.value >= threshold)
+            assert result.thresholds[0].value == threshold
+            assert result.thresholds[0].met is (result.value >= threshold)
     volume = results["tumour_volume"]
     if volume.computable:
         assert volume.details["gt_38_cm3"] is (volume.value > 38)

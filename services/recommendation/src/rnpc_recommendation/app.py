@@ -15,7 +15,9 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
     settings = settings or RecommendationSettings()
 
     async def on_matched(session: AsyncSession, event: CloudEvent, payload: EvidenceMatched) -> None:
-        await issue_for_version(session, payload, correlation_id=event.correlationid)
+        await issue_for_version(
+            session, payload, correlation_id=event.correlationid, policy=settings.policy()
+        )
 
     return create_service_app(
         settings=settings,

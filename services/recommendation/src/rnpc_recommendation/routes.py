@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from rnpc_recommendation.domain import recommend
+from rnpc_recommendation.domain.policy import Policy
+from rnpc_recommendation.settings import RecommendationSettings
 from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, Strict
@@ -21,5 +23,7 @@ class RecommendRequest(Strict):
 
 
 @router.post("/recommendations", response_model=Recommendation)
-async def compute_recommendation(request: RecommendRequest) -> Recommendation:
-    return recommend(request.record, request.scores, request.evidence, issued_at=utc_now())
+async def compute_recommendation(body: RecommendRequest, request: Request) -> Recommendation:
+    settings = request.app.state.runtime.settings
+    policy = settings.policy() if isinstance(settings, RecommendationSettings) else Policy()
+    return recommend(body.record, body.scores, body.evidence, issued_at=utc_now(), policy=policy)

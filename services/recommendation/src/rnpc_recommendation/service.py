@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_recommendation.domain import recommend
+from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.tables import IssuedRecommendation
 from rnpc_shared.contracts.events import (
     TOPIC_RECOMMENDATION_ISSUED,
@@ -30,14 +31,16 @@ def summarise(record: RecurrenceRecord) -> RecordSummary:
     )
 
 
-async def issue_for_version(session: AsyncSession, payload: EvidenceMatched, *, correlation_id: str) -> Recommendation:
+async def issue_for_version(
+    session: AsyncSession, payload: EvidenceMatched, *, correlation_id: str, policy: Policy | None = None
+) -> Recommendation:
     """Issue one recommendation per record version (a re-drive re-emits the stored one)."""
     record = payload.record
     stored = await find_by_version(session, IssuedRecommendation, record.recurrence_id, record.version)
     if stored is not None:
         recommendation = Recommendation.model_validate(stored.recommendation)
     else:
-        recommendation = recommend(record, payload.scores, payload.evidence, issued_at=utc_now())
+        recommendation = recommend(record, payload.scores, payload.evidence, issued_at=utc_now(), policy=policy)
         session.add(
             IssuedRecommendation(
                 recurrence_id=record.recurrence_id,

@@ -1,4 +1,7 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from rnpc_recommendation.domain.policy import DEFAULT_RESTAGING_WINDOW_DAYS, Policy
 
 from rnpc_shared.settings import ServiceSettings
 
@@ -9,3 +12,9 @@ class RecommendationSettings(ServiceSettings):
     service_name: str = "recommendation"
     port: int = 8003
     database_url: str = "sqlite+aiosqlite:///./.var/recommendation.db"
+    # Institutional policy (not a clinical figure): imaging older than this before the recurrence
+    # diagnosis is not accepted as restaging. Named as policy on every recommendation.
+    restaging_window_days: int = Field(default=DEFAULT_RESTAGING_WINDOW_DAYS, ge=1, le=3650)
+
+    def policy(self) -> Policy:
+        return Policy(restaging_window_days=self.restaging_window_days)

@@ -74,7 +74,10 @@ class ModalityEvidence(Strict):
     modality: Modality
     studies: list[Study] = Field(default_factory=list)
     pooled: list[PooledEstimate] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the seed says of the modality")
+    case_notes: list[str] = Field(
+        default_factory=list, description="Notes specific to this case (its rT, volume, scores)"
+    )
 
 
 class EvidenceBundle(Strict):

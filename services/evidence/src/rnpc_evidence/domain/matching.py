@@ -136,7 +136,7 @@ def _score_note(result: ScoreResult) -> str:
     if not result.computable:
         return f"Score {result.model}: not computable (missing {', '.join(sorted(result.missing_inputs))})."
     unit = f" {result.unit}" if result.unit else ""
-    category = f", category {result.category}" if result.category is not None else ""
+    category = f", category {result.category.value}" if result.category is not None else ""
     return f"Score {result.model} = {result.value}{unit}{category} ({result.status.value})."
 
 
@@ -204,6 +204,7 @@ def match_evidence(record: RecurrenceRecord, scores: Scores, studies: Iterable[S
     """Every local modality (contract order) with its studies (sorted by id), pooled figures and notes."""
     ordered = sorted(studies, key=lambda study: study.study_id)
     pooled = pooled_summary(ordered)
+    case_notes = {m: _case_notes(m, record, scores) for m in LOCAL_MODALITIES}
     return EvidenceBundle(
         evidence_version=evidence_version(),
         by_modality={
@@ -211,7 +212,8 @@ def match_evidence(record: RecurrenceRecord, scores: Scores, studies: Iterable[S
                 modality=modality,
                 studies=[study for study in ordered if study.modality == modality],
                 pooled=[estimate for estimate in pooled if estimate.modality == modality],
-                notes=[*GENERAL_NOTES[modality], *_case_notes(modality, record, scores)],
+                notes=[*GENERAL_NOTES[modality], *case_notes[modality]],
+                case_notes=case_notes[modality],
             )
             for modality in LOCAL_MODALITIES
         },

@@ -27,7 +27,10 @@ _CI_AND_EVENTS = (
     "95% CI = logit ± 1.96 SE, back-transformed"
 )
 METHOD_POOLED = f"DerSimonian-Laird random effects on the logit scale; {_CI_AND_EVENTS}"
-METHOD_SINGLE = f"single study, not pooled: its own logit-scale CI; {_CI_AND_EVENTS}"
+METHOD_SINGLE = (
+    "single study, not pooled: the percent as the paper reported it; its own logit-scale CI; "
+    f"{_CI_AND_EVENTS}"
+)
 
 # Re-IMRT toxicity split (seed §5.2: treatment mortality differs between Chinese and other series).
 ENDEMIC = "endemic"
@@ -102,7 +105,8 @@ def pool_proportions(
     """The pooled percentage of the poolable studies; None when no study is poolable."""
     included: list[tuple[str, int, int]] = []  # (study_id, events, n)
     excluded: list[str] = []
-    for item in sorted(reported, key=lambda r: r.study_id):  # a fixed order fixes the float sums
+    reported_items = sorted(reported, key=lambda r: r.study_id)
+    for item in reported_items:  # a fixed order fixes the float sums
         reason = _exclusion_reason(item)
         if reason is not None:
             excluded.append(f"{item.study_id}: {reason}")
@@ -112,6 +116,15 @@ def pool_proportions(
         return None
     effects = [_logit_and_variance(events, n) for _, events, n in included]
     logit, se, tau2, i2_percent = _dersimonian_laird(effects)
+    # One study: show its figure as the paper reported it (e.g. 87%, not 86.67% rebuilt from
+    # rounded events); pooling across studies still uses events.
+    reported_percent = {item.study_id: item.percent for item in reported_items}
+    single = reported_percent[included[0][0]] if len(included) == 1 else None
+    percent = single.low if single is not None else _expit_percent(logit)
+    # A 0% or 100% study's continuity-corrected interval can exclude the reported figure: the
+    # interval is widened to include it (an observed 0% has 0 as its lower bound).
+    ci_low = min(_expit_percent(logit - Z_95 * se), percent)
+    ci_high = max(_expit_percent(logit + Z_95 * se), percent)
     return PooledEstimate(
         modality=modality,
         metric=metric,
@@ -119,9 +132,9 @@ def pool_proportions(
         subgroup=subgroup,
         k=len(included),
         total_n=sum(n for _, _, n in included),
-        percent=_expit_percent(logit),
-        ci95_low_percent=_expit_percent(logit - Z_95 * se),
-        ci95_high_percent=_expit_percent(logit + Z_95 * se),
+        percent=percent,
+        ci95_low_percent=ci_low,
+        ci95_high_percent=ci_high,
         i2_percent=None if i2_percent is None else round(i2_percent, 2),
         tau2=round(tau2, 6),
         method=METHOD_POOLED if len(included) > 1 else METHOD_SINGLE,

@@ -6,7 +6,8 @@ computable is treated as unknown (None), never guessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 
 from rnpc_shared.contracts.evidence import EvidenceBundle
@@ -21,9 +22,15 @@ from rnpc_shared.contracts.record import (
     Site,
     TCategory,
 )
-from rnpc_shared.contracts.scores import ScoreResult, Scores
+from rnpc_shared.contracts.scores import ModelStatus, ScoreCategory, ScoreResult, Scores, Threshold
 
-from rnpc_recommendation.domain.eligibility import EnpAssessment, assess_enp, exact_curative_fit
+from rnpc_recommendation.domain.eligibility import (
+    KPS_FIT_MIN,
+    EnpAssessment,
+    assess_enp,
+    exact_curative_fit,
+)
+from rnpc_recommendation.domain.policy import Policy
 
 # ECOG → KPS (MODELS.md §1: 0→90–100, 1→70–80, 2→50–60, 3→30–40, 4→10–20). The lower bound is
 # the conservative reading: it never overstates fitness against a KPS ≥ 70 threshold.
@@ -58,15 +65,30 @@ class CaseContext:
     record: RecurrenceRecord
     scores: Scores
     evidence: EvidenceBundle
+    decision_on: date  # the day the recommendation is issued: imaging after it is no restaging
+    policy: Policy = field(default_factory=Policy)
+    # Every score model a rule read: the recommendation's basis lists them (FDA CDS criterion 4).
+    reads: set[str] = field(default_factory=set, compare=False)
 
     # --- score results ---------------------------------------------------------------------
     def result(self, model_id: str) -> ScoreResult | None:
+        self.reads.add(model_id)
         result = self.scores.results.get(model_id)
         return result if result is not None and result.computable else None
 
-    def category(self, model_id: str) -> str | None:
+    def category(self, model_id: str) -> ScoreCategory | None:
         result = self.result(model_id)
         return result.category if result is not None else None
+
+    def threshold(self, model_id: str, quantity: str) -> Threshold | None:
+        """A model's threshold as scoring reported it, computable or not (never re-typed here)."""
+        self.reads.add(model_id)
+        result = self.scores.results.get(model_id)
+        return result.threshold(quantity) if result is not None else None
+
+    def model_status(self, model_id: str) -> ModelStatus | None:
+        result = self.scores.results.get(model_id)
+        return result.status if result is not None else None
 
     # --- disease -----------------------------------------------------------------------------
     @property
@@ -145,15 +167,20 @@ class CaseContext:
         return None
 
     @property
-    def ward_class(self) -> str | None:
-        result = self.result("ward2018_rpa")
-        return str(result.value) if result is not None and result.value is not None else None
+    def poor_performance(self) -> bool | None:
+        """KPS < 70 (Ward 2018 factor, seed §3 [19]); ECOG ≥ 2 maps to KPS ≤ 60 (MODELS.md §1)."""
+        kps = self.kps
+        return None if kps is None else kps.value < KPS_FIT_MIN
+
+    @property
+    def ward_class_iii(self) -> bool:
+        return self.category("ward2018_rpa") == ScoreCategory.class_III
 
     @property
     def short_interval(self) -> bool | None:
-        """≤ 24 months since prior RT: the only interval cut-off the sources give (Ward 2018)."""
+        """< 2 years since prior RT: the only interval cut-off the sources give (Ward 2018)."""
         category = self.category("interval_since_rt")
-        return None if category is None else category == "le_24_months"
+        return None if category is None else category == ScoreCategory.short_interval
 
     # --- context -----------------------------------------------------------------------------
     @property

@@ -22,8 +22,9 @@ CLINICAL_PRECEDENCE: tuple[OptionStatus, ...] = (
     OptionStatus.consider,
     OptionStatus.recommended,
 )
-# A provisional model's output may lower a rank or add a warning, never exclude an option
-# (MODELS.md "provisional"): these statuses need an exact basis.
+# A provisional model's output may reorder options of the same status or add a warning, never
+# set a status (MODELS.md "provisional"; issue 9): a proposal names only exact (or lookup-only)
+# models in `models`, and the engine refuses a proposal that names a provisional one.
 EXCLUDING_STATUSES = frozenset({OptionStatus.not_recommended, OptionStatus.contraindicated})
 
 # Ranking: each pathway lists every option in its order of preference; an option's priority is
@@ -45,19 +46,16 @@ CASE_PRECEDENCE: tuple[RecommendationStatus, ...] = (
 Modalities = Modality | tuple[Modality, ...]
 
 
+Models = tuple[str, ...]  # score model ids a statement relies on
+
+
 @dataclass(frozen=True)
 class Proposal:
     modality: Modality
     status: OptionStatus
     text: str
     source: str | None
-    provisional: bool
-
-    def __post_init__(self) -> None:
-        if self.provisional and self.status in EXCLUDING_STATUSES:
-            raise ValueError(
-                f"{self.modality}: a provisional model alone may not make an option {self.status}"
-            )
+    models: Models = ()  # the models this status rests on (record facts alone: none)
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class Note:
     modality: Modality
     text: str
     source: str | None
+    models: Models = ()
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,14 @@ class Shift:
     points: int
     text: str
     source: str | None
+    models: Models = ()
 
 
 @dataclass(frozen=True)
 class OptionWarning:
     modality: Modality
     text: str
+    models: Models = ()
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Effects:
     case_status: RecommendationStatus | None = None
     required_workup: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    missing_assessments: list[str] = field(default_factory=list)
 
     def propose(
         self,
@@ -105,24 +107,32 @@ class Effects:
         text: str,
         *,
         source: str | None = None,
-        provisional: bool = False,
+        models: Models = (),
     ) -> None:
         for modality in _many(modalities):
-            self.proposals.append(Proposal(modality, status, text, source, provisional))
+            self.proposals.append(Proposal(modality, status, text, source, models))
 
-    def note(self, modalities: Modalities, text: str, *, source: str | None = None) -> None:
+    def note(
+        self, modalities: Modalities, text: str, *, source: str | None = None, models: Models = ()
+    ) -> None:
         for modality in _many(modalities):
-            self.notes.append(Note(modality, text, source))
+            self.notes.append(Note(modality, text, source, models))
 
     def shift(
-        self, modalities: Modalities, points: int, text: str, *, source: str | None = None
+        self,
+        modalities: Modalities,
+        points: int,
+        text: str,
+        *,
+        source: str | None = None,
+        models: Models = (),
     ) -> None:
         for modality in _many(modalities):
-            self.shifts.append(Shift(modality, points, text, source))
+            self.shifts.append(Shift(modality, points, text, source, models))
 
-    def warn(self, modalities: Modalities, text: str) -> None:
+    def warn(self, modalities: Modalities, text: str, *, models: Models = ()) -> None:
         for modality in _many(modalities):
-            self.option_warnings.append(OptionWarning(modality, text))
+            self.option_warnings.append(OptionWarning(modality, text, models))
 
 
 def _many(modalities: Modalities) -> tuple[Modality, ...]:

@@ -181,7 +181,7 @@ def exact_curative_fit(ctx: CaseContext, enp: EnpAssessment) -> str | None:
     (MODELS.md §5); only exact facts may exclude them, so no provisional model is read here.
     """
     kps = ctx.kps
-    if ctx.is_m1 or ctx.ward_class == "III" or kps is None or kps.value < KPS_FIT_MIN:
+    if ctx.is_m1 or ctx.ward_class_iii or kps is None or kps.value < KPS_FIT_MIN:
         return None
     if ctx.resectable is not True:
         return None

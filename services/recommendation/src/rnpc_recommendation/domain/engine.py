@@ -12,6 +12,8 @@ from datetime import datetime
 
 from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.recommendation import (
+    DependencyRole,
+    ModelDependency,
     Option,
     OptionEvidence,
     OptionStatus,
@@ -21,10 +23,19 @@ from rnpc_shared.contracts.recommendation import (
     Versions,
 )
 from rnpc_shared.contracts.record import Modality, RecurrenceRecord, canonical_hash
-from rnpc_shared.contracts.scores import Scores
+from rnpc_shared.contracts.scores import ModelStatus, Scores
 
+from rnpc_recommendation.domain.basis import build_basis
 from rnpc_recommendation.domain.context import CaseContext
-from rnpc_recommendation.domain.effects import CASE_PRECEDENCE, CLINICAL_PRECEDENCE, PLACE, Effects
+from rnpc_recommendation.domain.effects import (
+    CASE_PRECEDENCE,
+    CLINICAL_PRECEDENCE,
+    PLACE,
+    Effects,
+    Note,
+    OptionWarning,
+)
+from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.domain.rules import RULES, RULES_VERSION, Rule
 
 MODALITY_ORDER: tuple[Modality, ...] = tuple(Modality)  # the contract's order: the final tie-break
@@ -44,11 +55,18 @@ Applied = list[tuple[Rule, Effects]]
 
 
 def recommend(
-    record: RecurrenceRecord, scores: Scores, evidence: EvidenceBundle, issued_at: datetime
+    record: RecurrenceRecord,
+    scores: Scores,
+    evidence: EvidenceBundle,
+    issued_at: datetime,
+    policy: Policy | None = None,
 ) -> Recommendation:
-    """The recommendation for one record version (MODELS.md §5)."""
-    ctx = CaseContext(record, scores, evidence)
+    """The recommendation for one record version (MODELS.md §5); `issued_at`'s date is the
+    decision date the restaging is checked against."""
+    policy = policy or Policy()
+    ctx = CaseContext(record, scores, evidence, decision_on=issued_at.date(), policy=policy)
     applied: Applied = [(rule, rule.effects(ctx)) for rule in RULES]
+    _refuse_provisional_status(applied, ctx)
     order = _preference_order(applied)
     drafts = [_draft(modality, applied, order, ctx) for modality in MODALITY_ORDER]
     drafts.sort(key=lambda d: d[0])
@@ -65,6 +83,9 @@ def recommend(
         options=options,
         required_workup=_unique(item for _, e in applied for item in e.required_workup),
         warnings=_unique(item for _, e in applied for item in e.warnings),
+        missing_assessments=_unique(item for _, e in applied for item in e.missing_assessments),
+        policies=policy.settings(),
+        basis=build_basis(ctx, [e for _, e in applied], options),
         versions=Versions(
             rules=RULES_VERSION, models=scores.models_version, evidence=evidence.evidence_version
         ),
@@ -98,6 +119,49 @@ def final_status(clinical: OptionStatus, centre_lacks_it: bool) -> OptionStatus:
 def clinical_status(proposals: list[OptionStatus]) -> OptionStatus:
     """The most cautious proposal wins (effects.CLINICAL_PRECEDENCE)."""
     return next(status for status in CLINICAL_PRECEDENCE if status in proposals)
+
+
+def _refuse_provisional_status(applied: Applied, ctx: CaseContext) -> None:
+    """A provisional model may order or warn, never set a status (MODELS.md; issue 9)."""
+    for rule, e in applied:
+        for proposal in e.proposals:
+            provisional = [
+                m for m in proposal.models if ctx.model_status(m) == ModelStatus.provisional
+            ]
+            if provisional:
+                raise RuntimeError(
+                    f"{rule.id}: a status proposal for {proposal.modality} rests on provisional "
+                    f"model(s) {provisional}"
+                )
+
+
+def _dependencies(
+    modality: Modality, applied: Applied, clinical: OptionStatus, ctx: CaseContext
+) -> list[ModelDependency]:
+    """Models behind the option: those of the decisive proposals (role status), then those that
+    moved it (ordering) or only warned/explained (warning); each model listed once, first role."""
+    found: dict[str, DependencyRole] = {}
+    for _, e in applied:
+        for p in e.proposals:
+            if p.modality == modality and p.status == clinical:
+                for model in p.models:
+                    found.setdefault(model, DependencyRole.status)
+    for _, e in applied:
+        for s in e.shifts:
+            if s.modality == modality:
+                for model in s.models:
+                    found.setdefault(model, DependencyRole.ordering)
+    for _, e in applied:
+        explained: list[Note | OptionWarning] = [*e.notes, *e.option_warnings]
+        for item in explained:
+            if item.modality == modality:
+                for model in item.models:
+                    found.setdefault(model, DependencyRole.warning)
+    return [
+        ModelDependency(model=model, status=status, role=role)
+        for model, role in found.items()
+        if (status := ctx.model_status(model)) is not None  # a model scoring did not report
+    ]
 
 
 def _preference_order(applied: Applied) -> tuple[Modality, ...]:
@@ -156,6 +220,7 @@ def _draft(
             if schedule is not None and clinical in OFFERED
             else None
         ),
+        depends_on=_dependencies(modality, applied, clinical, ctx),
     )
     return (STATUS_GROUP[clinical], lacked, priority, MODALITY_ORDER.index(modality)), option
 

@@ -6,18 +6,31 @@ effects with the precedence in effects.py. Exactly one pathway rule (R1.m1_syste
 R2.isolated_regional, R3.enp_within_reach, R4.beyond_enp_reach) fires per case and gives the
 preference order; the others modify it.
 
-Every figure below comes from MODELS.md or the seed review and names its source.
+Every figure below comes from MODELS.md or the seed review and names its source; thresholds and
+published outcomes of scored models are read from the score results, never re-typed here.
+Each conservative reading is named in the text it produces ("conservative reading: ...").
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import inspect
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
+from types import ModuleType
+from typing import Any
 
 from rnpc_shared.contracts.recommendation import OptionStatus, RecommendationStatus
 from rnpc_shared.contracts.record import LOCAL_MODALITIES, Modality, Parapharyngeal
+from rnpc_shared.contracts.scores import ScoreCategory, ScoreResult
 
+from rnpc_recommendation.domain import context as context_module
+from rnpc_recommendation.domain import effects as effects_module
+from rnpc_recommendation.domain import eligibility as eligibility_module
+from rnpc_recommendation.domain import policy as policy_module
+from rnpc_recommendation.domain import schedules as schedules_module
 from rnpc_recommendation.domain.context import CaseContext
 from rnpc_recommendation.domain.effects import BACK, DOWN, FIRST, FRONT, Effects
 from rnpc_recommendation.domain.schedules import (
@@ -31,17 +44,29 @@ from rnpc_recommendation.domain.schedules import (
 
 M = Modality
 S = OptionStatus
-RULES_RELEASE = "2026.11.1"
+RULES_RELEASE = "2026.11.2"
 
 NASOPHARYNGEAL = (M.enp, M.tors, M.msnp, M.srs, M.sbrt, M.proton, M.carbon_ion, M.brachytherapy)
-HAEMORRHAGE_HAZARD_OPTIONS = (M.srs, M.sbrt, M.reimrt)  # MODELS.md §5.6
+# Every re-irradiation modality: the fatal-haemorrhage predisposition (seed §5.4 [98]) is a
+# property of the tumour's site, so it applies to each of them alike (issue 9).
+REIRRADIATION = (M.reimrt, M.srs, M.sbrt, M.proton, M.carbon_ion, M.brachytherapy)
+SURGERY = (M.enp, M.tors, M.msnp, M.neck_dissection)
 SHORT_TECHNIQUES = (M.srs, M.sbrt, M.brachytherapy)  # MODELS.md §5.7
+# Conservative reading: every local curative option counts as "intensive" for the KPS rule.
+INTENSIVE_CURATIVE = LOCAL_MODALITIES
 
-LI2018_CUT_OFF = 252  # MODELS.md §4.1 (provisional points)
-LETHAL_NECROSIS_GTV_DOSE_GY = 145.5  # accumulated GTV prescription dose, physical Gy (seed [88])
 CURATIVE_IMRT_MIN_FRACTIONS = 20  # ASTRO-ESTRO 2020 consensus (seed §5.1 [119])
-# Surgical stage -> 5-year OS % after resection (You 2015, Eur J Cancer 51:1771; seed [30]).
-SURGICAL_STAGE_5Y_OS_PERCENT = {"I": 72.0, "II": 55.1, "III": 21.1, "IV": 10.1}
+
+# Score model ids the rules read (their thresholds and reported outcomes come with the results).
+LI2018 = "li2018_prognostic_index"
+WARD = "ward2018_rpa"
+INTERVAL = "interval_since_rt"
+STAGE = "ajcc8_stage"
+VOLUME = "tumour_volume"
+NECROSIS = "lethal_necrosis_factors"
+CUMULATIVE = "cumulative_gtv_dose"
+SRS_SUITABILITY = "srs_suitability"
+SURGICAL_STAGE = "surgical_stage"
 
 
 def always(ctx: CaseContext) -> bool:
@@ -82,8 +107,19 @@ TORS_ICA_WARNING = (
     "(seed §4.2 [40,48,51]); with skull-base involvement it may be combined with the "
     "transnasal endoscopic approach [51]."
 )
-PROTON_TEXT = "Proton therapy: few series, short follow-up; more data needed."
-PROTON_SOURCE = "seed §5.5 [102,103]"
+
+
+def _outcome(result: ScoreResult | None, group: str, label: str) -> str | None:
+    """A published outcome as the scoring result reports it, e.g. '15–31%' (None if absent)."""
+    if result is None:
+        return None
+    for outcome in result.outcomes_for(group):
+        if outcome.label == label:
+            figure = f"{outcome.low:g}" if outcome.low == outcome.high else (
+                f"{outcome.low:g}–{outcome.high:g}"
+            )
+            return f"{figure}{'' if outcome.unit == '%' else ' '}{outcome.unit}"
+    return None
 
 
 def _why_unknown(ctx: CaseContext, model_id: str) -> str:
@@ -156,10 +192,11 @@ def _propose_enp(e: Effects, ctx: CaseContext) -> None:
         e.propose(
             M.enp,
             S.recommended,
-            "ENP recommended: within Liu 2021 eligibility (rT1–2 or confined rT3, age 18–70, "
-            "KPS ≥ 70, non-keratinizing). Phase 3: better OS and fewer severe complications than "
-            "IMRT; superior to IMRT for rT1–3 in local control, QoL and complications.",
+            "Within Liu 2021 eligibility (rT1–2 or confined rT3, age 18–70, KPS ≥ 70, "
+            "non-keratinizing). Phase 3: better OS and fewer severe complications than IMRT; "
+            "superior to IMRT for rT1–3 in local control, QoL and complications.",
             source=ENP_SOURCE,
+            models=(STAGE,),
         )
     else:
         unmet = [
@@ -170,9 +207,7 @@ def _propose_enp(e: Effects, ctx: CaseContext) -> None:
         e.propose(
             M.enp,
             S.consider,
-            "ENP to consider, not recommended: Liu 2021 criteria unmet or unknown — "
-            + "; ".join(unmet)
-            + ".",
+            "ENP at 'consider': Liu 2021 criteria unmet or unknown — " + "; ".join(unmet) + ".",
             source=ENP_SOURCE,
         )
         if enp.outside_anatomy:
@@ -191,31 +226,77 @@ def _propose_enp(e: Effects, ctx: CaseContext) -> None:
 # --- R1 -------------------------------------------------------------------------------------------
 
 
+def _imaging_problem(label: str, imaged_on: date | None, ctx: CaseContext) -> str | None:
+    """Why a dated imaging study is not a current restaging, or None when it is one."""
+    if imaged_on is None:
+        return label
+    rt_end_on = ctx.record.prior_treatment.rt_end_on
+    if imaged_on <= rt_end_on:
+        # Conservative reading: imaging on the RT end date itself is not after the first course.
+        return (
+            f"{label}: the one recorded ({imaged_on}) is not after the end of the prior RT "
+            f"({rt_end_on}), so it is not a restaging"
+        )
+    if imaged_on > ctx.decision_on:
+        return (
+            f"{label}: the one recorded ({imaged_on}) is dated after the decision date "
+            f"({ctx.decision_on}), so it is not a restaging"
+        )
+    recurrence_on = ctx.record.recurrence_date
+    window_days = ctx.policy.restaging_window_days
+    if recurrence_on is None:
+        return (
+            f"{label}: the recurrence diagnosis date is not recorded, so the age of the one "
+            f"dated {imaged_on} cannot be checked (conservative reading: not accepted)"
+        )
+    if (recurrence_on - imaged_on).days > window_days:
+        return (
+            f"{label}: the one recorded ({imaged_on}) is more than {window_days} days before the "
+            f"recurrence diagnosis ({recurrence_on}; institutional policy window)"
+        )
+    return None
+
+
 def workup_gate(ctx: CaseContext) -> Effects:
     e = Effects()
     restaging = ctx.record.restaging
-    missing = []
-    if restaging is None or restaging.mri_on is None:
-        missing.append("MRI of the nasopharynx and skull base")
-    if restaging is None or restaging.pet_ct_on is None:
-        missing.append("whole-body PET/CT to exclude distant metastases")
+    problems = [
+        problem
+        for problem in (
+            _imaging_problem(
+                "MRI of the nasopharynx and skull base",
+                restaging.mri_on if restaging else None,
+                ctx,
+            ),
+            _imaging_problem(
+                "whole-body PET/CT to exclude distant metastases",
+                restaging.pet_ct_on if restaging else None,
+                ctx,
+            ),
+        )
+        if problem is not None
+    ]
     if ctx.record.recurrence.m_category is None:
-        missing.append("M category (M0/M1) from restaging")
-    if not missing:
+        problems.append("M category (M0/M1) from restaging")
+    if restaging is None or restaging.biopsy_confirmed is not True:
+        problems.append(
+            "histological confirmation of the recurrence (biopsy confirmation not recorded)"
+        )
+    if not problems:
         return e
     e.case_status = RecommendationStatus.workup_incomplete
-    e.required_workup += missing
+    e.required_workup += problems
     e.warnings.append(
         "Restaging incomplete: up to 56% of locally recurrent NPC have synchronous distant "
-        "disease (seed §2). The ranking below is provisional until MRI and whole-body PET/CT "
-        "are done."
+        "disease (seed §2). The ranking below is provisional until a current MRI and whole-body "
+        "PET/CT and histological confirmation are recorded."
     )
     # The ranking is still shown; only the word "recommended" waits for the restaging.
     e.propose(
         LOCAL_MODALITIES,
         S.consider,
-        "Restaging incomplete (" + "; ".join(missing) + "): no local curative option is "
-        "recommended before distant disease is excluded.",
+        "Restaging incomplete (" + "; ".join(problems) + "): every local curative option stays "
+        "at 'consider' until distant disease is excluded and the recurrence is confirmed.",
     )
     return e
 
@@ -321,6 +402,12 @@ def enp_within_reach(ctx: CaseContext) -> Effects:
         M.enp, M.reimrt, M.brachytherapy, M.srs, M.sbrt, M.tors, M.carbon_ion, M.proton, M.msnp,
         M.neck_dissection, M.systemic_therapy, M.best_supportive_care,
     )
+    if ctx.t3_or_t4 and ctx.resectable is True:
+        # Resectable rT3–4: maxillary swing before re-IMRT (MODELS.md §5.4; seed §4.3 [58–62]).
+        e.preference_order = (
+            M.enp, M.msnp, M.reimrt, M.brachytherapy, M.srs, M.sbrt, M.tors, M.carbon_ion,
+            M.proton, M.neck_dissection, M.systemic_therapy, M.best_supportive_care,
+        )
     _propose_enp(e, ctx)
     e.propose(
         M.tors,
@@ -337,7 +424,6 @@ def enp_within_reach(ctx: CaseContext) -> Effects:
         source="seed §4.3 [58–60]; Liu 2021",
     )
     e.propose(M.reimrt, S.consider, "Alternative to ENP: hyperfractionated re-IMRT.")
-    e.propose(M.proton, S.consider, PROTON_TEXT, source=PROTON_SOURCE)
     _neck(e, ctx)
     _systemic_and_supportive(e, ctx)
     return e
@@ -351,24 +437,28 @@ def small_volume_techniques(ctx: CaseContext) -> Effects:
             "rT3–4: SRS/SBRT are for small rT1–2 lesions only; precision techniques suit "
             "early-stage, low-volume foci."
         )
-        e.propose(M.srs, S.not_recommended, limit, source="MODELS.md §4.6; seed §6")
-        if ctx.ward_class == "III":
+        e.propose(M.srs, S.not_recommended, limit, source="MODELS.md §4.6; seed §6",
+                  models=(STAGE,))
+        if ctx.ward_class_iii:
             e.propose(
                 M.sbrt,
                 S.consider,
                 "Kept for Ward class III, where SBRT is preferred over a 7-week re-IMRT course.",
                 source="MODELS.md §5.5; seed §5.4 [19]",
+                models=(WARD,),
             )
             e.warn(
                 M.sbrt, "rT3–4 is beyond the small rT1–2 volumes where SBRT is supported (seed §6)."
             )
         else:
-            e.propose(M.sbrt, S.not_recommended, limit, source="MODELS.md §4.6; seed §6")
+            e.propose(M.sbrt, S.not_recommended, limit, source="MODELS.md §4.6; seed §6",
+                      models=(STAGE,))
         e.propose(
             M.brachytherapy,
             S.not_recommended,
             "rT3–4: brachytherapy is for small rT1–2 recurrences.",
             source="seed §5.7 [72,113], §6",
+            models=(STAGE,),
         )
         return e
 
@@ -396,42 +486,48 @@ def small_volume_techniques(ctx: CaseContext) -> Effects:
 
 
 def _srs_sbrt_for_early(e: Effects, ctx: CaseContext) -> None:
-    threshold_cm3 = ctx.scores.parameters.srs_max_volume_cm3
+    """SRS/SBRT stay at 'consider' for rT1–2; the provisional suitability only orders and warns."""
     volume_cm3 = ctx.record.recurrence.gtv_volume_cm3
     volume = f"{volume_cm3:g} cm³" if volume_cm3 is not None else "volume not recorded"
-    suitability = ctx.result("srs_suitability")
+    limit = ctx.threshold(SRS_SUITABILITY, "gtv_volume")
+    limit_text = f"limit {limit.describe()}" if limit is not None else "limit not reported"
+    suitability = ctx.result(SRS_SUITABILITY)
     source = "MODELS.md §4.6 (Chua 2006, seed [89]; provisional)"
     both = (M.srs, M.sbrt)
+    e.propose(both, S.consider, "rT1–2: SRS/SBRT are considered for small volumes.", source=source)
     if suitability is None:
-        e.propose(both, S.consider, "rT1–2: SRS/SBRT possible for small volumes.", source=source)
         e.warn(
             both,
-            f"SRS/SBRT suitability not computable{_why_unknown(ctx, 'srs_suitability')}: "
+            f"SRS/SBRT suitability not computable{_why_unknown(ctx, SRS_SUITABILITY)}: "
             "confirm a small volume first.",
-        )
-    elif suitability.category == "candidate":
-        e.propose(
-            both,
-            S.consider,
-            f"Small-volume rT1–2 candidate ({volume}; limit {threshold_cm3:g} cm³): SRS/SBRT "
-            "for small volumes.",
-            source=source,
-            provisional=True,
-        )
-    else:
-        e.propose(
-            both,
-            S.consider,
-            "rT1–2: SRS/SBRT are considered only for small volumes.",
-            source=source,
-            provisional=True,
+            models=(SRS_SUITABILITY,),
         )
         e.shift(
-            both, BACK, "Not a small-volume candidate (provisional): moved down.", source=source
+            both,
+            BACK,
+            "Small volume not confirmed; conservative reading: ordered as not a candidate.",
+            source=source,
+            models=(SRS_SUITABILITY,),
+        )
+    elif suitability.category == ScoreCategory.candidate:
+        e.note(
+            both,
+            f"Small-volume rT1–2 candidate ({volume}; {limit_text}; provisional).",
+            source=source,
+            models=(SRS_SUITABILITY,),
+        )
+    else:
+        e.shift(
+            both,
+            BACK,
+            "Not a small-volume candidate (provisional): moved down.",
+            source=source,
+            models=(SRS_SUITABILITY,),
         )
         e.warn(
             both,
-            f"Not a small-volume candidate ({volume}; limit {threshold_cm3:g} cm³; provisional).",
+            f"Not a small-volume candidate ({volume}; {limit_text}; provisional).",
+            models=(SRS_SUITABILITY,),
         )
     e.note(
         M.sbrt,
@@ -443,18 +539,19 @@ def _srs_sbrt_for_early(e: Effects, ctx: CaseContext) -> None:
 
 def surgical_stage(ctx: CaseContext) -> Effects:
     e = Effects()
-    result = ctx.result("surgical_stage")
-    if result is None or result.value not in SURGICAL_STAGE_5Y_OS_PERCENT:
+    result = ctx.result(SURGICAL_STAGE)
+    if result is None or result.value is None:
         return e
     stage = str(result.value)
+    os_5y = _outcome(result, f"stage_{stage}", "5-year OS") or "not reported"
     text = (
-        f"Surgical stage {stage}: 5-year OS {SURGICAL_STAGE_5Y_OS_PERCENT[stage]}% after "
-        "resection; ENP is favourable in stages I–II, IMRT in III (You 2015, seed [30])."
+        f"Surgical stage {stage}: 5-year OS {os_5y} after resection; ENP is favourable in stages "
+        "I–II, IMRT in III (You 2015, seed [30])."
     )
     if stage in ("I", "II"):
-        e.note(M.enp, text)
+        e.note(M.enp, text, models=(SURGICAL_STAGE,))
     else:
-        e.warn((M.enp, M.msnp), text)
+        e.warn((M.enp, M.msnp), text, models=(SURGICAL_STAGE,))
     return e
 
 
@@ -501,96 +598,122 @@ def beyond_enp_reach(ctx: CaseContext) -> Effects:
                 "ICA encasement: resection needs extracranial–intracranial bypass expertise "
                 "(seed §4.3 [61]).",
             )
-    # R4.li2018_risk caps this at "consider" unless the Li 2018 risk is known to be low.
+    if ctx.resectable is True:
+        e.shift(
+            M.msnp,
+            FIRST,
+            "Resectable rT3–4: maxillary swing ranks before re-IMRT.",
+            source="MODELS.md §5.4; seed §4 [34,37], §4.3 [58–62]",
+        )
     e.propose(
         M.reimrt,
-        S.recommended,
-        "Beyond ENP reach: re-IMRT, hyperfractionated 65 Gy/54 fx twice daily preferred (fewer "
-        "severe late complications, better OS), when the Li 2018 risk is low.",
-        source="MODELS.md §5.4; You 2023, Lancet 401:917",
+        S.consider,
+        "Beyond ENP reach: re-IMRT, hyperfractionated 65 Gy/54 fx twice daily preferred, when the "
+        "Li 2018 risk is low (MODELS.md §5.4). Conservative reading: the Li 2018 index is "
+        "provisional, so its band orders re-IMRT and warns but never lifts it above 'consider'.",
+        source="MODELS.md §4.1, §5.4",
     )
-    e.propose(M.proton, S.consider, PROTON_TEXT, source=PROTON_SOURCE)
     _neck(e, ctx)
     _systemic_and_supportive(e, ctx)
     return e
 
 
 def li2018_risk(ctx: CaseContext) -> Effects:
+    """Li 2018 (provisional): orders re-IMRT within its status and warns; never sets a status."""
     e = Effects()
-    result = ctx.result("li2018_prognostic_index")
-    if result is None or result.category not in ("high_risk", "low_risk"):
-        e.propose(
+    result = ctx.result(LI2018)
+    if result is None or result.category not in (ScoreCategory.high_risk, ScoreCategory.low_risk):
+        e.warn(
             M.reimrt,
-            S.consider,
-            f"Li 2018 index not computable{_why_unknown(ctx, 'li2018_prognostic_index')}: "
-            "re-IMRT is preferred only when the risk is known to be low.",
+            f"Li 2018 index not computable{_why_unknown(ctx, LI2018)}: the risk band MODELS.md "
+            "§5.4 asks for before re-IMRT is unknown.",
+            models=(LI2018,),
+        )
+        _order_as_high_risk(
+            e,
+            "Li 2018 risk unknown; conservative reading: ordered as high risk, behind trial, "
+            "systemic therapy and best supportive care of the same status.",
         )
         return e
-    index = f"index {result.value} vs cut-off {LI2018_CUT_OFF}; provisional"
-    if result.category == "low_risk":
+    cut_off = result.threshold("li2018_index")
+    index = (
+        f"index {result.value} vs cut-off {cut_off.describe() if cut_off else 'not reported'}; "
+        "provisional"
+    )
+    if result.category == ScoreCategory.low_risk:
         e.note(
             M.reimrt,
             f"Li 2018 low risk ({index}): ideal candidate for curative re-IMRT; 3-year OS "
-            "69–74% (seed §3).",
+            f"{_outcome(result, 'low_risk', '3-year OS')} (seed §3).",
+            models=(LI2018,),
         )
         return e
-    e.propose(
-        M.reimrt,
-        S.consider,
-        f"Li 2018 high risk ({index}): re-IMRT only with a warning.",
-        provisional=True,
-    )
-    e.shift(
-        M.reimrt,
-        BACK,
-        "Li 2018 high risk (provisional): moved behind trial, systemic therapy and best "
-        "supportive care.",
+    _order_as_high_risk(
+        e,
+        f"Li 2018 high risk ({index}): moved behind trial, systemic therapy and best supportive "
+        "care of the same status.",
     )
     e.warn(
         M.reimrt,
-        "Li 2018 high risk: 3-year OS 15–31% after salvage re-IMRT (seed §3 [17]); offer a "
-        "clinical trial.",
-    )
-    e.shift(
-        M.systemic_therapy,
-        FRONT,
-        "Li 2018 high risk (provisional): a clinical trial or systemic therapy is discussed first.",
+        f"Li 2018 high risk (provisional): 3-year OS {_outcome(result, 'high_risk', '3-year OS')} "
+        "after salvage re-IMRT (seed §3 [17]); offer a clinical trial.",
+        models=(LI2018,),
     )
     e.note(
         M.best_supportive_care,
         "Li 2018 high risk (provisional): best supportive care is discussed.",
+        models=(LI2018,),
     )
     return e
 
 
-def carbon_short_interval(ctx: CaseContext) -> Effects:
-    """Carbon ions: a promising alternative after a short interval since RT (MODELS.md §5.4)."""
-    e = Effects()
-    base = (
-        "Carbon-ion therapy: still considered experimental; more data and longer follow-up needed."
-    )
-    if ctx.short_interval is not True:
-        e.propose(M.carbon_ion, S.consider, base, source="seed §5.6 [104–108]")
-        return e
-    interval = ctx.result("interval_since_rt")
-    assert interval is not None  # short_interval is True only when the interval was computed
-    months = interval.value
-    short = (
-        f"Short interval since RT ({months} months ≤ 24): carbon ions offer a promising "
-        "alternative."
-    )
-    # Recommended only where the centre states it has carbon ions, beyond ENP reach, and not in
-    # Ward class III (where the shorter SBRT course is preferred, MODELS.md §5.5).
-    available = ctx.is_available(M.carbon_ion) is True
-    if not ctx.enp.within_reach and available and ctx.ward_class != "III":
-        e.propose(M.carbon_ion, S.recommended, short + " Available at this centre.")
-    else:
-        e.propose(M.carbon_ion, S.consider, short + " " + base)
+def _order_as_high_risk(e: Effects, text: str) -> None:
+    e.shift(M.reimrt, BACK, text, models=(LI2018,))
     e.shift(
-        M.carbon_ion,
+        M.systemic_therapy,
         FRONT,
-        "Short interval since RT: carbon ions moved to the front of their group.",
+        "Li 2018 high or unknown risk (provisional): a clinical trial or systemic therapy is "
+        "discussed first.",
+        models=(LI2018,),
     )
+
+
+def particles_experimental(ctx: CaseContext) -> Effects:
+    """Protons and carbon ions: at most 'consider' (seed §5.5, §5.6)."""
+    e = Effects()
+    e.propose(
+        M.proton,
+        S.consider,
+        "At most 'consider': few series, short follow-up; the seed asks for more data and longer "
+        "follow-up before refining its use in rNPC.",
+        source="seed §5.5 [102,103]",
+    )
+    e.propose(
+        M.carbon_ion,
+        S.consider,
+        "At most 'consider': carbon-ion therapy is still considered experimental; more data and "
+        "long-term follow-up are needed.",
+        source="seed §5.6 [104–108]",
+    )
+    if ctx.short_interval is True:
+        interval = ctx.result(INTERVAL)
+        months = interval.value if interval is not None else None
+        cut = ctx.threshold(INTERVAL, "interval_since_rt")
+        e.note(
+            M.carbon_ion,
+            f"Short interval since RT ({months} months, {cut.describe() if cut else 'short'}): "
+            "carbon ions are 'a promising alternative' after a short interval (seed §5.6), "
+            "where available.",
+            source="MODELS.md §5.4; seed §5.6",
+            models=(INTERVAL,),
+        )
+        e.shift(
+            M.carbon_ion,
+            FRONT,
+            "Short interval since RT: carbon ions moved to the front of their status group.",
+            source="MODELS.md §5.4; seed §5.6",
+            models=(INTERVAL,),
+        )
     return e
 
 
@@ -605,11 +728,15 @@ def reirradiation_schedules(ctx: CaseContext) -> Effects:
     alpha_beta_gy = ctx.alpha_beta_tumour_gy
     standard = REIMRT_STANDARD
     standard_eqd2_gy = eqd2_gy(standard.total_dose_gy, standard.fractions, alpha_beta_gy)
+    hfx = REIMRT_HYPERFRACTIONATED
     e.note(
         M.reimrt,
-        "Hyperfractionated 65 Gy/54 fx twice daily ≥ 6 h apart preferred over the standard "
-        f"60 Gy/27 fx (EQD2 {standard_eqd2_gy:.2f} Gy at α/β {alpha_beta_gy:g} Gy): fewer severe "
-        "late complications and better OS.",
+        f"Hyperfractionated {hfx.total_dose_gy:g} Gy/{hfx.fractions} fx twice daily ≥ 6 h apart "
+        f"preferred over the standard {standard.total_dose_gy:g} Gy/{standard.fractions} fx "
+        f"(EQD2 {standard_eqd2_gy:.2f} Gy at α/β {alpha_beta_gy:g} Gy) for fewer severe late "
+        "complications (You 2023); overall survival did not differ (median 34.8 vs 35.5 months, "
+        "p = 0.603; seed §5.2 [87]).",
+        source="MODELS.md §2, §5.4; You 2023, Lancet 401:917; seed §5.2 [87]",
     )
     return e
 
@@ -619,15 +746,22 @@ def reirradiation_schedules(ctx: CaseContext) -> Effects:
 
 def ward_class_iii(ctx: CaseContext) -> Effects:
     e = Effects()
-    if ctx.ward_class != "III":
+    if not ctx.ward_class_iii:
         return e
+    ward = ctx.result(WARD)
     e.propose(
-        M.reimrt, S.consider, "Ward class III: SBRT is preferred over a 7-week re-IMRT course."
+        M.reimrt,
+        S.consider,
+        "Ward class III: SBRT is preferred over a 7-week re-IMRT course.",
+        models=(WARD,),
     )
-    e.shift(M.reimrt, BACK, "Ward class III: re-IMRT moved behind SBRT and palliation.")
+    e.shift(M.reimrt, BACK, "Ward class III: re-IMRT moved behind SBRT and palliation.",
+            models=(WARD,))
     e.warn(
         M.reimrt,
-        "Ward class III: 2-year OS 16.8%, median OS 7.9 months (Ward 2019; MODELS.md §4.2).",
+        f"Ward class III: 2-year OS {_outcome(ward, 'class_III', '2-year OS')}, median OS "
+        f"{_outcome(ward, 'class_III', 'median OS')} (Ward 2019; MODELS.md §4.2).",
+        models=(WARD,),
     )
     e.shift(
         M.sbrt,
@@ -635,8 +769,10 @@ def ward_class_iii(ctx: CaseContext) -> Effects:
         "Ward class III: SBRT generally preferred over re-IMRT (shorter course; no survival "
         "advantage expected).",
         source="seed §5.4 [19,100]",
+        models=(WARD,),
     )
-    e.shift(M.best_supportive_care, FIRST, "Ward class III: palliation is discussed.")
+    e.shift(M.best_supportive_care, FIRST, "Ward class III: palliation is discussed.",
+            models=(WARD,))
     return e
 
 
@@ -644,75 +780,213 @@ def ward_class_iii(ctx: CaseContext) -> Effects:
 
 
 def haemorrhage_hazard(ctx: CaseContext) -> Effects:
+    """Fossa of Rosenmüller → foramen lacerum, or ICA encasement: every re-irradiation option."""
     e = Effects()
     ext = ctx.extension
-    hazards = []
+    present = []
     # Foramen lacerum invasion alone counts: the FoR origin is typical and the record may omit it.
     if ext.foramen_lacerum is True:
         origin = "from the fossa of Rosenmüller " if ext.fossa_of_rosenmuller is True else ""
-        hazards.append(f"invasion {origin}to the foramen lacerum")
+        present.append(f"invasion {origin}to the foramen lacerum")
     if ext.ica_encasement is True:
-        hazards.append("ICA encasement/exposure")
-    if not hazards:
+        present.append("ICA encasement/exposure")
+    unknown = [
+        label
+        for value, label in (
+            (ext.foramen_lacerum, "foramen lacerum invasion"),
+            (ext.ica_encasement, "ICA encasement/exposure"),
+        )
+        if value is None
+    ]
+    if present:
+        what = " and ".join(present)
+        e.propose(
+            REIRRADIATION,
+            S.consider,
+            f"Fatal haemorrhage hazard ({what}): no re-irradiation modality goes above "
+            "'consider'; the tumour board weighs that risk.",
+        )
+        e.warn(
+            REIRRADIATION,
+            f"Risk of fatal haemorrhage: {what}. Tumours involving the fossa of Rosenmüller and "
+            "invading deeply to the foramen lacerum are the most important predisposing factor; "
+            "ICA exposure likewise (seed §5.4 [98]; MODELS.md §5.6).",
+        )
+    if unknown:
+        what = " and ".join(unknown)
+        e.propose(
+            REIRRADIATION,
+            S.consider,
+            f"Fatal-haemorrhage factors not assessed ({what}). Conservative reading: an "
+            "unassessed factor is not read as absent, so no re-irradiation modality goes above "
+            "'consider' until MRI has assessed it.",
+        )
+        e.warn(
+            REIRRADIATION,
+            f"Not assessed: {what} — the fatal-haemorrhage predisposition cannot be excluded "
+            "(seed §5.4 [98]).",
+        )
+    return e
+
+
+def tumour_volume(ctx: CaseContext) -> Effects:
+    """GTV above the published volume thresholds, stated on every re-irradiation option."""
+    e = Effects()
+    result = ctx.result(VOLUME)
+    if result is None:
         return e
-    what = " and ".join(hazards)
-    e.propose(
-        HAEMORRHAGE_HAZARD_OPTIONS,
-        S.consider,
-        f"Fatal haemorrhage hazard ({what}): re-irradiation needs tumour-board review of that "
-        "risk.",
-    )
-    e.warn(
-        HAEMORRHAGE_HAZARD_OPTIONS,
-        f"Risk of fatal haemorrhage: {what}. Fossa of Rosenmüller tumours invading the foramen "
-        "lacerum are the most important predisposing factor (seed §5.4 [98]).",
-    )
+    for threshold in result.thresholds:
+        if threshold.met is not True:
+            continue
+        met = _outcome(result, f"{threshold.quantity}:met", "5-year OS")
+        not_met = _outcome(result, f"{threshold.quantity}:not_met", "5-year OS")
+        e.warn(
+            REIRRADIATION,
+            f"GTV {result.value} cm³ ({threshold.describe()}): 5-year OS {met} vs {not_met} "
+            f"below that volume ({threshold.source}).",
+            models=(VOLUME,),
+        )
     return e
 
 
 def lethal_necrosis(ctx: CaseContext) -> Effects:
     e = Effects()
-    result = ctx.result("lethal_necrosis_factors")
+    result = ctx.result(NECROSIS)
     if result is None:
         e.warn(
             M.reimrt,
-            "Lethal nasopharyngeal necrosis factors not computable"
-            f"{_why_unknown(ctx, 'lethal_necrosis_factors')} (Yu 2016, seed [88]).",
+            f"Lethal nasopharyngeal necrosis factors not computable{_why_unknown(ctx, NECROSIS)} "
+            "(Yu 2016, seed [88]).",
+            models=(NECROSIS,),
         )
         return e
+    cohort = next(iter(result.reported_outcomes), None)
+    cohort_text = (
+        f" {cohort.label}: {cohort.low:g}% ({cohort.source})." if cohort is not None else ""
+    )
     present = [str(name) for name in result.details.get("present", [])]
     if present:
         e.warn(
             M.reimrt,
             f"Lethal nasopharyngeal necrosis risk factors present ({len(present)} of 4; count "
-            "provisional): " + ", ".join(present) + ". 31 of 204 at-risk patients (15.2%) died "
-            "of necrosis (Yu 2016, seed [88]).",
+            "provisional): " + ", ".join(present) + "." + cohort_text,
+            models=(NECROSIS,),
+        )
+    if result.missing_inputs:
+        e.warn(
+            M.reimrt,
+            "Lethal-necrosis factors not assessed: " + ", ".join(result.missing_inputs)
+            + " — unknown is not read as absent; the count is a lower bound (Yu 2016, seed [88]).",
+            models=(NECROSIS,),
         )
     return e
 
 
 def cumulative_gtv_dose(ctx: CaseContext) -> Effects:
     e = Effects()
-    planned = ctx.result("cumulative_gtv_dose")
-    if planned is not None and planned.category == "ge_145_5_gy":
-        assert isinstance(planned.value, int | float)  # this category comes with the dose in Gy
-        text = (
-            f"The planned schedule accumulates {float(planned.value):g} Gy to the GTV (prior + "
-            f"planned), ≥ {LETHAL_NECROSIS_GTV_DOSE_GY} Gy: a lethal-necrosis risk factor "
-            "(Yu 2016, seed [88])."
+    threshold = ctx.threshold(CUMULATIVE, "accumulated_gtv_dose")
+    if threshold is None:
+        e.warn(
+            M.reimrt,
+            "The accumulated GTV dose threshold was not reported by scoring: the lethal-necrosis "
+            "dose factor (Yu 2016, seed [88]) is not checked.",
+            models=(CUMULATIVE,),
         )
-        e.warn(M.reimrt, text)
+        return e
+    planned = ctx.result(CUMULATIVE)
+    if planned is not None and planned.category == ScoreCategory.at_or_above_threshold:
+        text = (
+            f"The planned schedule accumulates {float(planned.value or 0):g} Gy to the GTV (prior + "
+            "planned), "
+            f"{threshold.describe()}: a lethal-necrosis risk factor (Yu 2016, seed [88])."
+        )
+        e.warn(M.reimrt, text, models=(CUMULATIVE,))
         e.warnings.append(text)
     if ctx.has_local_disease:
         prior_gy = ctx.record.prior_treatment.rt_total_dose_gy
-        suggested_total_gy = prior_gy + REIMRT_HYPERFRACTIONATED.total_dose_gy
-        if suggested_total_gy >= LETHAL_NECROSIS_GTV_DOSE_GY:
+        suggested_gy = REIMRT_HYPERFRACTIONATED.total_dose_gy
+        suggested_total_gy = prior_gy + suggested_gy
+        if suggested_total_gy >= threshold.value:
             e.warn(
                 M.reimrt,
-                f"The suggested 65 Gy schedule would accumulate {suggested_total_gy:g} Gy to the "
-                f"GTV (prior {prior_gy:g} Gy), ≥ {LETHAL_NECROSIS_GTV_DOSE_GY} Gy: a "
-                "lethal-necrosis risk factor (Yu 2016, seed [88]).",
+                f"The suggested {suggested_gy:g} Gy schedule would accumulate "
+                f"{suggested_total_gy:g} Gy to the GTV (prior {prior_gy:g} Gy), "
+                f"{threshold.describe()}: a lethal-necrosis risk factor (Yu 2016, seed [88]).",
+                models=(CUMULATIVE,),
             )
+    return e
+
+
+def performance_status(ctx: CaseContext) -> Effects:
+    """KPS < 70 (or ECOG ≥ 2, mapped per MODELS.md §1): adverse; intensive options ≤ consider."""
+    e = Effects()
+    kps = ctx.kps
+    if kps is None:
+        e.missing_assessments.append("performance status (KPS or ECOG)")
+        e.propose(
+            INTENSIVE_CURATIVE,
+            S.consider,
+            "Performance status not assessed (neither KPS nor ECOG); KPS < 70 is an adverse "
+            "factor (Ward 2018, seed §3 [19]). Conservative reading: no intensive curative "
+            "option goes above 'consider' until it is assessed.",
+        )
+        e.warn(
+            INTENSIVE_CURATIVE,
+            "Not assessed: performance status (KPS or ECOG) — unknown is not read as fit.",
+        )
+        return e
+    if ctx.poor_performance is not True:
+        return e
+    e.propose(
+        INTENSIVE_CURATIVE,
+        S.consider,
+        f"{kps.describe()}: KPS < 70 is an adverse factor for OS (Ward 2018 RPA, seed §3 [19]); "
+        "intensive curative treatment stays at 'consider' for the tumour board.",
+    )
+    e.warn(
+        INTENSIVE_CURATIVE,
+        f"Poor performance status ({kps.describe()}): KPS < 70 is an adverse prognostic factor "
+        "(Ward 2018, seed §3 [19]).",
+    )
+    return e
+
+
+# (dotted record path, what is not assessed, options it could change, local disease only)
+NOT_ASSESSED: tuple[tuple[str, str, tuple[Modality, ...], bool], ...] = (
+    ("recurrence.extension.ica_encasement", "ICA encasement/exposure",
+     (*REIRRADIATION, M.enp, M.tors, M.msnp), True),
+    ("recurrence.extension.foramen_lacerum", "foramen lacerum invasion", REIRRADIATION, True),
+    ("recurrence.extension.fossa_of_rosenmuller", "fossa of Rosenmüller involvement",
+     REIRRADIATION, True),
+    ("prior_treatment.mucosal_necrosis",
+     "nasopharyngeal mucosal necrosis before re-irradiation (Yu 2016 factor)", (M.reimrt,), True),
+    ("recurrence.gtv_volume_cm3", "recurrent tumour volume (Yu 2016 factor; volume thresholds)",
+     REIRRADIATION, True),
+    ("prior_treatment.grade3_toxicity", "prior RT-induced grade ≥ 3 toxicity (Li 2018 covariate)",
+     (M.reimrt,), True),
+    ("recurrence.resectable", "surgeon's resectability assessment", SURGERY, False),
+    ("recurrence.m_category", "M category from restaging", LOCAL_MODALITIES, False),
+)
+
+
+def _at_path(record: Any, path: str) -> Any:
+    value = record
+    for part in path.split("."):
+        value = getattr(value, part, None) if value is not None else None
+    return value
+
+
+def not_assessed(ctx: CaseContext) -> Effects:
+    """Unknown is never favourable: each null hazard/eligibility input is named on every option
+    it could change, and listed on the case (the caps live in the rules that read the input)."""
+    e = Effects()
+    for path, label, options, local_only in NOT_ASSESSED:
+        if local_only and not ctx.has_local_disease:
+            continue
+        if _at_path(ctx.record, path) is not None:
+            continue
+        e.missing_assessments.append(f"{label} ({path})")
+        e.warn(options, f"Not assessed: {label} — unknown is not read as absent.")
     return e
 
 
@@ -814,40 +1088,57 @@ def _pathway_beyond_reach(ctx: CaseContext) -> bool:
 RULES: tuple[Rule, ...] = (
     Rule("R0.record_notes", "1", "MODELS.md §1, §3",
          "Staging conflicts and a derived KPS are shown.", record_notes),
-    Rule("R1.workup_gate", "1", "MODELS.md §5.1; seed §2",
-         "MRI and whole-body PET/CT before any curative decision.", workup_gate),
+    Rule("R1.workup_gate", "2", "MODELS.md §5.1; seed §2; restaging window: institutional policy",
+         "A current MRI and whole-body PET/CT (after the prior RT, not after the decision, within "
+         "the policy window before the diagnosis) and histology before any curative decision.",
+         workup_gate),
     Rule("R1.m1_systemic", "1", "MODELS.md §5.1",
          "M1: systemic therapy and tumour board; no local curative option.", m1_systemic,
          when=m1),
     Rule("R2.isolated_regional", "1", "MODELS.md §5.2; seed §4.4 [63]",
          "Isolated regional recurrence: neck dissection.", isolated_regional,
          when=_pathway_regional),
-    Rule("R3.enp_within_reach", "1", "MODELS.md §5.3; Liu 2021, Lancet Oncol 22:381",
-         "Within ENP reach: ENP, with radiation alternatives.", enp_within_reach,
-         when=_pathway_within_reach),
-    Rule("R3.small_volume_techniques", "1", "MODELS.md §4.6, §5.3; seed §5.3–5.4, §5.7, §6",
-         "SRS/SBRT and brachytherapy for small rT1–2 only.", small_volume_techniques,
-         when=local_m0),
-    Rule("R3.surgical_stage", "1", "MODELS.md §4.3; You 2015, seed [30]",
+    Rule("R3.enp_within_reach", "2", "MODELS.md §5.3; Liu 2021, Lancet Oncol 22:381",
+         "Within ENP reach: ENP, with radiation alternatives; resectable rT3–4: MSNP before "
+         "re-IMRT.", enp_within_reach, when=_pathway_within_reach),
+    Rule("R3.small_volume_techniques", "2", "MODELS.md §4.6, §5.3; seed §5.3–5.4, §5.7, §6",
+         "SRS/SBRT and brachytherapy for small rT1–2 only; the provisional suitability only "
+         "orders and warns.", small_volume_techniques, when=local_m0),
+    Rule("R3.surgical_stage", "2", "MODELS.md §4.3; You 2015, seed [30]",
          "Surgical stage informs ENP (lookup only).", surgical_stage, when=local_m0),
-    Rule("R4.beyond_enp_reach", "1", "MODELS.md §5.4; seed §4.3 [58–62]",
-         "Beyond ENP reach: MSNP if resectable, else re-IMRT.", beyond_enp_reach,
+    Rule("R4.beyond_enp_reach", "2", "MODELS.md §5.4; seed §4.3 [58–62]",
+         "Beyond ENP reach: MSNP first if resectable, re-IMRT at 'consider'.", beyond_enp_reach,
          when=_pathway_beyond_reach),
-    Rule("R4.li2018_risk", "1", "MODELS.md §4.1, §5.4; Li 2018, seed [17]",
-         "Li 2018 risk gates re-IMRT (provisional).", li2018_risk, when=local_m0),
-    Rule("R4.carbon_short_interval", "1", "MODELS.md §5.4; seed §5.6",
-         "Short interval since RT: carbon ions where available.", carbon_short_interval,
+    Rule("R4.li2018_risk", "2", "MODELS.md §4.1, §5.4; Li 2018, seed [17]",
+         "Li 2018 risk (provisional) orders re-IMRT and warns; it never sets a status.",
+         li2018_risk, when=local_m0),
+    Rule("R4.particles_experimental", "1", "MODELS.md §5.4; seed §5.5, §5.6",
+         "Protons and carbon ions at most 'consider'; carbon first of its group after a short "
+         "interval.", particles_experimental, when=local_m0),
+    Rule("R4.reirradiation_schedules", "2",
+         "MODELS.md §2; You 2023, Lancet 401:917; seed §5.2 [87]",
+         "Suggested schedules with EQD2, from the shared catalogue.", reirradiation_schedules,
          when=local_m0),
-    Rule("R4.reirradiation_schedules", "1", "MODELS.md §2; You 2023, Lancet 401:917",
-         "Suggested schedules with EQD2.", reirradiation_schedules, when=local_m0),
-    Rule("R5.ward_class_iii", "1", "MODELS.md §4.2, §5.5; seed §5.4 [19]",
+    Rule("R5.ward_class_iii", "2", "MODELS.md §4.2, §5.5; seed §5.4 [19]",
          "Ward class III: SBRT over re-IMRT, or palliation.", ward_class_iii, when=m0),
-    Rule("R6.haemorrhage_hazard", "1", "MODELS.md §5.6; seed §5.4 [98]",
-         "Foramen lacerum or ICA: fatal haemorrhage warning.", haemorrhage_hazard, when=local_m0),
-    Rule("R6.lethal_necrosis", "1", "MODELS.md §4.5, §5.6; Yu 2016, seed [88]",
-         "Lethal-necrosis factors warn (count provisional).", lethal_necrosis, when=local_m0),
-    Rule("R6.cumulative_gtv_dose", "1", "MODELS.md §2, §4.5, §5.6; seed [88]",
-         "Accumulated GTV dose ≥ 145.5 Gy flagged.", cumulative_gtv_dose, when=m0),
+    Rule("R6.haemorrhage_hazard", "2", "MODELS.md §5.6; seed §5.4 [98]",
+         "Foramen lacerum or ICA (present or not assessed): fatal haemorrhage warning on every "
+         "re-irradiation modality, none above 'consider'.", haemorrhage_hazard, when=local_m0),
+    Rule("R6.tumour_volume", "1", "MODELS.md §4.4; seed §3 [20]; Xiao 2015",
+         "GTV above the published volume thresholds stated on re-irradiation options.",
+         tumour_volume, when=local_m0),
+    Rule("R6.lethal_necrosis", "2", "MODELS.md §4.5, §5.6; Yu 2016, seed [88]",
+         "Lethal-necrosis factors warn (count provisional); unknown factors named.",
+         lethal_necrosis, when=local_m0),
+    Rule("R6.cumulative_gtv_dose", "2", "MODELS.md §2, §4.5, §5.6; seed [88]",
+         "Accumulated GTV dose at or above the Yu 2016 threshold flagged.", cumulative_gtv_dose,
+         when=m0),
+    Rule("R6.performance_status", "1", "MODELS.md §1, §4.2; seed §3 [19]",
+         "KPS < 70 (ECOG ≥ 2) or unknown: intensive curative options at most 'consider', with "
+         "the warning.", performance_status, when=m0),
+    Rule("R6.not_assessed", "1", "issue 9 (unknown is never favourable); MODELS.md §1",
+         "Null hazard/eligibility inputs named on each option they could change.", not_assessed,
+         when=m0),
     Rule("R7.constrained_resources", "1",
          "MODELS.md §5.7; seed §4.1 [40–43], §4.2 [57], §5.1 [119], §6",
          "Pandemic mode: one admission, short techniques, ≥ 20 fx IMRT.", constrained_resources,
@@ -856,11 +1147,29 @@ RULES: tuple[Rule, ...] = (
          "An option the centre lacks is unavailable here — refer.", availability),
 )
 
+# The modules whose code decides or words what a rule says: any change to them (logic or text)
+# changes RULES_VERSION, not only a change of a rule's id or version.
+LOGIC_MODULES: tuple[ModuleType, ...] = (
+    context_module, effects_module, eligibility_module, policy_module, schedules_module,
+)
 
-def _rules_fingerprint(rules: tuple[Rule, ...]) -> str:
-    """Any change of a rule id or version changes RULES_VERSION, so audits see it."""
-    listing = "\n".join(f"{rule.id}@{rule.version}" for rule in rules)
-    return hashlib.sha256(listing.encode()).hexdigest()[:8]
+
+def rules_fingerprint(rules: Iterable[Rule], modules: Iterable[ModuleType] = ()) -> str:
+    """Digest of every rule's id, version, source, summary and the source code of its predicate
+    and function, plus the source of the modules they rely on (this one included by the caller)."""
+    digest = hashlib.sha256()
+    for rule in rules:
+        for part in (rule.id, rule.version, rule.source, rule.summary,
+                     inspect.getsource(rule.apply), inspect.getsource(rule.when)):
+            digest.update(part.encode())
+            digest.update(b"\0")
+    for module in modules:
+        digest.update(inspect.getsource(module).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
 
 
-RULES_VERSION = f"rules/{RULES_RELEASE}+{_rules_fingerprint(RULES)}"
+RULES_VERSION = (
+    f"rules/{RULES_RELEASE}+"
+    f"{rules_fingerprint(RULES, (*LOGIC_MODULES, sys.modules[__name__]))}"
+)

@@ -15,7 +15,15 @@ from types import ModuleType
 from typing import Any
 
 from rnpc_shared.contracts.record import RecurrenceRecord, Sex
-from rnpc_shared.contracts.scores import MODEL_IDS, ScoreResult, Scores, ScoringParameters
+from rnpc_shared.contracts.scores import (
+    MODEL_IDS,
+    Operator,
+    ScoreCategory,
+    ScoreResult,
+    Scores,
+    ScoringParameters,
+    Threshold,
+)
 
 from rnpc_scoring.domain import radiobiology as rb
 from rnpc_scoring.domain.cards import (
@@ -33,7 +41,7 @@ from rnpc_scoring.domain.cards import (
     you2015,
     yu2016,
 )
-from rnpc_scoring.domain.intervals import whole_calendar_months
+from rnpc_scoring.domain.intervals import less_than_years, whole_calendar_months
 from rnpc_scoring.domain.staging import Derivation, derive_n, derive_t, is_below, stage_group
 
 ScoreFunction = Callable[[RecurrenceRecord, ScoringParameters], ScoreResult]
@@ -95,8 +103,12 @@ def _at_least(value: float, threshold: float) -> bool:
 
 
 def _label(number: float) -> str:
-    """68.0 → '68', 145.5 → '145_5': thresholds as they appear in category names."""
+    """68.0 → '68', 145.5 → '145_5': thresholds as they appear in details keys."""
     return format(number, "g").replace(".", "_")
+
+
+def _side(at_least: bool) -> ScoreCategory:
+    return ScoreCategory.at_or_above_threshold if at_least else ScoreCategory.below_threshold
 
 
 def _alpha_betas(params: ScoringParameters) -> dict[str, float]:
@@ -138,6 +150,21 @@ def _interval_months(record: RecurrenceRecord) -> int | None:
     if recurrence_on is None:
         return None
     return whole_calendar_months(record.prior_treatment.rt_end_on, recurrence_on)
+
+
+def _short_interval(record: RecurrenceRecord) -> bool | None:
+    """Ward's "< 2 years" since prior RT, on calendar dates (seed §3 [19])."""
+    recurrence_on = record.recurrence_date
+    if recurrence_on is None:
+        return None
+    return less_than_years(record.prior_treatment.rt_end_on, recurrence_on,
+                           ward2018.INTERVAL_YEARS)
+
+
+def _interval_threshold(short: bool | None) -> Threshold:
+    return Threshold(quantity="interval_since_rt", operator=Operator.lt,
+                     value=ward2018.INTERVAL_YEARS, unit="years", met=short,
+                     source=ward2018.INTERVAL_SOURCE)
 
 
 def _t_conflicts(t_entered: str | None, derivation: Derivation) -> list[str]:
@@ -202,6 +229,21 @@ def _t_used(record: RecurrenceRecord) -> tuple[str | None, list[str]]:
     return t_entered or _t_fallback(derivation), _t_conflicts(t_entered, derivation)
 
 
+def _t_for_risk_index(record: RecurrenceRecord) -> tuple[str | None, list[str]]:
+    """Li 2018's rT: the rT staged from the extension flags when it is more advanced than the
+    entered one (a conflict), said in a note; otherwise as `_t_used`. Conservative reading: a
+    risk index scores the more advanced of two conflicting rT, never the less advanced."""
+    t_entered = _plain(record.recurrence.t_category)
+    derivation = derive_t(record.recurrence.extension)
+    t_used, conflicts = _t_used(record)
+    from_flags = derivation.derived or derivation.minimum
+    if (t_entered is not None and from_flags is not None and derivation.findings
+            and is_below(t_entered, from_flags, ajcc8.T_ORDER)):
+        return from_flags, [*conflicts, li2018.T_CONFLICT_NOTE.format(flags=from_flags,
+                                                                      entered=t_entered)]
+    return t_used, conflicts
+
+
 def _date_paths(record: RecurrenceRecord) -> tuple[str, str]:
     """The two dates behind the interval: RT end and the recurrence date actually used."""
     source = "diagnosed_on" if record.diagnosed_on is not None else "recorded_at"
@@ -217,24 +259,25 @@ def compute_interval_since_rt(record: RecurrenceRecord, params: ScoringParameter
     date_source = date_paths[1]
     inputs_used = _inputs(record, date_paths)
     months = _interval_months(record)
+    short = _short_interval(record)
     recurrence_on = record.recurrence_date
-    if months is None or recurrence_on is None:
+    if months is None or short is None or recurrence_on is None:
         return _result(card, computable=False, inputs_used=inputs_used,
-                       missing_inputs=[RECURRENCE_DATE], notes=[RECURRENCE_DATE_NOTE])
-    longer = months > card.CUT_OFF_MONTHS
-    cut = card.CUT_OFF_MONTHS
+                       missing_inputs=[RECURRENCE_DATE], notes=[RECURRENCE_DATE_NOTE],
+                       thresholds=[_interval_threshold(None)])
     notes = [] if date_source == "diagnosed_on" else [
         "diagnosed_on not given: the date of recorded_at is used as the recurrence date."
     ]
     return _result(
         card, computable=True, value=months, unit="months",
-        category=f"gt_{cut}_months" if longer else f"le_{cut}_months",
+        category=ScoreCategory.short_interval if short else ScoreCategory.long_interval,
+        thresholds=[_interval_threshold(short)],
         details={
             "rt_end_on": record.prior_treatment.rt_end_on.isoformat(),
             "recurrence_date": recurrence_on.isoformat(),
             "recurrence_date_source": date_source,
-            "cut_off_months": cut,
-            f"gt_{cut}_months": longer,
+            "cut_off_years": card.CUT_OFF_YEARS,
+            "short_interval": short,
         },
         inputs_used=inputs_used, notes=notes,
     )
@@ -288,7 +331,8 @@ def compute_ajcc8_stage(record: RecurrenceRecord, params: ScoringParameters) -> 
             notes.append(f"{t_used} {n_category} M0 has no AJCC stage group.")
         return _result(card, computable=False, details=details, inputs_used=inputs_used,
                        missing_inputs=missing, notes=notes)
-    return _result(card, computable=True, value=group, category=group, details=details,
+    return _result(card, computable=True, value=group, category=ScoreCategory(group),
+                   details=details,
                    inputs_used=inputs_used, missing_inputs=missing, notes=notes)
 
 
@@ -309,18 +353,22 @@ def compute_eqd2_planned_course(record: RecurrenceRecord, params: ScoringParamet
     inputs_used = _inputs(record, (PLANNED,))
     course = _planned_course(record)
     planned = record.planned_reirradiation
+    threshold = Threshold(quantity="planned_eqd2", operator=Operator.ge, value=card.THRESHOLD_GY,
+                          unit="Gy", source=card.CITATION)
     if course is None or planned is None:
-        return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[PLANNED])
+        return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[PLANNED],
+                       thresholds=[threshold])
     eqd2 = rb.eqd2_gy(course.total_dose_gy, course.fractions, params.alpha_beta_tumour_gy)
     label = _label(card.THRESHOLD_GY)
     at_least = _at_least(eqd2, card.THRESHOLD_GY)
+    threshold.met = at_least
     fractions_per_day = planned.fractions_per_day
     notes = []
     if fractions_per_day > 1:
         notes.append("Incomplete repair between same-day fractions is not modelled.")
     return _result(
         card, computable=True, value=_gy(eqd2), unit="Gy",
-        category=f"ge_{label}_gy" if at_least else f"lt_{label}_gy",
+        category=_side(at_least), thresholds=[threshold],
         details={**_course_details(course, params), "fractions_per_day": fractions_per_day,
                  "threshold_gy": card.THRESHOLD_GY, f"ge_{label}_gy": at_least},
         inputs_used=inputs_used, notes=notes,
@@ -332,17 +380,22 @@ def compute_cumulative_gtv_dose(record: RecurrenceRecord, params: ScoringParamet
     inputs_used = _inputs(record, ("prior_treatment.rt_total_dose_gy",
                                    "prior_treatment.rt_fractions", PLANNED))
     planned = _planned_course(record)
+    # Echoed even when not computable: the rules check a suggested schedule against it.
+    threshold = Threshold(quantity="accumulated_gtv_dose", operator=Operator.ge,
+                          value=card.THRESHOLD_GY, unit="Gy", source=card.CITATION)
     if planned is None:
-        return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[PLANNED])
+        return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[PLANNED],
+                       thresholds=[threshold])
     prior = _prior_course(record)
     physical_total_gy = prior.total_dose_gy + planned.total_dose_gy
     eqd2_total = rb.cumulative_eqd2_gy(prior, planned, params.recovery_fraction,
                                        alpha_beta_gy=params.alpha_beta_tumour_gy)
     label = _label(card.THRESHOLD_GY)
     at_least = _at_least(physical_total_gy, card.THRESHOLD_GY)
+    threshold.met = at_least
     return _result(
         card, computable=True, value=_gy(physical_total_gy), unit="Gy",
-        category=f"ge_{label}_gy" if at_least else f"lt_{label}_gy",
+        category=_side(at_least), thresholds=[threshold],
         details={
             "physical_total_gy": _gy(physical_total_gy),
             "eqd2_cumulative_gy": _gy(eqd2_total),
@@ -364,7 +417,7 @@ def compute_li2018_prognostic_index(
     card = li2018
     gtv_cm3 = record.recurrence.gtv_volume_cm3
     grade3 = record.prior_treatment.grade3_toxicity
-    t_used, t_conflicts = _t_used(record)
+    t_used, t_conflicts = _t_for_risk_index(record)
     planned = _planned_course(record)
     planned_eqd2 = (None if planned is None else
                     rb.eqd2_gy(planned.total_dose_gy, planned.fractions,
@@ -397,13 +450,17 @@ def compute_li2018_prognostic_index(
     notes = [card.PROVISIONAL_NOTE, *t_conflicts]
     if _plain(record.recurrence.site) != "local":
         notes.append(card.SCOPE_NOTE)
+    threshold = Threshold(quantity="li2018_index", operator=Operator.ge,
+                          value=card.HIGH_RISK_CUT_OFF, unit="points", source=card.CITATION)
     if missing:
         return _result(card, computable=False, details=details, inputs_used=inputs_used,
-                       missing_inputs=missing, notes=notes)
+                       missing_inputs=missing, notes=notes, thresholds=[threshold])
     index = round(sum(p for p in points.values() if p is not None), 1)  # shown value; the band is read from it
-    band = "high_risk" if index >= card.HIGH_RISK_CUT_OFF else "low_risk"
+    threshold.met = index >= card.HIGH_RISK_CUT_OFF
+    band = "high_risk" if threshold.met else "low_risk"
     details["distance_to_cut_off"] = round(index - card.HIGH_RISK_CUT_OFF, 1)
-    return _result(card, computable=True, value=index, unit="points", category=band,
+    return _result(card, computable=True, value=index, unit="points",
+                   category=ScoreCategory(band), thresholds=[threshold],
                    details=details, inputs_used=inputs_used,
                    notes=[*notes, card.BAND_NOTES[band]])
 
@@ -411,11 +468,12 @@ def compute_li2018_prognostic_index(
 def compute_ward2018_rpa(record: RecurrenceRecord, params: ScoringParameters) -> ScoreResult:
     card = ward2018
     months = _interval_months(record)
-    if months is None:
+    short = _short_interval(record)
+    if months is None or short is None:
         return _result(card, computable=False, missing_inputs=[RECURRENCE_DATE],
                        inputs_used=_inputs(record, _date_paths(record)),
-                       notes=[RECURRENCE_DATE_NOTE])
-    longer = months > card.INTERVAL_CUT_OFF_MONTHS
+                       notes=[RECURRENCE_DATE_NOTE], thresholds=[_interval_threshold(None)])
+    longer = not short
     # Only one of the two second-level factors matters, depending on the interval branch.
     if longer:
         path = "prior_treatment.resected_before_reirradiation"
@@ -425,13 +483,14 @@ def compute_ward2018_rpa(record: RecurrenceRecord, params: ScoringParameters) ->
         path = "patient.organ_dysfunction"
         factor = record.patient.organ_dysfunction
         rpa_class = None if factor is None else ("III" if factor else "II")
-    cut = card.INTERVAL_CUT_OFF_MONTHS
-    details = {"interval_months": months, f"gt_{cut}_months": longer, path.split(".")[-1]: factor}
+    details = {"interval_months": months, "short_interval": short, path.split(".")[-1]: factor}
     inputs_used = _inputs(record, (*_date_paths(record), path))
+    thresholds = [_interval_threshold(short)]
     if rpa_class is None:
         return _result(card, computable=False, details=details, inputs_used=inputs_used,
-                       missing_inputs=[path])
-    return _result(card, computable=True, value=rpa_class, category=f"class_{rpa_class}",
+                       missing_inputs=[path], thresholds=thresholds)
+    return _result(card, computable=True, value=rpa_class,
+                   category=ScoreCategory(f"class_{rpa_class}"), thresholds=thresholds,
                    details=details, inputs_used=inputs_used,
                    notes=[card.CLASS_III_NOTE] if rpa_class == "III" else [])
 
@@ -440,18 +499,27 @@ def compute_tumour_volume(record: RecurrenceRecord, params: ScoringParameters) -
     card = tumour_volume
     gtv_cm3 = record.recurrence.gtv_volume_cm3
     inputs_used = _inputs(record, (GTV,))
+    large = None if gtv_cm3 is None else gtv_cm3 > card.LARGE_ABOVE_CM3
+    intermediate = None if gtv_cm3 is None else gtv_cm3 >= card.INTERMEDIATE_FROM_CM3
+    thresholds = [
+        Threshold(quantity=card.HAN_QUANTITY, operator=Operator.gt, value=card.LARGE_ABOVE_CM3,
+                  unit="cm³", met=large, source=card._HAN),
+        Threshold(quantity=card.XIAO_QUANTITY, operator=Operator.ge,
+                  value=card.INTERMEDIATE_FROM_CM3, unit="cm³", met=intermediate,
+                  source=card._XIAO),
+    ]
     if gtv_cm3 is None:
-        return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[GTV])
-    large = gtv_cm3 > card.LARGE_ABOVE_CM3
-    intermediate = gtv_cm3 >= card.INTERMEDIATE_FROM_CM3
+        return _result(card, computable=False, inputs_used=inputs_used, missing_inputs=[GTV],
+                       thresholds=thresholds)
     low, high = _label(card.INTERMEDIATE_FROM_CM3), _label(card.LARGE_ABOVE_CM3)
     if large:
-        category = f"gt_{high}_cm3"
+        category = ScoreCategory.gtv_large
     elif intermediate:
-        category = f"{low}_to_{high}_cm3"
+        category = ScoreCategory.gtv_intermediate
     else:
-        category = f"lt_{low}_cm3"
+        category = ScoreCategory.gtv_small
     return _result(card, computable=True, value=gtv_cm3, unit="cm3", category=category,
+                   thresholds=thresholds,
                    details={f"gt_{high}_cm3": large, f"ge_{low}_cm3": intermediate},
                    inputs_used=inputs_used)
 
@@ -479,11 +547,21 @@ def compute_lethal_necrosis_factors(
     notes = [card.PROVISIONAL_NOTE]
     if missing:
         notes.append("Some factors are unknown: the count is a lower bound.")
-        category = "any_present" if present else "none_present_incomplete"
+        category = (ScoreCategory.any_present if present
+                    else ScoreCategory.none_present_incomplete)
     else:
-        category = "any_present" if present else "none_present"
+        category = ScoreCategory.any_present if present else ScoreCategory.none_present
+    thresholds = [
+        Threshold(quantity="accumulated_gtv_dose", operator=Operator.ge,
+                  value=card.ACCUMULATED_GTV_DOSE_THRESHOLD_GY, unit="Gy", met=factors[dose],
+                  source=card.CITATION),
+        Threshold(quantity="recurrent_tumour_volume", operator=Operator.ge,
+                  value=card.TUMOUR_VOLUME_THRESHOLD_CM3, unit="cm³", met=factors[volume],
+                  source=card.CITATION),
+    ]
     return _result(
         card, computable=True, value=len(present), unit="factors", category=category,
+        thresholds=thresholds,
         details={
             "factors": factors,
             "present": present,
@@ -517,10 +595,15 @@ def compute_srs_suitability(record: RecurrenceRecord, params: ScoringParameters)
     if months is None:  # reported factor only; the candidate rule does not use it
         missing.append(RECURRENCE_DATE)
         notes.append(RECURRENCE_DATE_NOTE)
-    details["t_category_ok"] = t_used in card.CANDIDATE_T_CATEGORIES
-    details["volume_ok"] = gtv_cm3 <= params.srs_max_volume_cm3
-    category = "candidate" if details["t_category_ok"] and details["volume_ok"] else "not_candidate"
-    return _result(card, computable=True, value=category, category=category, details=details,
+    t_ok = t_used in card.CANDIDATE_T_CATEGORIES
+    volume_ok = gtv_cm3 is not None and gtv_cm3 <= params.srs_max_volume_cm3
+    details["t_category_ok"], details["volume_ok"] = t_ok, volume_ok
+    category = ScoreCategory.candidate if t_ok and volume_ok else ScoreCategory.not_candidate
+    volume_limit = Threshold(quantity="gtv_volume", operator=Operator.le,
+                             value=params.srs_max_volume_cm3, unit="cm³", met=volume_ok,
+                             source="MODELS.md §4.6 (configurable)")
+    return _result(card, computable=True, value=category.value, category=category,
+                   thresholds=[volume_limit], details=details,
                    inputs_used=inputs_used, missing_inputs=missing, notes=notes)
 
 
@@ -533,7 +616,7 @@ def compute_surgical_stage(record: RecurrenceRecord, params: ScoringParameters) 
                        missing_inputs=["recurrence.surgical_stage"],
                        notes=["Lookup only: the surgical stage is entered by the clinician."])
     notes = [card.STAGE_NOTES[stage]] if stage in card.STAGE_NOTES else []
-    return _result(card, computable=True, value=stage, category=f"stage_{stage}",
+    return _result(card, computable=True, value=stage, category=ScoreCategory(f"stage_{stage}"),
                    details={"stage_name": card.STAGE_NAMES[stage]}, inputs_used=inputs_used,
                    notes=notes)
 

@@ -1,4 +1,4 @@
-"""Whole calendar months between two dates (MODELS.md §2)."""
+"""Whole calendar months between two dates (MODELS.md §2), and the seed's "< 2 years" on dates."""
 
 from __future__ import annotations
 
@@ -17,3 +17,17 @@ def whole_calendar_months(start: date, end: date) -> int:
         raise ValueError(f"end {end} is before start {start}")
     months = (end.year - start.year) * 12 + (end.month - start.month)
     return months - 1 if end.day < start.day else months
+
+
+def anniversary(start: date, years: int) -> date:
+    """`start` plus whole years; 29 February falls on 1 March in a common year (the later date,
+    so the anniversary is never reached early)."""
+    try:
+        return start.replace(year=start.year + years)
+    except ValueError:
+        return date(start.year + years, 3, 1)
+
+
+def less_than_years(start: date, end: date, years: int) -> bool:
+    """end < start + `years` years on calendar dates: Ward 2018's "< 2 years" (seed §3 [19])."""
+    return end < anniversary(start, years)

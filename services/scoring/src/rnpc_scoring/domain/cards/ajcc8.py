@@ -4,7 +4,7 @@
 from rnpc_shared.contracts.scores import ModelStatus
 
 MODEL = "ajcc8_stage"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 STATUS = ModelStatus.exact
 CITATION = "AJCC Cancer Staging Manual / UICC TNM, 8th edition, nasopharynx (MODELS.md §3)"
 REPORTED_OUTCOMES = ()

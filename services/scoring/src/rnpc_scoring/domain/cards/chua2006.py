@@ -7,7 +7,7 @@ patient is not assigned to a Chua group. Candidate = small rT1–2 lesion.
 from rnpc_shared.contracts.scores import ModelStatus, ReportedOutcome
 
 MODEL = "srs_suitability"
-VERSION = "1.0.0-provisional"
+VERSION = "1.1.0-provisional"
 STATUS = ModelStatus.provisional
 CITATION = "Chua et al. 2006, linac SRS for recurrent NPC (seed [89], §5.3)"
 

@@ -5,7 +5,7 @@ from rnpc_shared.contracts.scores import ModelStatus
 from rnpc_scoring.domain.cards import yu2016
 
 MODEL = "cumulative_gtv_dose"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 STATUS = ModelStatus.exact
 CITATION = (
     "Physical sum course 1 + course 2 and EQD2(course 1)·(1 − R) + EQD2(course 2) (MODELS.md §2); "

@@ -5,7 +5,7 @@ from rnpc_shared.contracts.scores import ModelStatus
 from rnpc_scoring.domain.cards import li2018
 
 MODEL = "eqd2_planned_course"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 STATUS = ModelStatus.exact
 CITATION = (
     "Linear-quadratic model: EQD2 = D(d + α/β)/(2 + α/β) (MODELS.md §2); 68 Gy threshold: "

@@ -10,7 +10,7 @@ import math
 from rnpc_shared.contracts.scores import ModelStatus, ReportedOutcome
 
 MODEL = "li2018_prognostic_index"
-VERSION = "1.0.0-provisional"
+VERSION = "1.1.0-provisional"
 STATUS = ModelStatus.provisional
 CITATION = (
     "Li YQ, Tian YM, Tan SH et al., J Clin Oncol 2018 (PMID 29412781; seed [17]); "
@@ -63,4 +63,8 @@ BAND_NOTES = {
     "low_risk": "Low risk: ideal candidates for curative re-IMRT (seed §3).",
     "high_risk": "High risk: offer clinical trials (seed §3).",
 }
+T_CONFLICT_NOTE = (
+    "rT {flags} staged from the extension flags is used instead of the entered rT {entered} "
+    "(they conflict; the more advanced rT is scored, the conservative reading for a risk index)."
+)
 SCOPE_NOTE = "Developed for isolated local recurrence treated with salvage IMRT (seed §3)."

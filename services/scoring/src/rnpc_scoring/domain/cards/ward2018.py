@@ -3,15 +3,19 @@
 from rnpc_shared.contracts.scores import ModelStatus, ReportedOutcome
 
 MODEL = "ward2018_rpa"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 STATUS = ModelStatus.exact
 CITATION = (
     "Ward et al., MIRI collaborative, Int J Radiat Oncol Biol Phys 2018;100:586 (seed [19]); "
     "class outcomes: Ward et al., Oral Oncol 2019 (MODELS.md §4.2)"
 )
 
-# "> 2 years" means more than 24 whole months; exactly 24 months is "≤ 2 years" (MODELS.md §2).
-INTERVAL_CUT_OFF_MONTHS = 24
+# The seed states Ward's interval factor as "time from previous RT (<2 years vs. ≥2 years)"
+# (seed §3 [19]); it is tested on calendar dates: short when the recurrence date is before the
+# second anniversary of the RT end (issue 9). MODELS.md §2's month reading ("exactly 24 months is
+# ≤ 2 years") is superseded for this test because the seed states the cut-off on years.
+INTERVAL_YEARS = 2
+INTERVAL_SOURCE = "Ward 2018, seed §3 [19]: time from previous RT < 2 years vs ≥ 2 years"
 
 _OUTCOMES_SOURCE = "Ward et al., Oral Oncol 2019 (MODELS.md §4.2)"
 # (class, 2-year OS %, median OS months), MODELS.md §4.2.

@@ -7,7 +7,7 @@ the outcomes are looked up.
 from rnpc_shared.contracts.scores import ModelStatus, ReportedOutcome
 
 MODEL = "surgical_stage"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 STATUS = ModelStatus.lookup_only
 CITATION = "You R et al., Eur J Cancer 2015;51:1771 (seed [30])"
 

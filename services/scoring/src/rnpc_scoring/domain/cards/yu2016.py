@@ -7,7 +7,7 @@ only the factor count is reported (no points, no predicted rate).
 from rnpc_shared.contracts.scores import ModelStatus, ReportedOutcome
 
 MODEL = "lethal_necrosis_factors"
-VERSION = "1.0.0-provisional"
+VERSION = "1.1.0-provisional"
 STATUS = ModelStatus.provisional
 CITATION = "Yu YH et al., Chin J Cancer 2016 (seed [88])"
 
