@@ -5,11 +5,11 @@ come from each issuer's JWKS (cached, re-fetched on an unknown `kid` at most onc
 `JWKS_MIN_REFRESH_S`). Only asymmetric algorithms are accepted, so `none` and HMAC (including
 "HS256 signed with the public key") are refused before any key is looked at.
 
-Routes declare what they need with `require_scope("user/Recommendation.read")`; `route_scope`
-reads it back from any route, so a test can prove that no route is left without one.
+Routes declare what they need with `require_scope("user/Recommendation.read")`; the scope shows
+in the route's OpenAPI `security`, which `declared_scopes` reads back, so a test can prove that no
+route is left without one.
 """
 
-from __future__ import annotations
 
 import asyncio
 import json
@@ -268,20 +268,18 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
             raise AuthError(403, "insufficient_scope", f"this route needs the scope {scope}", scope=scope)
         return principal
 
-    dependency.required_scope = scope  # type: ignore[attr-defined]  # read by route_scope()
     return dependency
 
 
-def route_scope(route: Any) -> str | None:
-    """The scope a FastAPI route declares through `require_scope` (None: the route is open)."""
-    stack = list(getattr(route, "dependant", None).dependencies) if getattr(route, "dependant", None) else []
-    while stack:
-        dependant = stack.pop()
-        scope = getattr(dependant.call, "required_scope", None)
-        if scope is not None:
-            return str(scope)
-        stack.extend(dependant.dependencies)
-    return None
+def declared_scopes(openapi: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """(METHOD, path) → the scopes each operation of an OpenAPI document requires ([] = open)."""
+    methods = {"get", "put", "post", "delete", "patch", "head", "options"}
+    return {
+        (method.upper(), path): [scope for requirement in operation.get("security", []) for scopes in requirement.values() for scope in scopes]
+        for path, item in openapi.get("paths", {}).items()
+        for method, operation in item.items()
+        if method in methods
+    }
 
 
 def smart_security_scheme(token_url: str) -> dict[str, Any]:

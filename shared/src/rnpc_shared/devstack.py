@@ -215,6 +215,13 @@ class Stack:
         wait_for_port(self.ports[service], deadline_s, self.processes[service])
         wait_until(lambda: httpx.get(self.base(service) + "/readyz").status_code == 200, deadline_s, f"{service} ready")
 
+    def auth_headers(self, scopes: list[str] | None = None) -> dict[str, str]:
+        """A bearer token from the stack's dev issuer (every user scope by default)."""
+        from rnpc_shared.devissuer import DevIssuer
+
+        assert self.issuer_dir is not None, "the stack has no dev issuer"
+        return {"Authorization": f"Bearer {DevIssuer(self.issuer_dir).mint(scopes)}"}
+
     def base(self, service: str = "gateway") -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 

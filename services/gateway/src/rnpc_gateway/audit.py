@@ -49,7 +49,7 @@ async def append(session: AsyncSession, entry: AuditEntry) -> AuditEntry:
 
     The head row is updated first: that takes the lock every other appender waits on."""
     seq, prev_hash = (
-        await session.execute(
+        await session.exec(
             update(AuditChainHead)
             .where(col(AuditChainHead.id) == 1)
             .values(seq=AuditChainHead.seq + 1)
@@ -60,7 +60,7 @@ async def append(session: AsyncSession, entry: AuditEntry) -> AuditEntry:
     entry.prev_hash = prev_hash
     entry.row_hash = row_hash(entry)
     session.add(entry)
-    await session.execute(update(AuditChainHead).where(col(AuditChainHead.id) == 1).values(row_hash=entry.row_hash))
+    await session.exec(update(AuditChainHead).where(col(AuditChainHead.id) == 1).values(row_hash=entry.row_hash))
     return entry
 
 

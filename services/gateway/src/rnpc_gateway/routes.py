@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from sqlalchemy.exc import IntegrityError
 
 from rnpc_gateway import audit, service
@@ -40,6 +40,7 @@ router = APIRouter(prefix="/v1")
 RecurrenceIdPath = Annotated[
     str, Path(min_length=1, max_length=128, pattern=RECURRENCE_ID_PATTERN), AfterValidator(not_dot_segment)
 ]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MAX_REDRIVE_AGE_S = 366 * 24 * 3600.0  # a year: bounds the timedelta (larger values overflow it)
 
 
@@ -106,7 +107,7 @@ async def post_scores(
 @router.get("/schedules", tags=["calculators"], dependencies=scope(SCOPE_CALCULATOR_RUN))
 async def get_schedules(
     upstream: UpstreamDep,
-    alpha_beta_gy: Annotated[list[float] | None, Query(allow_inf_nan=False)] = None,
+    alpha_beta_gy: Annotated[list[FiniteFloat] | None, Query()] = None,
 ) -> Any:
     """Radiotherapy schedules of MODELS.md §2 with EQD2 computed (default α/β 10 and 3 Gy)."""
     params = {"alpha_beta_gy": alpha_beta_gy} if alpha_beta_gy else None
