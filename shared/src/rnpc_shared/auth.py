@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import httpx
 import jwt
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 

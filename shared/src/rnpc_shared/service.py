@@ -95,7 +95,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url.get_secret_value())
         runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
         app.state.runtime = runtime
         exit_stack = AsyncExitStack()

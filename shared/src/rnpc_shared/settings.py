@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rnpc_shared.auth import IssuerConfig
@@ -27,7 +27,7 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
-    database_url: str = "sqlite+aiosqlite:///./.var/service.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/service.db")  # may hold a password: never logged
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Tansu does not wake a fetch on new data, so a low wait keeps latency low there; Apache Kafka
     # wakes fetches on data, so its default (500) is right in production.

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url is None:
         from rnpc_gateway.settings import GatewaySettings
 
-        args.database_url = GatewaySettings().database_url
+        args.database_url = GatewaySettings().database_url.get_secret_value()
     problems = asyncio.run(_verify_database(args.database_url))
     for problem in problems:
         print(problem)

@@ -9,7 +9,7 @@ class GatewaySettings(ServiceSettings):
 
     service_name: str = "gateway"
     port: int = 8000
-    database_url: str = "sqlite+aiosqlite:///./.var/gateway.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/gateway.db")  # may hold a password: never logged
     scoring_url: str = "http://127.0.0.1:8001"
     evidence_url: str = "http://127.0.0.1:8002"
     recommendation_url: str = "http://127.0.0.1:8003"

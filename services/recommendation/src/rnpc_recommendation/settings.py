@@ -1,3 +1,4 @@
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from rnpc_shared.settings import ServiceSettings
@@ -8,4 +9,4 @@ class RecommendationSettings(ServiceSettings):
 
     service_name: str = "recommendation"
     port: int = 8003
-    database_url: str = "sqlite+aiosqlite:///./.var/recommendation.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/recommendation.db")  # may hold a password: never logged
