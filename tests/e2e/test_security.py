@@ -304,11 +304,14 @@ def test_the_audit_trail_of_a_case_shows_each_access(stack, example_record, auth
     seqs = [e["seq"] for e in trail]
     assert seqs == sorted(set(seqs)) and all(re.fullmatch(r"[0-9a-f]{64}", e["row_hash"]) for e in trail)
     bundle = httpx.get(f"{base}/v1/audit/fhir", params={"recurrence_id": recurrence_id}, headers=auth_headers([SCOPE_AUDIT_READ])).json()
-    assert bundle["resourceType"] == "Bundle" and bundle["total"] == len(trail)
+    # Reading a case's audit trail is itself recorded against the case (the JSON read above).
+    assert bundle["resourceType"] == "Bundle" and bundle["total"] == len(trail) + 1
     events = [entry["resource"] for entry in bundle["entry"]]
     assert {event["resourceType"] for event in events} == {"AuditEvent"}
-    assert [event["action"] for event in events] == ["C", "R", "R", "R"]
-    assert [event["agent"][0]["who"]["identifier"]["value"] for event in events] == ["dev-user", "dr-a", "dr-b", "dr-c"]
+    assert [event["action"] for event in events] == ["C", "R", "R", "R", "R"]
+    assert [event["subtype"][0]["code"] for event in events] == ["create", "read", "read", "read", "search-type"]
+    assert [event["agent"][0]["who"]["identifier"]["value"] for event in events] == ["dev-user", "dr-a", "dr-b", "dr-c", "dev-user"]
+    assert [event["outcome"] for event in events][:2] == ["0", "0"]
     assert all(event["entity"][0]["what"]["identifier"]["value"] == recurrence_id for event in events)
 
 

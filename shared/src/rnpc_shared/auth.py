@@ -178,7 +178,7 @@ class TokenVerifier:
             raise invalid_token(f"token type must be {self._required_typ}")
         issuer = unverified.get("iss")
         cache = self._jwks.get(issuer) if isinstance(issuer, str) else None
-        if cache is None:
+        if cache is None or not isinstance(issuer, str):
             raise invalid_token("untrusted issuer")
         kid = header.get("kid")
         key = await cache.key(kid) if isinstance(kid, str) else None

@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -22,7 +22,7 @@ CORRELATION_HEADER = "X-Correlation-ID"
 # What a correlation id may be (it is stored, logged and sent on): anything else is replaced.
 CORRELATION_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
@@ -122,7 +122,8 @@ def install_http_middleware(app: FastAPI, service: str, max_body_bytes: int, bod
             if metered:
                 matched = request.scope.get("route")
                 route = getattr(matched, "path", route)  # the template, never the raw path (no ids)
-                in_progress.dec()
+                if in_progress is not None:
+                    in_progress.dec()
                 metrics.HTTP_REQUESTS.labels(service, request.method, route, str(status)).inc()
                 metrics.HTTP_DURATION.labels(service, request.method, route).observe(time.perf_counter() - started)
             correlation_id_var.reset(token)
