@@ -105,8 +105,9 @@ class JwksCache:
     """One issuer's keys by kid: fetched lazily, re-read hourly, re-fetched on an unknown kid
     (rate limited)."""
 
-    def __init__(self, jwks_uri: str, *, http_timeout_s: float = 5.0) -> None:
+    def __init__(self, jwks_uri: str, *, min_refresh_s: float = JWKS_MIN_REFRESH_S, http_timeout_s: float = 5.0) -> None:
         self._uri = jwks_uri
+        self._min_refresh_s = min_refresh_s
         self._timeout_s = http_timeout_s
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
@@ -143,7 +144,7 @@ class JwksCache:
     async def key(self, kid: str) -> jwt.PyJWK | None:
         async with self._lock:
             age_s = time.monotonic() - self._fetched_at
-            if age_s > JWKS_MAX_AGE_S or (kid not in self._keys and age_s > JWKS_MIN_REFRESH_S):
+            if age_s > JWKS_MAX_AGE_S or (kid not in self._keys and age_s > self._min_refresh_s):
                 await self._refresh()
             return self._keys.get(kid)
 
@@ -158,8 +159,9 @@ class TokenVerifier:
         audience: str,
         leeway_s: float = 30.0,
         required_typ: str | None = ACCESS_TOKEN_TYP,
+        jwks_min_refresh_s: float = JWKS_MIN_REFRESH_S,
     ) -> None:
-        self._jwks = {issuer.issuer: JwksCache(issuer.jwks_uri) for issuer in issuers}
+        self._jwks = {issuer.issuer: JwksCache(issuer.jwks_uri, min_refresh_s=jwks_min_refresh_s) for issuer in issuers}
         self.audience = audience
         self._leeway_s = leeway_s
         self._required_typ = required_typ
