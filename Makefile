@@ -10,6 +10,7 @@ SERVICES := gateway scoring evidence recommendation
 
 help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
+	@echo "make token - a bearer token for the dev profile (SCOPES=\"...\" to narrow it)"
 	@echo "make test  - ruff, mypy, unit, integration and end-to-end tests (embedded broker + SQLite)"
 	@echo "make test-postgres / check-migrations / validate-deploy / bench"
 
@@ -25,6 +26,10 @@ sync: .venv/.synced
 
 run: sync
 	$(UV) run --frozen python -m rnpc_devstack
+
+# A bearer token from the dev profile's issuer (.var/dev-issuer/): every user scope by default.
+token: sync
+	@$(UV) run --frozen python -m rnpc_devstack.token token --scopes "$(SCOPES)"
 
 test: sync
 	$(UV) run --frozen ruff check conftest.py shared services tools tests benchmarks migrations
@@ -49,4 +54,4 @@ validate-deploy: sync
 bench: sync
 	$(UV) run --frozen python -m benchmarks.pipeline
 
-.PHONY: help sync run test test-postgres check-migrations validate-deploy bench
+.PHONY: help sync run token test test-postgres check-migrations validate-deploy bench

@@ -27,10 +27,10 @@ def main() -> None:
     record = json.loads((repo_root() / "examples" / "recurrence_record.example.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="rnpc-bench-"))
     broker = EmbeddedBroker().start(work / "broker.log")
-    stack = Stack(broker=broker, new_database_url=lambda s: f"sqlite+aiosqlite:///{work / s}.db", log_dir=work)
+    stack = Stack(broker=broker, new_database_url=lambda s: f"sqlite+aiosqlite:///{work / s}.db", log_dir=work, issuer_dir=work / "dev-issuer")
     try:
         stack.start()
-        client = httpx.Client(base_url=stack.base(), timeout=30)
+        client = httpx.Client(base_url=stack.base(), timeout=30, headers=stack.auth_headers())
         # Cold start: the first record also waits for every consumer group's first join (~5 s on Tansu).
         cold_started = time.perf_counter()
         client.post("/v1/recurrences", json=copy.deepcopy(record) | {"recurrence_id": "bench-warm-up"}).raise_for_status()

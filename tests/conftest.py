@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from rnpc_shared.devissuer import DevIssuer, ensure_dev_issuer
 from rnpc_devstack.stack import EmbeddedBroker, Stack
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -75,20 +76,46 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 
 @pytest.fixture(scope="session")
-def stack(broker: EmbeddedBroker, databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    instance = Stack(broker=broker, new_database_url=databases.new_url, log_dir=tmp_path_factory.mktemp("logs")).start()
+def dev_issuer(tmp_path_factory: pytest.TempPathFactory) -> DevIssuer:
+    """The dev profile's token issuer every test stack trusts (a fresh key pair per run)."""
+    return ensure_dev_issuer(tmp_path_factory.mktemp("dev-issuer"))
+
+
+@pytest.fixture(scope="session")
+def auth_headers(dev_issuer: DevIssuer) -> Callable[..., dict[str, str]]:
+    """`auth_headers(scopes=None, **mint_options)`: a bearer token header (every user scope by default)."""
+
+    def make(scopes: list[str] | None = None, **options: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {dev_issuer.mint(scopes, **options)}"}
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def stack(
+    broker: EmbeddedBroker, databases: DatabaseFactory, dev_issuer: DevIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    instance = Stack(
+        broker=broker, new_database_url=databases.new_url, log_dir=tmp_path_factory.mktemp("logs"), issuer_dir=dev_issuer.directory
+    ).start()
     yield instance
     instance.stop()
 
 
 @pytest.fixture
-def new_stack(databases: DatabaseFactory, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+def new_stack(databases: DatabaseFactory, dev_issuer: DevIssuer, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """A private stack (own broker) for tests that kill or reconfigure services."""
     created: list[tuple[Stack, EmbeddedBroker]] = []
 
     def make(env_overrides: dict[str, dict[str, str]] | None = None) -> Stack:
         own_broker = EmbeddedBroker().start(tmp_path / "broker.log")
-        instance = Stack(broker=own_broker, new_database_url=databases.new_url, log_dir=tmp_path, env_overrides=env_overrides or {})
+        instance = Stack(
+            broker=own_broker,
+            new_database_url=databases.new_url,
+            log_dir=tmp_path,
+            env_overrides=env_overrides or {},
+            issuer_dir=dev_issuer.directory,
+        )
         created.append((instance, own_broker))
         return instance.start()
 

@@ -4,4 +4,4 @@ from rnpc_evidence.settings import EvidenceSettings
 from rnpc_evidence.tables import SQLModel
 from rnpc_shared.alembic_env import run_env
 
-run_env(SQLModel.metadata, EvidenceSettings().database_url)
+run_env(SQLModel.metadata, EvidenceSettings().database_url.get_secret_value())

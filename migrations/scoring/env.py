@@ -4,4 +4,4 @@ from rnpc_scoring.settings import ScoringSettings
 from rnpc_scoring.tables import SQLModel
 from rnpc_shared.alembic_env import run_env
 
-run_env(SQLModel.metadata, ScoringSettings().database_url)
+run_env(SQLModel.metadata, ScoringSettings().database_url.get_secret_value())

@@ -22,12 +22,12 @@ pytestmark = pytest.mark.integration
 
 def _post(stack, record: dict[str, Any], recurrence_id: str) -> None:  # noqa: ANN001
     record = copy.deepcopy(record) | {"recurrence_id": recurrence_id}
-    response = httpx.post(f"{stack.base()}/v1/recurrences", json=record)
+    response = httpx.post(f"{stack.base()}/v1/recurrences", headers=stack.auth_headers(), json=record)
     assert response.status_code == 202, response.text
 
 
 def _has_recommendation(stack, recurrence_id: str) -> bool:  # noqa: ANN001
-    return httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation").status_code == 200
+    return httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation", headers=stack.auth_headers()).status_code == 200
 
 
 def _count(database_url: str, sql: str) -> int:
@@ -89,7 +89,7 @@ def test_redrive_reuses_stored_results_and_issues_one_recommendation(new_stack, 
     stack = new_stack()
     stop_process(stack.processes["scoring"])
     _post(stack, example_record, "redrive-1")
-    redriven = httpx.post(f"{stack.base()}/v1/admin/redrive", params={"older_than_s": 0}).json()["redriven"]
+    redriven = httpx.post(f"{stack.base()}/v1/admin/redrive", headers=stack.auth_headers(), params={"older_than_s": 0}).json()["redriven"]
     assert redriven == [{"recurrence_id": "redrive-1", "version": 1}]
     stack.start_service("scoring")
     stack.wait_ready("scoring")
@@ -101,4 +101,4 @@ def test_redrive_reuses_stored_results_and_issues_one_recommendation(new_stack, 
     assert _count(stack.urls["recommendation"], "SELECT count(*) FROM recommendations") == 1
     assert _count(stack.urls["gateway"], "SELECT count(*) FROM recommendation_views") == 1
     # Nothing left to re-drive once the recommendation exists.
-    assert httpx.post(f"{stack.base()}/v1/admin/redrive", params={"older_than_s": 0}).json()["redriven"] == []
+    assert httpx.post(f"{stack.base()}/v1/admin/redrive", headers=stack.auth_headers(), params={"older_than_s": 0}).json()["redriven"] == []

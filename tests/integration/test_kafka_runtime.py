@@ -66,7 +66,7 @@ class Harness:
             database_url=databases.new_url("probe"),
             retry_backoff_s=0.01,
         )
-        self.engine = make_engine(self.settings.database_url)
+        self.engine = make_engine(self.settings.database_url.get_secret_value())
         self.sessions = make_session_factory(self.engine)
         self.producer = EventProducer(self.settings)
         self.fail_permanently: set[int] = set()

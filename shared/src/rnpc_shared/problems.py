@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 class ProblemError(Exception):
     """Raise from a route or service to answer with a problem+json body."""
 
-    def __init__(self, status: int, title: str, detail: str, *, type_: str = "about:blank", **extra: Any) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, *, type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
+        self.headers = headers
         self.status = status
         self.title = title
         self.detail = detail
@@ -28,12 +31,21 @@ class ProblemError(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, title: str, detail: str, *, type_: str = "about:blank", instance: str | None = None, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -73,11 +85,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, **exc.extra)
+        return problem_response(
+            exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, headers=exc.headers, **exc.extra
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), str(exc.detail), instance=request.url.path)
+        return problem_response(
+            exc.status_code, str(exc.detail), str(exc.detail), instance=request.url.path, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

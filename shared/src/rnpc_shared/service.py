@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rnpc_shared.auth import TokenVerifier, smart_security_scheme
 from rnpc_shared.db import make_engine, make_session_factory, ping
 from rnpc_shared.http import health_router, install_http_middleware
 from rnpc_shared.kafka.consumer import DeadLetterRoute, EventConsumer, Route
@@ -96,7 +97,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url.get_secret_value())
         runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
         app.state.runtime = runtime
         exit_stack = AsyncExitStack()
@@ -144,8 +145,13 @@ def create_service_app(
             await engine.dispose()
             log.info("service stopped")
 
+    settings.check_security()  # refuse to start without an issuer, or with the dev one outside dev
     app = FastAPI(title=title, lifespan=lifespan)
-    install_http_middleware(app, settings.service_name, settings.max_body_bytes)
+    app.state.token_verifier = TokenVerifier(
+        settings.trusted_issuers(), audience=settings.audience, leeway_s=settings.auth_clock_skew_s
+    )
+    install_http_middleware(app, settings.service_name, settings.max_body_bytes, settings.body_timeout_s)
+    _document_scopes(app, settings)
     app.include_router(
         health_router(live=lambda: app.state.runtime.live(), ready=lambda: app.state.runtime.ready())
     )
@@ -153,6 +159,21 @@ def create_service_app(
         for router in routers:
             app.include_router(router)
     return app
+
+
+def _document_scopes(app: FastAPI, settings: ServiceSettings) -> None:
+    """Add the scope catalogue to the OpenAPI security schemes (next to the bearer scheme)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["smart"] = smart_security_scheme(settings.auth_token_url or "about:blank")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rnpc_shared.auth import IssuerConfig
+
+
+class ConfigurationError(RuntimeError):
+    """The service refuses to start with this configuration."""
+
+
+DEV_ISSUER = "urn:rnpc:dev-issuer"  # the dev profile's local issuer (rnpc_shared.devissuer)
 
 
 class ServiceSettings(BaseSettings):
@@ -15,7 +27,7 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
-    database_url: str = "sqlite+aiosqlite:///./.var/service.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/service.db")  # may hold a password: never logged
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Tansu does not wake a fetch on new data, so a low wait keeps latency low there; Apache Kafka
     # wakes fetches on data, so its default (500) is right in production.
@@ -32,7 +44,52 @@ class ServiceSettings(BaseSettings):
     retry_backoff_s: float = Field(default=0.2, ge=0)
     liveness_poll_stale_s: float = Field(default=60.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)  # a slower request body gets 408
+    # Security profile: "production" (the default) trusts only configured issuers; "dev" (make run,
+    # tests) also trusts the local dev issuer in `dev_issuer_dir` and binds to loopback only.
+    profile: Literal["dev", "production"] = "production"
+    auth_issuers: list[IssuerConfig] = Field(default_factory=list)  # JSON: [{"issuer", "jwks_uri"}]
+    auth_audience: str | None = None  # default rnpc-<service>
+    auth_clock_skew_s: float = Field(default=30.0, ge=0, le=300)
+    auth_token_url: str | None = None  # the issuer's token endpoint, shown in the OpenAPI document
+    dev_issuer_dir: str | None = None
+
+    @property
+    def audience(self) -> str:
+        return self.auth_audience or f"rnpc-{self.service_name}"
+
+    def trusted_issuers(self) -> list[IssuerConfig]:
+        issuers = list(self.auth_issuers)
+        if self.dev_issuer_dir:
+            from pathlib import Path
+
+            jwks = (Path(self.dev_issuer_dir) / "jwks.json").resolve()
+            issuers.append(IssuerConfig(issuer=DEV_ISSUER, jwks_uri=jwks.as_uri()))
+        return issuers
+
+    def check_security(self) -> None:
+        """Refuse to start when insecure: the dev issuer outside dev, or no issuer at all."""
+        if self.profile != "dev":
+            if self.dev_issuer_dir or any(i.issuer == DEV_ISSUER for i in self.auth_issuers):
+                raise ConfigurationError("the dev token issuer is refused outside the dev profile")
+            if any(not i.jwks_uri.startswith("https://") for i in self.auth_issuers):
+                raise ConfigurationError("outside the dev profile every issuer's jwks_uri must be https://")
+        elif not _is_loopback(self.host):
+            raise ConfigurationError(f"the dev profile binds to loopback only, not {self.host}")
+        if not self.trusted_issuers():
+            raise ConfigurationError(
+                "no token issuer configured: set <SERVICE>_AUTH_ISSUERS (or the dev profile's DEV_ISSUER_DIR)"
+            )
 
     @property
     def group_id(self) -> str:
         return self.consumer_group or f"rnpc-{self.service_name}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
 from rnpc_evidence.domain.catalogue import filter_studies
 from rnpc_evidence.domain.matching import match_evidence
 from rnpc_evidence.domain.pooling import pooled_summary
@@ -14,7 +15,8 @@ from rnpc_shared.contracts.record import Modality, RecurrenceRecord, Strict
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.service import SessionDep
 
-router = APIRouter(prefix="/internal/v1/evidence", tags=["evidence"])
+# Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
+router = APIRouter(prefix="/internal/v1/evidence", tags=["evidence"], dependencies=[Depends(require_scope(SCOPE_INTERNAL))])
 
 
 class StudyList(BaseModel):

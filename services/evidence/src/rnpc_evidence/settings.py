@@ -1,3 +1,4 @@
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from rnpc_shared.settings import ServiceSettings
@@ -8,4 +9,4 @@ class EvidenceSettings(ServiceSettings):
 
     service_name: str = "evidence"
     port: int = 8002
-    database_url: str = "sqlite+aiosqlite:///./.var/evidence.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/evidence.db")  # may hold a password: never logged

@@ -1,7 +1,7 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from rnpc_shared.settings import ServiceSettings
+from rnpc_shared.settings import ConfigurationError, ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
@@ -9,7 +9,7 @@ class GatewaySettings(ServiceSettings):
 
     service_name: str = "gateway"
     port: int = 8000
-    database_url: str = "sqlite+aiosqlite:///./.var/gateway.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/gateway.db")  # may hold a password: never logged
     scoring_url: str = "http://127.0.0.1:8001"
     evidence_url: str = "http://127.0.0.1:8002"
     recommendation_url: str = "http://127.0.0.1:8003"
@@ -19,3 +19,17 @@ class GatewaySettings(ServiceSettings):
     redrive_after_s: float = Field(default=300.0, gt=0)
     redrive_interval_s: float = Field(default=60.0, gt=0)
     redrive_max_attempts: int = Field(default=5, ge=1)
+    # Service credential for the internal services (OAuth 2.0 client credentials). In the dev
+    # profile the gateway mints its service tokens with the dev issuer instead.
+    service_token_url: str | None = None
+    service_client_id: str | None = None
+    service_client_secret: SecretStr | None = None
+    service_token_ttl_s: int = Field(default=300, ge=30, le=3600)  # dev-minted service tokens
+
+    def check_security(self) -> None:
+        super().check_security()
+        if self.profile != "dev" and not (self.service_token_url and self.service_client_id and self.service_client_secret):
+            raise ConfigurationError(
+                "outside the dev profile the gateway needs GATEWAY_SERVICE_TOKEN_URL, _SERVICE_CLIENT_ID and "
+                "_SERVICE_CLIENT_SECRET to call the internal services"
+            )

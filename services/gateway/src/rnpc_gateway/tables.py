@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from rnpc_shared.db import UtcDateTime, utc_now
@@ -69,3 +69,41 @@ class DeadLetterNotice(SQLModel, table=True):
     error_type: str = Field(max_length=128)
     reason: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+GENESIS_HASH = "0" * 64  # prev_hash of the first audit row
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only audit trail, each row chained to the previous one by hash (see rnpc_gateway.audit).
+
+    Database triggers refuse UPDATE and DELETE; `python -m rnpc_gateway.audit verify` detects an
+    edit made by someone who dropped them."""
+
+    __tablename__ = "audit_events"
+
+    seq: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    recorded_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    action: str = Field(max_length=32)
+    route: str = Field(max_length=255)
+    subject: str = Field(max_length=255)
+    client_id: str | None = Field(default=None, max_length=255)
+    recurrence_id: str | None = Field(default=None, max_length=128, index=True)
+    version: int | None = None
+    status: int
+    detail: str | None = Field(default=None, max_length=255)
+    correlation_id: str = Field(max_length=64)
+    purpose_of_use: str | None = Field(default=None, max_length=64)
+    prev_hash: str = Field(max_length=64)
+    row_hash: str = Field(max_length=64, unique=True)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """One row (id 1): the last audit seq and hash. Appenders update it first, which serialises
+    them (a row lock on PostgreSQL, the write lock on SQLite), so the chain never forks."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(sa_type=BigInteger)
+    row_hash: str = Field(max_length=64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -14,11 +15,13 @@ from rnpc_shared.http import CORRELATION_HEADER
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import Runtime
+from rnpc_shared.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokenSource
 
 
 class Upstream:
-    def __init__(self, client: httpx.AsyncClient, settings: GatewaySettings) -> None:
+    def __init__(self, client: httpx.AsyncClient, settings: GatewaySettings, tokens: ServiceTokenSource) -> None:
         self._client = client
+        self._tokens = tokens
         self._base = {
             "scoring": settings.scoring_url,
             "evidence": settings.evidence_url,
@@ -26,7 +29,10 @@ class Upstream:
         }
 
     async def call(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
-        headers = {CORRELATION_HEADER: correlation_id_var.get() or ""}
+        headers = {
+            CORRELATION_HEADER: correlation_id_var.get() or "",
+            "Authorization": f"Bearer {await self._tokens.token(f'rnpc-{service}')}",
+        }
         try:
             response = await self._client.request(
                 method, self._base[service] + path, json=json, params=params, headers=headers
@@ -58,10 +64,22 @@ def upstream_resource(runtime: Runtime):  # noqa: ANN201 - an async context mana
     async def _client() -> AsyncIterator[None]:
         settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
         async with httpx.AsyncClient(timeout=settings.upstream_timeout_s) as client:
-            runtime.extras["upstream"] = Upstream(client, settings)
+            runtime.extras["upstream"] = Upstream(client, settings, service_tokens(settings, client))
             yield
 
     return _client()
+
+
+def service_tokens(settings: GatewaySettings, client: httpx.AsyncClient) -> ServiceTokenSource:
+    if settings.profile == "dev" and settings.dev_issuer_dir:
+        return DevServiceTokens(Path(settings.dev_issuer_dir), subject="rnpc-gateway", ttl_s=settings.service_token_ttl_s)
+    assert settings.service_token_url and settings.service_client_id and settings.service_client_secret  # check_security
+    return ClientCredentialsTokens(
+        client,
+        token_url=settings.service_token_url,
+        client_id=settings.service_client_id,
+        client_secret=settings.service_client_secret,
+    )
 
 
 def get_upstream(request: Request) -> Upstream:

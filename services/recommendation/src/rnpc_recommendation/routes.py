@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
 from rnpc_recommendation.domain import recommend
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.settings import RecommendationSettings
@@ -13,7 +14,8 @@ from rnpc_shared.contracts.record import RecurrenceRecord, Strict
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.db import utc_now
 
-router = APIRouter(prefix="/internal/v1", tags=["recommendation"])
+# Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
+router = APIRouter(prefix="/internal/v1", tags=["recommendation"], dependencies=[Depends(require_scope(SCOPE_INTERNAL))])
 
 
 class RecommendRequest(Strict):

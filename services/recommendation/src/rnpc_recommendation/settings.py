@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from rnpc_recommendation.domain.policy import DEFAULT_RESTAGING_WINDOW_DAYS, Policy
@@ -11,7 +11,7 @@ class RecommendationSettings(ServiceSettings):
 
     service_name: str = "recommendation"
     port: int = 8003
-    database_url: str = "sqlite+aiosqlite:///./.var/recommendation.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/recommendation.db")  # may hold a password: never logged
     # Institutional policy (not a clinical figure): imaging older than this before the recurrence
     # diagnosis is not accepted as restaging. Named as policy on every recommendation.
     restaging_window_days: int = Field(default=DEFAULT_RESTAGING_WINDOW_DAYS, ge=1, le=3650)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
+from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
 from rnpc_scoring.domain import compute_scores, schedule_catalogue
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores, ScoringParameters
 
-router = APIRouter(prefix="/internal/v1", tags=["scoring"])
+# Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
+router = APIRouter(prefix="/internal/v1", tags=["scoring"], dependencies=[Depends(require_scope(SCOPE_INTERNAL))])
 
 
 @router.post("/scores", response_model=Scores)

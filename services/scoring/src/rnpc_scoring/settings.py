@@ -1,3 +1,4 @@
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from rnpc_shared.settings import ServiceSettings
@@ -8,4 +9,4 @@ class ScoringSettings(ServiceSettings):
 
     service_name: str = "scoring"
     port: int = 8001
-    database_url: str = "sqlite+aiosqlite:///./.var/scoring.db"
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/scoring.db")  # may hold a password: never logged

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -25,6 +25,32 @@ from pydantic import (
     model_validator,
 )
 
+# Integers stored in database columns (e.g. `version`) fit a 32-bit signed integer (PostgreSQL integer).
+DB_INT_MAX = 2**31 - 1
+# Case ids appear in URLs: letters, digits and . _ : - only, and never a dot segment ("." or "..").
+RECURRENCE_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+# No calendar anywhere is past today in UTC+14 (Line Islands): the latest date "today" can be.
+LATEST_UTC_OFFSET = timedelta(hours=14)
+MAX_AGE_YEARS = 120  # the age_years bound below; a date before (today - 121 years) predates every patient
+
+
+def latest_today() -> date:
+    return (datetime.now(UTC) + LATEST_UTC_OFFSET).date()
+
+
+def years_before(day: date, years: int) -> date:
+    year = day.year - years
+    if year < date.min.year:
+        return date.min
+    return day.replace(year=year, day=28) if (day.month, day.day) == (2, 29) else day.replace(year=year)
+
+
+def not_dot_segment(value: str) -> str:
+    if value in (".", ".."):
+        raise PydanticCustomError("dot_segment", "'.' and '..' are not valid ids", {})
+    return value
+
+
 # Dose per fraction accepted for any course (MODELS.md §1: "dose per fraction 0.5–25 Gy").
 MIN_DOSE_PER_FRACTION_GY = 0.5
 MAX_DOSE_PER_FRACTION_GY = 25.0
@@ -33,7 +59,8 @@ MAX_DOSE_PER_FRACTION_GY = 25.0
 class Strict(BaseModel):
     """Base for every contract model: unknown fields are an error, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # NaN and ±Infinity are refused in every number: they are not JSON and no measurement.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 class Sex(StrEnum):
@@ -169,7 +196,7 @@ class Extension(Strict):
 
 
 class Neck(Strict):
-    node_count: int | None = Field(default=None, ge=0)
+    node_count: int | None = Field(default=None, ge=0, le=DB_INT_MAX)
     largest_node_cm: float | None = Field(default=None, gt=0, le=30)
     bilateral: bool | None = None
     below_cricoid: bool | None = Field(
@@ -269,10 +296,14 @@ class PlannedReirradiation(Strict):
 
 
 class RecurrenceRecord(Strict):
-    recurrence_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
-    patient_ref: str = Field(min_length=1, max_length=128, description="Pseudonymous patient id")
+    recurrence_id: Annotated[str, AfterValidator(not_dot_segment)] = Field(
+        min_length=1, max_length=128, pattern=RECURRENCE_ID_PATTERN
+    )
+    patient_ref: str = Field(
+        min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$", description="Pseudonymous patient id"
+    )
     source_system: str | None = Field(default=None, max_length=128)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=DB_INT_MAX)
     recorded_at: AwareDatetime | None = None
     diagnosed_on: date | None = None
     patient: Patient
@@ -299,6 +330,34 @@ class RecurrenceRecord(Strict):
                 "diagnosed_on, else recorded_at)",
             )
         return prior
+
+    @model_validator(mode="after")
+    def _dates_plausible(self) -> RecurrenceRecord:
+        """No date in the future, none before the patient was born (from age at recurrence)."""
+        today = latest_today()
+        recurrence_on = self.recurrence_date
+        if recurrence_on is not None:
+            # age_years is whole years at the recurrence date: birth is at most age + 1 years before it
+            earliest, anchor = years_before(recurrence_on, self.patient.age_years + 1), "birth (from age_years)"
+        else:
+            earliest, anchor = years_before(today, MAX_AGE_YEARS + 1), f"{MAX_AGE_YEARS + 1} years ago"
+        for field, day in self._dates():
+            if day > today:
+                raise rule_error(field, "not_in_future", f"{field} ({day}) is in the future")
+        for field, day in self._dates():
+            if day < earliest:
+                raise rule_error(field, "not_before_birth", f"{field} ({day}) is before {anchor}: {earliest}")
+        return self
+
+    def _dates(self) -> list[tuple[str, date]]:
+        dates: list[tuple[str, date | None]] = [
+            ("recorded_at", self.recorded_at.date() if self.recorded_at is not None else None),
+            ("diagnosed_on", self.diagnosed_on),
+            ("prior_treatment.rt_end_on", self.prior_treatment.rt_end_on),
+        ]
+        if self.restaging is not None:
+            dates += [(f"restaging.{name}", getattr(self.restaging, name)) for name in ("mri_on", "pet_ct_on", "endoscopy_on")]
+        return [(field, day) for field, day in dates if day is not None]
 
     @property
     def recurrence_date(self) -> date | None:

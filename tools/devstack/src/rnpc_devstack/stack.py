@@ -187,6 +187,7 @@ class Stack:
     log_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
     env_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    issuer_dir: Path | None = None  # the dev profile's token issuer (rnpc_shared.devissuer)
     urls: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -209,6 +210,7 @@ class Stack:
             "GATEWAY_SCORING_URL": self.base("scoring"),
             "GATEWAY_EVIDENCE_URL": self.base("evidence"),
             "GATEWAY_RECOMMENDATION_URL": self.base("recommendation"),
+            **(_dev_profile_env(service, self.issuer_dir) if self.issuer_dir else {}),
             **self.env_overrides.get(service, {}),
         }
         return service_env(
@@ -222,6 +224,13 @@ class Stack:
         wait_for_port(self.ports[service], deadline_s, self.processes[service])
         wait_until(lambda: httpx.get(self.base(service) + "/readyz").status_code == 200, deadline_s, f"{service} ready")
 
+    def auth_headers(self, scopes: list[str] | None = None) -> dict[str, str]:
+        """A bearer token from the stack's dev issuer (every user scope by default)."""
+        from rnpc_shared.devissuer import DevIssuer
+
+        assert self.issuer_dir is not None, "the stack has no dev issuer"
+        return {"Authorization": f"Bearer {DevIssuer(self.issuer_dir).mint(scopes)}"}
+
     def base(self, service: str = "gateway") -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
@@ -231,6 +240,12 @@ class Stack:
 
     def failed(self) -> list[str]:
         return [s for s, p in self.processes.items() if p.poll() is not None]
+
+
+def _dev_profile_env(service: str, issuer_dir: Path) -> dict[str, str]:
+    from rnpc_shared.devissuer import dev_env, ensure_dev_issuer
+
+    return dev_env(service, ensure_dev_issuer(issuer_dir).directory)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -253,6 +268,7 @@ def main() -> None:
         new_database_url=lambda s: os.environ.get(f"{s.upper()}_DATABASE_URL", f"sqlite+aiosqlite:///{var / s}.db"),
         log_dir=var,
         ports=ports,
+        issuer_dir=var / "dev-issuer",
     )
     try:
         print("applying migrations and starting the services ...", flush=True)
@@ -260,8 +276,9 @@ def main() -> None:
         gateway = stack.base("gateway")
         print(f"\nrNPC advisor is up (logs in {var}/):", flush=True)
         print(f"  gateway API docs  {gateway}/docs", flush=True)
-        print(f"  submit a record   curl -X POST {gateway}/v1/recurrences -H 'content-type: application/json' "
-              "-d @examples/recurrence_record.example.json", flush=True)
+        print("  a bearer token    TOKEN=$(make -s token)   (dev issuer in .var/dev-issuer/)", flush=True)
+        print(f"  submit a record   curl -X POST {gateway}/v1/recurrences -H \"authorization: Bearer $TOKEN\" "
+              "-H 'content-type: application/json' -d @examples/recurrence_record.example.json", flush=True)
         for service in SERVICES:
             print(f"  {service:<15} {stack.base(service)}/metrics  /livez  /readyz", flush=True)
         print("Ctrl-C stops everything.", flush=True)

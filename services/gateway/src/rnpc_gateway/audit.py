@@ -1,0 +1,250 @@
+"""Audit trail: who accessed which case (or did what admin action), when, with what outcome.
+
+Rows are appended to a hash chain: `row_hash = sha256(canonical JSON of the row, prev_hash)`.
+A write's row is in the write's transaction; a read's row is committed before the response is
+sent, so an access whose audit row cannot be written is refused. `verify` walks the chain.
+
+    python -m rnpc_gateway.audit verify [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
+from rnpc_shared.auth import Principal, authenticate
+from rnpc_shared.contracts.record import canonical_json
+from rnpc_shared.db import make_engine, make_session_factory, utc_now
+from rnpc_shared.logging import correlation_id_var
+from rnpc_shared.problems import ProblemError
+
+PURPOSE_OF_USE_HEADER = "X-Purpose-Of-Use"  # e.g. TREAT (HL7 v3 ActReason), optional
+HASHED_FIELDS = (
+    "seq", "recorded_at", "action", "route", "subject", "client_id", "recurrence_id", "version",
+    "status", "detail", "correlation_id", "purpose_of_use", "prev_hash",
+)  # fmt: skip
+
+
+def row_hash(entry: AuditEntry) -> str:
+    fields: dict[str, Any] = {name: getattr(entry, name) for name in HASHED_FIELDS}
+    fields["recorded_at"] = entry.recorded_at.astimezone(UTC).isoformat()
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+
+
+async def append(session: AsyncSession, entry: AuditEntry) -> AuditEntry:
+    """Chain `entry` after the current head, in the caller's transaction (the caller commits).
+
+    The head row is updated first: that takes the lock every other appender waits on."""
+    seq, prev_hash = (
+        await session.exec(
+            update(AuditChainHead)
+            .where(col(AuditChainHead.id) == 1)
+            .values(seq=AuditChainHead.seq + 1)
+            .returning(col(AuditChainHead.seq), col(AuditChainHead.row_hash))
+        )
+    ).one()
+    entry.seq = seq
+    entry.prev_hash = prev_hash
+    entry.row_hash = row_hash(entry)
+    session.add(entry)
+    await session.exec(update(AuditChainHead).where(col(AuditChainHead.id) == 1).values(row_hash=entry.row_hash))
+    return entry
+
+
+@dataclass
+class AuditNote:
+    """What the route learns while it works: the version concerned, the outcome in a word."""
+
+    version: int | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Auditor:
+    """The request's audit context: the caller, the route, the correlation id, the purpose."""
+
+    principal: Principal
+    route: str
+    purpose_of_use: str | None
+
+    def entry(self, action: str, recurrence_id: str | None, version: int | None, status: int, detail: str | None) -> AuditEntry:
+        return AuditEntry(
+            recorded_at=utc_now(),
+            action=action,
+            route=self.route,
+            subject=self.principal.subject[:255],
+            client_id=(self.principal.client_id or "")[:255] or None,
+            recurrence_id=recurrence_id,
+            version=version,
+            status=status,
+            detail=detail[:255] if detail else None,
+            correlation_id=correlation_id_var.get() or "",
+            purpose_of_use=self.purpose_of_use,
+            seq=0, prev_hash="", row_hash="",  # set when the entry is chained (append)
+        )
+
+    @asynccontextmanager
+    async def access(
+        self, session: AsyncSession, action: str, recurrence_id: str | None, *, version: int | None = None, status: int = 200
+    ) -> AsyncIterator[AuditNote]:
+        """Audit the block's access: on success its row is committed with the block's writes; on
+        failure the writes are rolled back and the failure is recorded instead."""
+        note = AuditNote(version=version)
+        try:
+            yield note
+        except Exception as exc:
+            await session.rollback()
+            failed = exc.status if isinstance(exc, ProblemError) else 500
+            title = exc.title if isinstance(exc, ProblemError) else type(exc).__name__
+            await append(session, self.entry(action, recurrence_id, note.version, failed, title))
+            await session.commit()
+            raise
+        await append(session, self.entry(action, recurrence_id, note.version, status, note.detail))
+        await session.commit()
+
+
+async def get_auditor(
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+    purpose_of_use: Annotated[
+        str | None,
+        Header(alias=PURPOSE_OF_USE_HEADER, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="Purpose of use, e.g. TREAT"),
+    ] = None,
+) -> Auditor:
+    route = request.scope.get("route")
+    return Auditor(principal, f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use)
+
+
+AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+# --- reading, export, verification ----------------------------------------------------------
+
+
+async def entries(session: AsyncSession, *, recurrence_id: str | None, after_seq: int, limit: int) -> list[AuditEntry]:
+    query = select(AuditEntry).where(col(AuditEntry.seq) > after_seq)
+    if recurrence_id is not None:
+        query = query.where(AuditEntry.recurrence_id == recurrence_id)
+    return list((await session.exec(query.order_by(col(AuditEntry.seq)).limit(limit))).all())
+
+
+def as_json(entry: AuditEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in (*HASHED_FIELDS, "row_hash")}
+
+
+_FHIR_ACTION = {"read": "R", "create": "C", "execute": "E", "admin": "E", "audit": "R"}
+_FHIR_SUBTYPE = {"read": "read", "create": "create", "execute": "operation", "admin": "operation", "audit": "search-type"}
+
+
+def _fhir_outcome(status: int) -> str:
+    # AuditEvent.outcome (R4): 0 success, 4 minor failure (refused request), 8 serious (server error)
+    return "0" if status < 400 else ("4" if status < 500 else "8")
+
+
+def as_fhir(entry: AuditEntry) -> dict[str, Any]:
+    """One row as a FHIR R4 AuditEvent."""
+    agent: dict[str, Any] = {
+        "who": {"identifier": {"value": entry.subject}},
+        "requestor": True,
+    }
+    if entry.client_id:
+        agent["altId"] = entry.client_id
+    if entry.purpose_of_use:
+        agent["purposeOfUse"] = [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": entry.purpose_of_use}]}
+        ]
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(entry.seq),
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": _FHIR_SUBTYPE.get(entry.action, "operation")}],
+        "action": _FHIR_ACTION.get(entry.action, "E"),
+        "recorded": entry.recorded_at.astimezone(UTC).isoformat(),
+        "outcome": _fhir_outcome(entry.status),
+        "outcomeDesc": f"HTTP {entry.status}" + (f": {entry.detail}" if entry.detail else ""),
+        "agent": [agent],
+        "source": {"site": "rnpc-gateway", "observer": {"display": "rnpc-gateway"}},
+        "entity": [
+            {
+                "what": {"identifier": {"system": "urn:rnpc:correlation-id", "value": entry.correlation_id}},
+                "description": entry.route,
+                "detail": [{"type": "row_hash", "valueString": entry.row_hash}, {"type": "prev_hash", "valueString": entry.prev_hash}],
+            }
+        ],
+    }
+    if entry.recurrence_id is not None:
+        case: dict[str, Any] = {"what": {"identifier": {"system": "urn:rnpc:recurrence-id", "value": entry.recurrence_id}}}
+        if entry.version is not None:
+            case["detail"] = [{"type": "version", "valueString": str(entry.version)}]
+        event["entity"].insert(0, case)
+    return event
+
+
+def as_fhir_bundle(rows: list[AuditEntry]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(rows),
+        "entry": [{"fullUrl": f"urn:rnpc:audit:{row.seq}", "resource": as_fhir(row)} for row in rows],
+    }
+
+
+async def verify(session: AsyncSession) -> list[str]:
+    """Every break in the chain: an edited row, a deleted or inserted one, a truncated tail."""
+    problems: list[str] = []
+    expected_prev, expected_seq = GENESIS_HASH, 1
+    rows = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq)))).all()
+    for row in rows:
+        if row.seq != expected_seq:
+            problems.append(f"seq {row.seq}: expected seq {expected_seq} (a row is missing)")
+        if row.prev_hash != expected_prev:
+            problems.append(f"seq {row.seq}: prev_hash does not match the previous row's hash")
+        if row_hash(row) != row.row_hash:
+            problems.append(f"seq {row.seq}: row_hash does not match its content (the row was edited)")
+        expected_prev, expected_seq = row.row_hash, row.seq + 1
+    head = await session.get(AuditChainHead, 1)
+    if head is None or head.seq != expected_seq - 1 or head.row_hash != expected_prev:
+        problems.append("chain head does not match the last row (rows were removed from the end)")
+    return problems
+
+
+async def _verify_database(database_url: str) -> list[str]:
+    engine = make_engine(database_url)
+    try:
+        async with make_session_factory(engine)() as session:
+            return await verify(session)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="verify the gateway's audit hash chain")
+    parser.add_argument("command", choices=["verify"])
+    parser.add_argument("--database-url", help="default: GATEWAY_DATABASE_URL")
+    args = parser.parse_args(argv)
+    if args.database_url is None:
+        from rnpc_gateway.settings import GatewaySettings
+
+        args.database_url = GatewaySettings().database_url.get_secret_value()
+    problems = asyncio.run(_verify_database(args.database_url))
+    for problem in problems:
+        print(problem)
+    print("audit chain intact" if not problems else f"audit chain BROKEN: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
