@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 class ProblemError(Exception):
     """Raise from a route or service to answer with a problem+json body."""
 
-    def __init__(self, status: int, title: str, detail: str, *, type_: str = "about:blank", **extra: Any) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, *, type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
+        self.headers = headers or {}
         self.status = status
         self.title = title
         self.detail = detail
@@ -72,7 +75,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, **exc.extra)
+        response = problem_response(exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, **exc.extra)
+        response.headers.update(exc.headers)  # e.g. Retry-After on a 503
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from rnpc_gateway import service
+from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.upstream import UpstreamDep
 from rnpc_shared import metrics
 from rnpc_shared.contracts.evidence import OutcomeMetric
@@ -49,9 +50,15 @@ async def get_recurrence(recurrence_id: str, session: SessionDep) -> dict[str, A
     return await service.case_view(session, recurrence_id)
 
 
-@router.get("/recurrences/{recurrence_id}/recommendation", tags=["recurrences"])
-async def get_recommendation(recurrence_id: str, session: SessionDep) -> dict[str, Any]:
-    return await service.latest_recommendation(session, recurrence_id)
+@router.get(
+    "/recurrences/{recurrence_id}/recommendation",
+    tags=["recurrences"],
+    response_class=Response,
+    responses={200: {"description": "The Recommendation (contracts: rnpc_shared.contracts.recommendation)", "content": {"application/json": {}}}},
+)
+async def get_recommendation(recurrence_id: str, session: SessionDep) -> Response:
+    """The latest version's recommendation, served as the stored bytes (validated when issued)."""
+    return Response(await service.latest_recommendation(session, recurrence_id), media_type="application/json")
 
 
 @router.post("/scores", tags=["calculators"])
@@ -66,19 +73,35 @@ async def get_schedules(upstream: UpstreamDep, alpha_beta_gy: Annotated[list[flo
     return await upstream.call("scoring", "GET", "/internal/v1/schedules", params=params)
 
 
-@router.post("/evaluate", tags=["calculators"])
-async def post_evaluate(record: RecurrenceRecord, params: Annotated[ScoringParameters, Query()], upstream: UpstreamDep) -> dict[str, Any]:
-    """The synchronous chain: the same pure functions the Kafka workers run."""
-    record_json = record.model_dump(mode="json")
-    scores = await upstream.call("scoring", "POST", "/internal/v1/scores", json=record_json, params=params.model_dump())
-    evidence = await upstream.call("evidence", "POST", "/internal/v1/evidence/match", json={"record": record_json, "scores": scores})
-    recommendation = await upstream.call(
-        "recommendation",
-        "POST",
-        "/internal/v1/recommendations",
-        json={"record": record_json, "scores": scores, "evidence": evidence},
-    )
-    return {"scores": scores, "evidence": evidence, "recommendation": recommendation}
+def evaluate_limit(request: Request) -> ConcurrencyLimit:
+    return request.app.state.runtime.extras["evaluate_limit"]
+
+
+def _json_object(**members: bytes) -> bytes:
+    """Compose a JSON object from members that are already JSON bytes (no parse, no re-dump)."""
+    return b"{" + b",".join(b'"' + name.encode() + b'":' + value for name, value in members.items()) + b"}"
+
+
+@router.post("/evaluate", tags=["calculators"], response_class=Response, responses={200: {"content": {"application/json": {}}}})
+async def post_evaluate(
+    record: RecurrenceRecord,
+    params: Annotated[ScoringParameters, Query()],
+    upstream: UpstreamDep,
+    limit: Annotated[ConcurrencyLimit, Depends(evaluate_limit)],
+) -> Response:
+    """The synchronous chain: the same pure functions the Kafka workers run.
+
+    Bounded (503 + Retry-After past `evaluate_max_concurrency`); the upstream answers pass
+    through as bytes: the gateway validated the record and parses nothing else.
+    """
+    with limit.slot():
+        record_json = record.model_dump_json().encode()
+        scores = await upstream.call_raw("scoring", "/internal/v1/scores", body=record_json, params=params.model_dump())
+        evidence = await upstream.call_raw("evidence", "/internal/v1/evidence/match", body=_json_object(record=record_json, scores=scores))
+        recommendation = await upstream.call_raw(
+            "recommendation", "/internal/v1/recommendations", body=_json_object(record=record_json, scores=scores, evidence=evidence)
+        )
+    return Response(_json_object(scores=scores, evidence=evidence, recommendation=recommendation), media_type="application/json")
 
 
 @router.get("/evidence/studies", tags=["evidence"])

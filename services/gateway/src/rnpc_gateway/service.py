@@ -13,9 +13,10 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState
+from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState, SupersededRecommendation
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
+from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka.consumer import DeadLetter
@@ -136,22 +137,70 @@ async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
 
 
 async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
-    """Read model: first recommendation per version wins (a re-drive re-emits the same one)."""
+    """Read model: one current recommendation per version, kept as its JSON text.
+
+    A re-drive re-emits the same one (ignored); one issued under other rules or evidence
+    versions (a re-evaluation) supersedes the stored one, which is kept with what changed.
+    """
     recommendation = payload.recommendation
-    if await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version) is None:
-        session.add(
-            RecommendationView(
-                recurrence_id=recommendation.recurrence_id,
-                version=recommendation.version,
-                status=recommendation.status,
-                recommendation=recommendation.model_dump(mode="json"),
-                issued_at=recommendation.issued_at,
-            )
+    view = await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
+    if view is not None:
+        if not _supersedes(recommendation, view):
+            await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+            return
+        session.add(_superseded(view, recommendation))
+    else:
+        view = RecommendationView(
+            recurrence_id=recommendation.recurrence_id,
+            version=recommendation.version,
+            status="",
+            rules_version="",
+            evidence_version="",
+            body="",
+            issued_at=recommendation.issued_at,
         )
         row = await get_version(session, recommendation.recurrence_id, recommendation.version)
         if row is not None:
             metrics.END_TO_END_LATENCY.observe((recommendation.issued_at - row.received_at).total_seconds())
+    view.status = recommendation.status
+    view.rules_version = recommendation.versions.rules
+    view.evidence_version = recommendation.versions.evidence
+    view.body = recommendation.model_dump_json()
+    view.issued_at = recommendation.issued_at
+    session.add(view)
     await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+
+
+def _supersedes(recommendation: Recommendation, view: RecommendationView) -> bool:
+    versions = recommendation.versions
+    changed_versions = (versions.rules, versions.evidence) != (view.rules_version, view.evidence_version)
+    return changed_versions and recommendation.issued_at > view.issued_at
+
+
+def _superseded(view: RecommendationView, new: Recommendation) -> SupersededRecommendation:
+    """The stored recommendation as replaced by `new`, with why and whether the advice changed."""
+    reasons = []
+    if new.versions.rules != view.rules_version:
+        reasons.append(f"rules {view.rules_version} → {new.versions.rules}")
+    if new.versions.evidence != view.evidence_version:
+        reasons.append(f"evidence {view.evidence_version} → {new.versions.evidence}")
+    old = Recommendation.model_validate_json(view.body)
+    return SupersededRecommendation(
+        recurrence_id=view.recurrence_id,
+        version=view.version,
+        rules_version=view.rules_version,
+        evidence_version=view.evidence_version,
+        body=view.body,
+        issued_at=view.issued_at,
+        reason="; ".join(reasons),
+        changed=advice_of(old) != advice_of(new),
+    )
+
+
+def advice_of(recommendation: Recommendation) -> tuple[object, ...]:
+    """What a clinician acts on: the case status, each option's status and rank, the work-up."""
+    options = tuple((o.modality, o.status, o.rank) for o in recommendation.options)
+    return (recommendation.status, options, tuple(recommendation.required_workup))
 
 
 async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
@@ -203,7 +252,8 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
     }
 
 
-async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> dict:
+async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> str:
+    """The latest version's recommendation as its stored JSON text."""
     latest = await _latest_version(session, recurrence_id)
     if latest is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
@@ -217,7 +267,7 @@ async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> di
             type_="https://rnpc.example/problems/recommendation-pending",
             latest_version=latest,
         )
-    return view.recommendation
+    return view.body
 
 
 async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_attempts: int, now: datetime) -> list[tuple[str, int]]:
