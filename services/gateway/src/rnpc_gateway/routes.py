@@ -6,11 +6,12 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime
 from sqlalchemy.exc import IntegrityError
 
 from rnpc_gateway import service
 from rnpc_gateway.limits import ConcurrencyLimit
-from rnpc_gateway.upstream import UpstreamDep
+from rnpc_gateway.upstream import Upstream, UpstreamDep
 from rnpc_shared import metrics
 from rnpc_shared.contracts.evidence import OutcomeMetric
 from rnpc_shared.contracts.record import Modality, RecurrenceRecord
@@ -143,3 +144,39 @@ async def post_redrive(runtime: RuntimeDep, older_than_s: Annotated[float, Query
     """Re-send every latest record version still without a recommendation after `older_than_s`."""
     redriven = await redrive(runtime, timedelta(seconds=older_than_s))
     return {"redriven": [{"recurrence_id": rid, "version": version} for rid, version in redriven]}
+
+
+async def current_versions(upstream: Upstream) -> service.CurrentVersions:
+    """Today's rules and evidence versions, as the services that apply them report them."""
+    rules = await upstream.call("recommendation", "GET", "/internal/v1/versions")
+    evidence = await upstream.call("evidence", "GET", "/internal/v1/evidence/version")
+    return service.CurrentVersions(rules=rules["rules"], evidence=evidence["evidence_version"])
+
+
+@router.post("/admin/reevaluate", tags=["admin"], status_code=202)
+async def post_reevaluate(session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, dry_run: bool = False) -> dict[str, Any]:
+    """Re-evaluate the latest version of every case whose recommendation predates today's rules or
+    evidence version: each goes through the pipeline again and gets a superseding recommendation.
+    Progress and the report of what changed: GET /v1/admin/reevaluate?since=<started_at>."""
+    current = await current_versions(upstream)
+    started_at = utc_now()
+    if dry_run:
+        targets = await service.outdated_latest(session, current)
+    else:
+        targets = await service.reevaluate(session, current)
+        await session.commit()
+        if targets and runtime.relay is not None:
+            runtime.relay.notify()
+    return {
+        "dry_run": dry_run,
+        "started_at": started_at,
+        "current": {"rules": current.rules, "evidence": current.evidence},
+        "cases": len(targets),
+    }
+
+
+@router.get("/admin/reevaluate", tags=["admin"])
+async def get_reevaluation(session: SessionDep, upstream: UpstreamDep, since: AwareDatetime) -> dict[str, Any]:
+    """How many latest versions still predate today's versions, and what the superseding
+    recommendations since `since` changed (advice = case status, option statuses and ranks, work-up)."""
+    return await service.reevaluation_report(session, await current_versions(upstream), since)

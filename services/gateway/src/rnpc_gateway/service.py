@@ -306,3 +306,63 @@ async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_a
         session.add(row)
         redriven.append((row.recurrence_id, row.version))
     return redriven
+
+
+@dataclass(frozen=True)
+class CurrentVersions:
+    rules: str
+    evidence: str
+
+
+def _latest_views(current: CurrentVersions):  # noqa: ANN202 - a SQL statement
+    """The read-model row of each case's latest version, when issued under other versions."""
+    latest_versions = (
+        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
+        .group_by(RecordVersion.recurrence_id)
+        .subquery()
+    )
+    return (
+        select(RecommendationView.recurrence_id, RecommendationView.version)
+        .join(
+            latest_versions,
+            (RecommendationView.recurrence_id == latest_versions.c.recurrence_id)
+            & (RecommendationView.version == latest_versions.c.version),
+        )
+        .where((RecommendationView.rules_version != current.rules) | (RecommendationView.evidence_version != current.evidence))
+    )
+
+
+async def outdated_latest(session: AsyncSession, current: CurrentVersions) -> list[tuple[str, int]]:
+    return [(rid, version) for rid, version in (await session.exec(_latest_views(current))).all()]
+
+
+async def reevaluate(session: AsyncSession, current: CurrentVersions) -> list[tuple[str, int]]:
+    """Send the latest version of every case whose advice predates `current` through the pipeline
+    again: evidence and recommendation recompute under the new versions and issue a superseding
+    recommendation (store_recommendation keeps the old one with what changed)."""
+    targets = await outdated_latest(session, current)
+    for recurrence_id, version in targets:
+        row = await get_version(session, recurrence_id, version)
+        if row is not None:
+            _emit_recorded(session, row)
+    return targets
+
+
+async def reevaluation_report(session: AsyncSession, current: CurrentVersions, since: datetime) -> dict:
+    """Progress and outcome of a re-evaluation started at `since`: what is left, what changed, why."""
+    remaining = len(await outdated_latest(session, current))
+    superseded = (
+        await session.exec(select(SupersededRecommendation).where(SupersededRecommendation.superseded_at >= since))
+    ).all()
+    reasons: dict[str, dict[str, int]] = {}
+    for row in superseded:
+        tally = reasons.setdefault(row.reason, {"superseded": 0, "changed": 0})
+        tally["superseded"] += 1
+        tally["changed"] += int(row.changed)
+    return {
+        "current": {"rules": current.rules, "evidence": current.evidence},
+        "remaining": remaining,
+        "superseded": len(superseded),
+        "changed": sum(1 for row in superseded if row.changed),
+        "by_reason": reasons,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from rnpc_recommendation.domain import recommend
+from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, Strict
@@ -23,3 +23,9 @@ class RecommendRequest(Strict):
 @router.post("/recommendations", response_model=Recommendation)
 async def compute_recommendation(request: RecommendRequest) -> Recommendation:
     return recommend(request.record, request.scores, request.evidence, issued_at=utc_now())
+
+
+@router.get("/versions")
+async def versions() -> dict[str, str]:
+    """The rules version this service issues under (a re-evaluation compares it)."""
+    return {"rules": RULES_VERSION}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_recommendation.domain import recommend
+from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.tables import IssuedRecommendation
 from rnpc_shared.contracts.events import (
     TOPIC_RECOMMENDATION_ISSUED,
@@ -30,27 +30,32 @@ def summarise(record: RecurrenceRecord) -> RecordSummary:
     )
 
 
+def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
+    """Issued under other rules or another evidence base than today's: re-evaluate."""
+    return (stored.rules_version, stored.evidence_version) != (RULES_VERSION, evidence_version)
+
+
 async def issue_for_version(session: AsyncSession, payload: EvidenceMatched, *, correlation_id: str) -> Recommendation:
-    """Issue one recommendation per record version (a re-drive re-emits the stored one)."""
+    """Issue one recommendation per record version and rules/evidence versions.
+
+    A re-drive re-emits the stored one; once the rules or the evidence base changed (a
+    re-evaluation) a new one is computed and issued, superseding it.
+    """
     record = payload.record
     stored = await find_by_version(session, IssuedRecommendation, record.recurrence_id, record.version)
-    if stored is not None:
+    if stored is not None and not outdated(stored, payload.evidence.evidence_version):
         recommendation = Recommendation.model_validate(stored.recommendation)
     else:
         recommendation = recommend(record, payload.scores, payload.evidence, issued_at=utc_now())
-        session.add(
-            IssuedRecommendation(
-                recurrence_id=record.recurrence_id,
-                version=record.version,
-                status=recommendation.status,
-                input_hash=recommendation.input_hash,
-                rules_version=recommendation.versions.rules,
-                models_version=recommendation.versions.models,
-                evidence_version=recommendation.versions.evidence,
-                recommendation=recommendation.model_dump(mode="json"),
-                issued_at=recommendation.issued_at,
-            )
-        )
+        stored = stored or IssuedRecommendation(recurrence_id=record.recurrence_id, version=record.version)
+        stored.status = recommendation.status
+        stored.input_hash = recommendation.input_hash
+        stored.rules_version = recommendation.versions.rules
+        stored.models_version = recommendation.versions.models
+        stored.evidence_version = recommendation.versions.evidence
+        stored.recommendation = recommendation.model_dump(mode="json")
+        stored.issued_at = recommendation.issued_at
+        session.add(stored)
     emit(
         session,
         service="recommendation",
