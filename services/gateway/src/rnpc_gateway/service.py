@@ -174,7 +174,7 @@ async def store_recommendation(session: AsyncSession, payload: RecommendationIss
 def _supersedes(recommendation: Recommendation, view: RecommendationView) -> bool:
     versions = recommendation.versions
     changed_versions = (versions.rules, versions.evidence) != (view.rules_version, view.evidence_version)
-    return changed_versions and recommendation.issued_at > view.issued_at
+    return changed_versions and recommendation.issued_at >= view.issued_at  # never an older one back
 
 
 def _superseded(view: RecommendationView, new: Recommendation) -> SupersededRecommendation:
