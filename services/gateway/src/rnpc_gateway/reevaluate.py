@@ -29,10 +29,13 @@ def run(client: httpx.Client, *, dry_run: bool, timeout_s: float, poll_s: float 
     if dry_run or total == 0:
         return {"started": start, "report": None}
     deadline = time.monotonic() + timeout_s
+    shown = -1
     while True:
         report = client.get("/v1/admin/reevaluate", params={"since": start["started_at"]}).raise_for_status().json()
         done = max(0, total - report["remaining"])
-        print("\r" + progress_bar(done, total), end="", file=out, flush=True)
+        if done != shown:
+            print("\r" + progress_bar(done, total), end="", file=out, flush=True)
+            shown = done
         if report["remaining"] == 0 or time.monotonic() > deadline:
             print(file=out)
             return {"started": start, "report": report}
