@@ -77,7 +77,8 @@ def run_paced(stack, base: dict, rate: float, duration_s: float, deadline_s: flo
     accepted = result.statuses.get(202, 0)
     h.wait_done(stack, prefix, accepted, deadline_s)
     latencies = h.end_to_end_s(stack, prefix)
-    print(f"paced {rate:.0f} records/s for {duration_s:.0f} s ({accepted} accepted, offered {result.achieved_per_s:.1f}/s): "
+    answered_s = len(bodies) / result.achieved_per_s
+    print(f"paced {rate:.0f} records/s for {duration_s:.0f} s ({accepted} accepted; the last POST answered after {answered_s:.1f} s): "
           + h.fmt_ms(h.percentiles(latencies), ("p50", "p95", "p99")), flush=True)
 
 
