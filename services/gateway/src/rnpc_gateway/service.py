@@ -253,21 +253,29 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
 
 
 async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> str:
-    """The latest version's recommendation as its stored JSON text."""
-    latest = await _latest_version(session, recurrence_id)
-    if latest is None:
+    """The latest version's recommendation as its stored JSON text (one Core query, no ORM rows)."""
+    latest = (
+        select(func.max(RecordVersion.version).label("version"))
+        .where(RecordVersion.recurrence_id == recurrence_id)
+        .subquery()
+    )
+    views = RecommendationView.__table__  # type: ignore[attr-defined]
+    statement = select(latest.c.version, views.c.body).select_from(
+        latest.outerjoin(views, (views.c.recurrence_id == recurrence_id) & (views.c.version == latest.c.version))
+    )
+    latest_version, body = (await session.execute(statement)).one()
+    if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
-    view = await find_by_version(session, RecommendationView, recurrence_id, latest)
-    if view is None:
+    if body is None:
         # An older version's advice is never shown as current: it was based on superseded data.
         raise ProblemError(
             404,
             "Recommendation not ready",
-            f"no recommendation yet for the latest version ({latest}) of {recurrence_id}; it is being processed",
+            f"no recommendation yet for the latest version ({latest_version}) of {recurrence_id}; it is being processed",
             type_="https://rnpc.example/problems/recommendation-pending",
-            latest_version=latest,
+            latest_version=latest_version,
         )
-    return view.body
+    return str(body)
 
 
 async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_attempts: int, now: datetime) -> list[tuple[str, int]]:
