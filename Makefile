@@ -12,7 +12,7 @@ help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
 	@echo "make token - a bearer token for the dev profile (SCOPES=\"...\" to narrow it)"
 	@echo "make test  - ruff, mypy, unit, integration and end-to-end tests (embedded broker + SQLite)"
-	@echo "make test-postgres / check-migrations / validate-deploy / bench"
+	@echo "make test-postgres / check-migrations / validate-deploy / bench / bench-reevaluate / reevaluate"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -52,6 +52,17 @@ validate-deploy: sync
 	bash deploy/validate.sh
 
 bench: sync
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian) for the HTTP benchmark"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk >/dev/null || echo "wrk unavailable: the HTTP figures use the async httpx load generator"; }
 	$(UV) run --frozen python -m benchmarks.pipeline
 
-.PHONY: help sync run token test test-postgres check-migrations validate-deploy bench
+# Re-evaluation of BENCH_REEVALUATE_RECORDS cases (default 10,000) after a rules release, timed.
+bench-reevaluate: sync
+	$(UV) run --frozen python -m benchmarks.reevaluate
+
+# After a rules or evidence release: re-evaluate every case's latest version (GATEWAY_URL of a running stack).
+GATEWAY_URL ?= http://127.0.0.1:8000
+reevaluate: sync
+	$(UV) run --frozen python -m rnpc_gateway.reevaluate --gateway $(GATEWAY_URL) $(REEVALUATE_ARGS)
+
+.PHONY: help sync run token test test-postgres check-migrations validate-deploy bench bench-reevaluate reevaluate

@@ -207,7 +207,7 @@ def test_input_hash_and_versions(kit: SimpleNamespace) -> None:
     expected = canonical_hash({
         "record": record.model_dump(mode="json"),
         "scores": scores.model_dump(mode="json"),
-        "evidence": evidence.model_dump(mode="json"),
+        "evidence_version": evidence.evidence_version,
     })
     assert rec.input_hash == expected
     assert rec.versions.models == kit.MODELS_VERSION

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -23,7 +24,7 @@ class ProblemError(Exception):
         self, status: int, title: str, detail: str, *, type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any
     ) -> None:
         super().__init__(detail)
-        self.headers = headers
+        self.headers = headers or {}
         self.status = status
         self.title = title
         self.detail = detail
@@ -94,6 +95,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, str(exc.detail), str(exc.detail), instance=request.url.path, headers=getattr(exc, "headers", None)
         )
+
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _pool_exhausted(request: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+        # Every database connection stayed busy past the pool timeout: overload, not a bug.
+        response = problem_response(
+            503, "Service overloaded", "no database connection became free in time; retry shortly",
+            type_="https://rnpc.example/problems/overloaded", instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

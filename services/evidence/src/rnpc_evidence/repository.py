@@ -5,21 +5,43 @@ from __future__ import annotations
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rnpc_evidence.domain.matching import EvidenceBase, evidence_base
 from rnpc_evidence.tables import EvidenceMatch, StudyRow
 from rnpc_shared.contracts.evidence import Study
 from rnpc_shared.db import find_by_version
 from rnpc_shared.problems import ProblemError
 
 
-async def load_studies(session: AsyncSession) -> tuple[str, list[Study]]:
-    """The evidence base as loaded by migration: (evidence_version, studies sorted by id)."""
-    rows = (await session.exec(select(StudyRow).order_by(col(StudyRow.study_id)))).all()
-    if not rows:
+# The evidence base per evidence version: a version id names its content (a new data set is
+# loaded under a new version), so the studies are parsed and pooled once per version, not per call.
+_BY_VERSION: dict[str, tuple[list[Study], EvidenceBase]] = {}
+
+
+async def _loaded(session: AsyncSession) -> tuple[str, list[Study], EvidenceBase]:
+    versions = (await session.exec(select(StudyRow.evidence_version).distinct())).all()
+    if not versions:
         raise ProblemError(503, "Evidence base not loaded", "Run this service's migrations (alembic upgrade head).")
-    versions = {row.evidence_version for row in rows}
     if len(versions) != 1:
         raise ProblemError(503, "Evidence base inconsistent", f"several evidence versions loaded: {sorted(versions)}")
-    return versions.pop(), [Study.model_validate(row.study) for row in rows]
+    version = versions[0]
+    if version not in _BY_VERSION:
+        rows = (await session.exec(select(StudyRow).order_by(col(StudyRow.study_id)))).all()
+        studies = [Study.model_validate(row.study) for row in rows]
+        _BY_VERSION.clear()  # only the current version is ever needed again
+        _BY_VERSION[version] = (studies, evidence_base(studies))
+    studies, base = _BY_VERSION[version]
+    return version, studies, base
+
+
+async def load_studies(session: AsyncSession) -> tuple[str, list[Study]]:
+    """The evidence base as loaded by migration: (evidence_version, studies sorted by id)."""
+    version, studies, _ = await _loaded(session)
+    return version, list(studies)
+
+
+async def load_base(session: AsyncSession) -> EvidenceBase:
+    """The current evidence version's matching base (parsed and pooled once per version)."""
+    return (await _loaded(session))[2]
 
 
 async def find_match(session: AsyncSession, recurrence_id: str, version: int) -> EvidenceMatch | None:

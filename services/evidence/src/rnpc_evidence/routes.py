@@ -9,7 +9,7 @@ from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
 from rnpc_evidence.domain.catalogue import filter_studies
 from rnpc_evidence.domain.matching import match_evidence
 from rnpc_evidence.domain.pooling import pooled_summary
-from rnpc_evidence.repository import load_studies
+from rnpc_evidence.repository import load_base, load_studies
 from rnpc_shared.contracts.evidence import EvidenceBundle, OutcomeMetric, PooledEstimate, Study
 from rnpc_shared.contracts.record import Modality, RecurrenceRecord, Strict
 from rnpc_shared.contracts.scores import Scores
@@ -60,5 +60,10 @@ async def summary(session: SessionDep, modality: Modality | None = None) -> Summ
 
 @router.post("/match", response_model=EvidenceBundle)
 async def match(request: MatchRequest, session: SessionDep) -> EvidenceBundle:
-    _, studies = await load_studies(session)
-    return match_evidence(request.record, request.scores, studies)
+    return match_evidence(request.record, request.scores, await load_base(session))
+
+
+@router.get("/version")
+async def version(session: SessionDep) -> dict[str, str]:
+    """The evidence version matches are made under (a re-evaluation compares it)."""
+    return {"evidence_version": (await load_base(session)).evidence_version}

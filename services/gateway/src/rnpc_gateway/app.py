@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import service
+from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.routes import redrive, router
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import upstream_resource
@@ -48,6 +51,18 @@ async def redrive_loop(runtime: Runtime) -> None:
         await redrive(runtime, timedelta(seconds=settings.redrive_after_s))
 
 
+def limits_resource(runtime: Runtime):  # noqa: ANN201 - an async context manager factory
+    @asynccontextmanager
+    async def _limits() -> AsyncIterator[None]:
+        settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
+        runtime.extras["evaluate_limit"] = ConcurrencyLimit(
+            "POST /v1/evaluate", settings.evaluate_max_concurrency, settings.evaluate_retry_after_s
+        )
+        yield
+
+    return _limits()
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     return create_service_app(
@@ -61,5 +76,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },
         extra_tasks=[redrive_loop] if settings.run_consumer else [],
-        resources=[upstream_resource],
+        resources=[upstream_resource, limits_resource],
     )

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AfterValidator, Field
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AfterValidator, AwareDatetime, Field
 from sqlalchemy.exc import IntegrityError
 
 from rnpc_gateway import audit, service
 from rnpc_gateway.audit import Auditor, AuditorDep
-from rnpc_gateway.upstream import UpstreamDep
+from rnpc_gateway.limits import ConcurrencyLimit
+from rnpc_gateway.upstream import Upstream, UpstreamDep
 from rnpc_shared import metrics
 from rnpc_shared.auth import (
     SCOPE_ADMIN,
@@ -84,12 +85,19 @@ async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, a
     return case
 
 
-@router.get("/recurrences/{recurrence_id}/recommendation", tags=["recurrences"], dependencies=scope(SCOPE_RECOMMENDATION_READ))
-async def get_recommendation(recurrence_id: RecurrenceIdPath, session: SessionDep, auditor: AuditorDep) -> dict[str, Any]:
+@router.get(
+    "/recurrences/{recurrence_id}/recommendation",
+    tags=["recurrences"],
+    dependencies=scope(SCOPE_RECOMMENDATION_READ),
+    response_class=Response,
+    responses={200: {"description": "The Recommendation (contracts: rnpc_shared.contracts.recommendation)", "content": {"application/json": {}}}},
+)
+async def get_recommendation(recurrence_id: RecurrenceIdPath, session: SessionDep, auditor: AuditorDep) -> Response:
+    """The latest version's recommendation, served as the stored bytes (validated when issued)."""
     async with auditor.access(session, "read", recurrence_id) as note:
-        recommendation = await service.latest_recommendation(session, recurrence_id)
-        note.version = recommendation.get("version")
-    return recommendation
+        version, body = await service.latest_recommendation(session, recurrence_id)
+        note.version = version
+    return Response(body, media_type="application/json")
 
 
 @router.post("/scores", tags=["calculators"], dependencies=scope(SCOPE_CALCULATOR_RUN))
@@ -114,26 +122,42 @@ async def get_schedules(
     return await upstream.call("scoring", "GET", "/internal/v1/schedules", params=params)
 
 
-@router.post("/evaluate", tags=["calculators"], dependencies=scope(SCOPE_CALCULATOR_RUN))
+def evaluate_limit(request: Request) -> ConcurrencyLimit:
+    return request.app.state.runtime.extras["evaluate_limit"]
+
+
+def _json_object(**members: bytes) -> bytes:
+    """Compose a JSON object from members that are already JSON bytes (no parse, no re-dump)."""
+    return b"{" + b",".join(b'"' + name.encode() + b'":' + value for name, value in members.items()) + b"}"
+
+
+@router.post(
+    "/evaluate",
+    tags=["calculators"],
+    dependencies=scope(SCOPE_CALCULATOR_RUN),
+    response_class=Response, responses={200: {"content": {"application/json": {}}}})
 async def post_evaluate(
     record: RecurrenceRecord,
     params: Annotated[ScoringParameters, Query()],
     upstream: UpstreamDep,
     session: SessionDep,
     auditor: AuditorDep,
-) -> dict[str, Any]:
-    """The synchronous chain: the same pure functions the Kafka workers run."""
-    record_json = record.model_dump(mode="json")
-    async with auditor.access(session, "execute", record.recurrence_id, version=record.version):
-        scores = await upstream.call("scoring", "POST", "/internal/v1/scores", json=record_json, params=params.model_dump())
-        evidence = await upstream.call("evidence", "POST", "/internal/v1/evidence/match", json={"record": record_json, "scores": scores})
-        recommendation = await upstream.call(
-            "recommendation",
-            "POST",
-            "/internal/v1/recommendations",
-            json={"record": record_json, "scores": scores, "evidence": evidence},
-        )
-    return {"scores": scores, "evidence": evidence, "recommendation": recommendation}
+    limit: Annotated[ConcurrencyLimit, Depends(evaluate_limit)],
+) -> Response:
+    """The synchronous chain: the same pure functions the Kafka workers run.
+
+    Bounded (503 + Retry-After past `evaluate_max_concurrency`); the upstream answers pass
+    through as bytes: the gateway validated the record and parses nothing else.
+    """
+    with limit.slot():
+        record_json = record.model_dump_json().encode()
+        async with auditor.access(session, "execute", record.recurrence_id, version=record.version):
+            scores = await upstream.call_raw("scoring", "/internal/v1/scores", body=record_json, params=params.model_dump())
+            evidence = await upstream.call_raw("evidence", "/internal/v1/evidence/match", body=_json_object(record=record_json, scores=scores))
+            recommendation = await upstream.call_raw(
+                "recommendation", "/internal/v1/recommendations", body=_json_object(record=record_json, scores=scores, evidence=evidence)
+            )
+    return Response(_json_object(scores=scores, evidence=evidence, recommendation=recommendation), media_type="application/json")
 
 
 @router.get("/evidence/studies", tags=["evidence"], dependencies=scope(SCOPE_EVIDENCE_READ))
@@ -212,3 +236,48 @@ async def get_audit_fhir(
     async with auditor.access(session, "audit", recurrence_id):
         rows = await audit.entries(session, recurrence_id=recurrence_id, after_seq=after_seq, limit=limit)
     return audit.as_fhir_bundle(rows)
+
+
+async def current_versions(upstream: Upstream) -> service.CurrentVersions:
+    """Today's rules and evidence versions, as the services that apply them report them."""
+    rules = await upstream.call("recommendation", "GET", "/internal/v1/versions")
+    evidence = await upstream.call("evidence", "GET", "/internal/v1/evidence/version")
+    return service.CurrentVersions(rules=rules["rules"], evidence=evidence["evidence_version"])
+
+
+@router.post("/admin/reevaluate", tags=["admin"], status_code=202, dependencies=scope(SCOPE_ADMIN))
+async def post_reevaluate(
+    session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: AuditorDep, dry_run: bool = False
+) -> dict[str, Any]:
+    """Re-evaluate the latest version of every case whose recommendation predates today's rules or
+    evidence version: each goes through the pipeline again and gets a superseding recommendation.
+    Progress and the report of what changed: GET /v1/admin/reevaluate?since=<started_at>."""
+    current = await current_versions(upstream)
+    started_at = utc_now()
+    async with auditor.access(session, "admin", None) as note:
+        if dry_run:
+            targets = await service.outdated_latest(session, current)
+        else:
+            targets = await service.reevaluate(session, current)
+        note.detail = f"reevaluate{' dry-run' if dry_run else ''}: {len(targets)} cases"
+    if targets and not dry_run and runtime.relay is not None:
+        runtime.relay.notify()
+    return {
+        "dry_run": dry_run,
+        "started_at": started_at,
+        "current": {"rules": current.rules, "evidence": current.evidence},
+        "cases": len(targets),
+    }
+
+
+@router.get("/admin/reevaluate", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
+async def get_reevaluation(
+    session: SessionDep, upstream: UpstreamDep, auditor: AuditorDep, since: AwareDatetime
+) -> dict[str, Any]:
+    """How many latest versions still predate today's versions, and what the superseding
+    recommendations since `since` changed (advice = case status, option statuses and ranks, work-up)."""
+    current = await current_versions(upstream)
+    async with auditor.access(session, "admin", None) as note:
+        report = await service.reevaluation_report(session, current, since)
+        note.detail = "reevaluation report"
+    return report

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState
+from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState, SupersededRecommendation
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
+from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka.consumer import DeadLetter
@@ -136,23 +137,71 @@ async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
 
 
 async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
-    """Read model: first recommendation per version wins (a re-drive re-emits the same one)."""
+    """Read model: one current recommendation per version, kept as its JSON text.
+
+    A re-drive re-emits the same one (ignored); one issued under other rules or evidence
+    versions (a re-evaluation) supersedes the stored one, which is kept with what changed.
+    """
     recommendation = payload.recommendation
-    if await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version) is None:
-        session.add(
-            RecommendationView(
-                recurrence_id=recommendation.recurrence_id,
-                version=recommendation.version,
-                status=recommendation.status,
-                recommendation=recommendation.model_dump(mode="json"),
-                issued_at=recommendation.issued_at,
-            )
+    view = await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
+    if view is not None:
+        if not _supersedes(recommendation, view):
+            await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+            return
+        session.add(_superseded(view, recommendation))
+    else:
+        view = RecommendationView(
+            recurrence_id=recommendation.recurrence_id,
+            version=recommendation.version,
+            status="",
+            rules_version="",
+            evidence_version="",
+            body="",
+            issued_at=recommendation.issued_at,
         )
         row = await get_version(session, recommendation.recurrence_id, recommendation.version)
         if row is not None:
             latency_s = (recommendation.issued_at - row.received_at).total_seconds()
             metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
+    view.status = recommendation.status
+    view.rules_version = recommendation.versions.rules
+    view.evidence_version = recommendation.versions.evidence
+    view.body = recommendation.model_dump_json()
+    view.issued_at = recommendation.issued_at
+    session.add(view)
     await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+
+
+def _supersedes(recommendation: Recommendation, view: RecommendationView) -> bool:
+    versions = recommendation.versions
+    changed_versions = (versions.rules, versions.evidence) != (view.rules_version, view.evidence_version)
+    return changed_versions and recommendation.issued_at >= view.issued_at  # never an older one back
+
+
+def _superseded(view: RecommendationView, new: Recommendation) -> SupersededRecommendation:
+    """The stored recommendation as replaced by `new`, with why and whether the advice changed."""
+    reasons = []
+    if new.versions.rules != view.rules_version:
+        reasons.append(f"rules {view.rules_version} → {new.versions.rules}")
+    if new.versions.evidence != view.evidence_version:
+        reasons.append(f"evidence {view.evidence_version} → {new.versions.evidence}")
+    old = Recommendation.model_validate_json(view.body)
+    return SupersededRecommendation(
+        recurrence_id=view.recurrence_id,
+        version=view.version,
+        rules_version=view.rules_version,
+        evidence_version=view.evidence_version,
+        body=view.body,
+        issued_at=view.issued_at,
+        reason="; ".join(reasons),
+        changed=advice_of(old) != advice_of(new),
+    )
+
+
+def advice_of(recommendation: Recommendation) -> tuple[object, ...]:
+    """What a clinician acts on: the case status, each option's status and rank, the work-up."""
+    options = tuple((o.modality, o.status, o.rank) for o in recommendation.options)
+    return (recommendation.status, options, tuple(recommendation.required_workup))
 
 
 async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
@@ -204,21 +253,30 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
     }
 
 
-async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> dict:
-    latest = await _latest_version(session, recurrence_id)
-    if latest is None:
+async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> tuple[int, str]:
+    """The latest version and its recommendation as stored JSON text (one Core query, no ORM rows)."""
+    latest = (
+        select(func.max(RecordVersion.version).label("version"))
+        .where(RecordVersion.recurrence_id == recurrence_id)
+        .subquery()
+    )
+    views = RecommendationView.__table__  # type: ignore[attr-defined]
+    statement = select(latest.c.version, views.c.body).select_from(
+        latest.outerjoin(views, (views.c.recurrence_id == recurrence_id) & (views.c.version == latest.c.version))
+    )
+    latest_version, body = (await session.execute(statement)).one()
+    if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
-    view = await find_by_version(session, RecommendationView, recurrence_id, latest)
-    if view is None:
+    if body is None:
         # An older version's advice is never shown as current: it was based on superseded data.
         raise ProblemError(
             404,
             "Recommendation not ready",
-            f"no recommendation yet for the latest version ({latest}) of {recurrence_id}; it is being processed",
+            f"no recommendation yet for the latest version ({latest_version}) of {recurrence_id}; it is being processed",
             type_="https://rnpc.example/problems/recommendation-pending",
-            latest_version=latest,
+            latest_version=latest_version,
         )
-    return view.recommendation
+    return int(latest_version), str(body)
 
 
 async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_attempts: int, now: datetime) -> list[tuple[str, int]]:
@@ -261,3 +319,67 @@ async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_a
         session.add(row)
         redriven.append((row.recurrence_id, row.version))
     return redriven
+
+
+@dataclass(frozen=True)
+class CurrentVersions:
+    rules: str
+    evidence: str
+
+
+def _latest_views(current: CurrentVersions):  # noqa: ANN202 - a SQL statement
+    """The read-model row of each case's latest version, when issued under other versions."""
+    latest_versions = (
+        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
+        .group_by(RecordVersion.recurrence_id)
+        .subquery()
+    )
+    return (
+        select(RecommendationView.recurrence_id, RecommendationView.version)
+        .join(
+            latest_versions,
+            and_(
+                col(RecommendationView.recurrence_id) == latest_versions.c.recurrence_id,
+                col(RecommendationView.version) == latest_versions.c.version,
+            ),
+        )
+        .where(
+            or_(col(RecommendationView.rules_version) != current.rules, col(RecommendationView.evidence_version) != current.evidence)
+        )
+    )
+
+
+async def outdated_latest(session: AsyncSession, current: CurrentVersions) -> list[tuple[str, int]]:
+    return [(rid, version) for rid, version in (await session.exec(_latest_views(current))).all()]
+
+
+async def reevaluate(session: AsyncSession, current: CurrentVersions) -> list[tuple[str, int]]:
+    """Send the latest version of every case whose advice predates `current` through the pipeline
+    again: evidence and recommendation recompute under the new versions and issue a superseding
+    recommendation (store_recommendation keeps the old one with what changed)."""
+    targets = await outdated_latest(session, current)
+    for recurrence_id, version in targets:
+        row = await get_version(session, recurrence_id, version)
+        if row is not None:
+            _emit_recorded(session, row)
+    return targets
+
+
+async def reevaluation_report(session: AsyncSession, current: CurrentVersions, since: datetime) -> dict:
+    """Progress and outcome of a re-evaluation started at `since`: what is left, what changed, why."""
+    remaining = len(await outdated_latest(session, current))
+    superseded = (
+        await session.exec(select(SupersededRecommendation).where(SupersededRecommendation.superseded_at >= since))
+    ).all()
+    reasons: dict[str, dict[str, int]] = {}
+    for row in superseded:
+        tally = reasons.setdefault(row.reason, {"superseded": 0, "changed": 0})
+        tally["superseded"] += 1
+        tally["changed"] += int(row.changed)
+    return {
+        "current": {"rules": current.rules, "evidence": current.evidence},
+        "remaining": remaining,
+        "superseded": len(superseded),
+        "changed": sum(1 for row in superseded if row.changed),
+        "by_reason": reasons,
+    }

@@ -14,6 +14,10 @@ class GatewaySettings(ServiceSettings):
     evidence_url: str = "http://127.0.0.1:8002"
     recommendation_url: str = "http://127.0.0.1:8003"
     upstream_timeout_s: float = Field(default=10.0, gt=0)
+    # POST /v1/evaluate runs three upstream computations per call: past this many at once it
+    # answers 503 + Retry-After rather than queueing until every caller times out.
+    evaluate_max_concurrency: int = Field(default=8, ge=1)
+    evaluate_retry_after_s: int = Field(default=1, ge=1)
     # Re-drive: a latest record version with no recommendation after this long is sent again,
     # so even a broker that lost its data (the embedded one keeps it in memory) loses no case.
     redrive_after_s: float = Field(default=300.0, gt=0)

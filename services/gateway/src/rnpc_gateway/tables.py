@@ -42,7 +42,12 @@ class StageState(SQLModel, table=True):
 
 
 class RecommendationView(SQLModel, table=True):
-    """Read model fed by rnpc.recommendation.issued.v1: one row per record version."""
+    """Read model fed by rnpc.recommendation.issued.v1: the current recommendation per record version.
+
+    `body` is the recommendation's JSON text, served as stored (no parse, no re-validation).
+    A re-evaluation under new rules or evidence replaces it; the old one moves to
+    SupersededRecommendation.
+    """
 
     __tablename__ = "recommendation_views"
     __table_args__ = (UniqueConstraint("recurrence_id", "version"),)
@@ -51,9 +56,28 @@ class RecommendationView(SQLModel, table=True):
     recurrence_id: str = Field(max_length=128, index=True)
     version: int
     status: str = Field(max_length=32)
-    recommendation: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    rules_version: str = Field(max_length=64)
+    evidence_version: str = Field(max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
     issued_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
     received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class SupersededRecommendation(SQLModel, table=True):
+    """A recommendation replaced by a re-evaluation, and what changed (the re-evaluation report)."""
+
+    __tablename__ = "superseded_recommendations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    recurrence_id: str = Field(max_length=128, index=True)
+    version: int
+    rules_version: str = Field(max_length=64)
+    evidence_version: str = Field(max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    issued_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    superseded_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False, index=True)
+    reason: str = Field(max_length=255)  # which versions changed, e.g. "rules r1 → r2"
+    changed: bool  # did the advice itself (status or options) change
 
 
 class DeadLetterNotice(SQLModel, table=True):

@@ -29,14 +29,23 @@ class Upstream:
         }
 
     async def call(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        return (await self._request(service, method, path, json=json, params=params)).json()
+
+    async def call_raw(self, service: str, path: str, *, body: bytes, params: Any = None) -> bytes:
+        """POST a JSON body given as bytes; the answer's bytes, unparsed (for pass-through)."""
+        headers = {"content-type": "application/json"}
+        return (await self._request(service, "POST", path, content=body, params=params, headers=headers)).content
+
+    async def _request(
+        self, service: str, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         headers = {
             CORRELATION_HEADER: correlation_id_var.get() or "",
             "Authorization": f"Bearer {await self._tokens.token(f'rnpc-{service}')}",
+            **(headers or {}),
         }
         try:
-            response = await self._client.request(
-                method, self._base[service] + path, json=json, params=params, headers=headers
-            )
+            response = await self._client.request(method, self._base[service] + path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise ProblemError(503, "Upstream unavailable", f"the {service} service did not answer: {type(exc).__name__}") from exc
         if response.status_code >= 400:
@@ -48,7 +57,7 @@ class Upstream:
                 type_=body.get("type", "about:blank"),
                 **({"errors": body["errors"]} if "errors" in body else {}),
             )
-        return response.json()
+        return response
 
 
 def _problem_body(response: httpx.Response) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
-from rnpc_recommendation.domain import recommend
+from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.settings import RecommendationSettings
 from rnpc_shared.contracts.evidence import EvidenceBundle
@@ -29,3 +29,9 @@ async def compute_recommendation(body: RecommendRequest, request: Request) -> Re
     settings = request.app.state.runtime.settings
     policy = settings.policy() if isinstance(settings, RecommendationSettings) else Policy()
     return recommend(body.record, body.scores, body.evidence, issued_at=utc_now(), policy=policy)
+
+
+@router.get("/versions")
+async def versions() -> dict[str, str]:
+    """The rules version this service issues under (a re-evaluation compares it)."""
+    return {"rules": RULES_VERSION}

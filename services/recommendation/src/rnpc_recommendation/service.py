@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_recommendation.domain import recommend
+from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.tables import IssuedRecommendation
 from rnpc_shared.contracts.events import (
@@ -31,29 +33,39 @@ def summarise(record: RecurrenceRecord) -> RecordSummary:
     )
 
 
+def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
+    """Issued under other rules or another evidence base than today's: re-evaluate."""
+    return (stored.rules_version, stored.evidence_version) != (RULES_VERSION, evidence_version)
+
+
 async def issue_for_version(
     session: AsyncSession, payload: EvidenceMatched, *, correlation_id: str, policy: Policy | None = None
 ) -> Recommendation:
-    """Issue one recommendation per record version (a re-drive re-emits the stored one)."""
+    """Issue one recommendation per record version and rules/evidence versions.
+
+    A re-drive re-emits the stored one; once the rules or the evidence base changed (a
+    re-evaluation) a new one is computed and issued, superseding it.
+    """
     record = payload.record
     stored = await find_by_version(session, IssuedRecommendation, record.recurrence_id, record.version)
-    if stored is not None:
+    if stored is not None and not outdated(stored, payload.evidence.evidence_version):
         recommendation = Recommendation.model_validate(stored.recommendation)
     else:
         recommendation = recommend(record, payload.scores, payload.evidence, issued_at=utc_now(), policy=policy)
-        session.add(
-            IssuedRecommendation(
-                recurrence_id=record.recurrence_id,
-                version=record.version,
-                status=recommendation.status,
-                input_hash=recommendation.input_hash,
-                rules_version=recommendation.versions.rules,
-                models_version=recommendation.versions.models,
-                evidence_version=recommendation.versions.evidence,
-                recommendation=recommendation.model_dump(mode="json"),
-                issued_at=recommendation.issued_at,
-            )
-        )
+        columns: dict[str, Any] = {
+            "status": recommendation.status,
+            "input_hash": recommendation.input_hash,
+            "rules_version": recommendation.versions.rules,
+            "models_version": recommendation.versions.models,
+            "evidence_version": recommendation.versions.evidence,
+            "recommendation": recommendation.model_dump(mode="json"),
+            "issued_at": recommendation.issued_at,
+        }
+        if stored is None:
+            stored = IssuedRecommendation(recurrence_id=record.recurrence_id, version=record.version, **columns)
+        else:  # a re-evaluation: today's rules or evidence replace the outdated advice
+            stored.sqlmodel_update(columns)
+        session.add(stored)
     emit(
         session,
         service="recommendation",

@@ -1,51 +1,162 @@
 """Replay a dead-letter topic into its original topic, once the cause is fixed.
 
-    python -m rnpc_shared.kafka.replay --bootstrap 127.0.0.1:9092 --dlq rnpc.scores.computed.v1.dlq
+    python -m rnpc_shared.kafka.replay --bootstrap 127.0.0.1:9092 --dlq rnpc.scores.computed.v1.dlq [--dry-run]
+        [--message 0:17 --message 0:18] [--key case-42]
 
-Reads the DLQ from this tool's own consumer group (so a replay resumes where the last one
-stopped), re-sends each message with its original key and value (dlq.* headers dropped, a
-`dlq.replayed_from_offset` header added), and commits each DLQ offset only after the send is
-acknowledged. Consumers dedupe by event id, so replaying twice is harmless.
+Bounded: the DLQ's end offsets are taken once at start and the replay stops there, so a message
+that fails again (its cause persists) lands in the DLQ beyond that bound and is never re-read by
+the run that re-sent it. Each run therefore reads every message at most once and terminates.
+
+Position: a full replay (no selection) starts at this tool's group offset (or the beginning) and
+commits each DLQ offset after its send is acknowledged, so the next run resumes there. A
+selection (`--message partition:offset`, `--key`) replays only the chosen messages and moves no
+offset (the skipped ones stay for a later replay). `--dry-run` lists what would be re-sent and
+sends and commits nothing. Each message goes back with its original key and value, dlq.* headers
+dropped and a `dlq.replayed_from_offset` header added; consumers dedupe by event id.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from rnpc_shared.kafka.consumer import decode_dlq_headers
+DLQ_HEADER_PREFIX = "dlq."
 
 
-async def replay(bootstrap: str, dlq: str, *, group_id: str = "rnpc-dlq-replay", idle_timeout_ms: int = 2000) -> int:
-    """Replay every DLQ message not yet replayed by `group_id`; returns how many were re-sent."""
-    consumer = AIOKafkaConsumer(
-        dlq, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+@dataclass(frozen=True)
+class Selection:
+    """Which DLQ messages to replay; empty means all of them."""
+
+    messages: frozenset[tuple[int, int]] = frozenset()  # (partition, offset)
+    keys: frozenset[str] = frozenset()
+
+    @property
+    def everything(self) -> bool:
+        return not self.messages and not self.keys
+
+    def wants(self, record: ConsumerRecord) -> bool:
+        if self.everything:
+            return True
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        return (record.partition, record.offset) in self.messages or key in self.keys
+
+
+@dataclass
+class ReplayReport:
+    dlq: str
+    dry_run: bool
+    examined: int = 0  # DLQ messages read (up to the end offsets taken at start)
+    replayed: int = 0  # re-sent (or, in a dry run, that would have been)
+    skipped: int = 0  # not selected
+    by_topic: dict[str, int] = field(default_factory=dict)  # replayed per original topic
+    messages: list[str] = field(default_factory=list)  # "partition:offset key → topic" per replayed message
+
+    def summary(self) -> str:
+        verb = "would replay" if self.dry_run else "replayed"
+        topics = ", ".join(f"{topic}: {n}" for topic, n in sorted(self.by_topic.items())) or "-"
+        return f"{self.dlq}: examined {self.examined}, {verb} {self.replayed}, skipped {self.skipped} (by topic: {topics})"
+
+
+def original_topic(record: ConsumerRecord, dlq: str) -> str:
+    for key, value in record.headers or []:
+        if key == "dlq.original_topic":
+            return str(value.decode())
+    return dlq.removesuffix(".dlq")
+
+
+def replay_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
+    headers = [(k, v) for k, v in record.headers or [] if not k.startswith(DLQ_HEADER_PREFIX)]
+    headers.append(("dlq.replayed_from_offset", f"{record.partition}:{record.offset}".encode()))
+    return headers
+
+
+async def _start_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], resume: bool) -> dict[TopicPartition, int]:
+    beginnings = await consumer.beginning_offsets(partitions)
+    starts = dict(beginnings)
+    if resume:
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                starts[tp] = max(committed, beginnings[tp])
+    return starts
+
+
+async def replay(
+    bootstrap: str,
+    dlq: str,
+    *,
+    group_id: str = "rnpc-dlq-replay",
+    dry_run: bool = False,
+    selection: Selection | None = None,
+    fetch_timeout_ms: int = 500,
+) -> ReplayReport:
+    """Replay the DLQ up to its end offsets at start; returns what was done (see the module doc)."""
+    selection = selection or Selection()
+    commit = selection.everything and not dry_run
+    report = ReplayReport(dlq=dlq, dry_run=dry_run)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, fetch_max_wait_ms=50)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
     await consumer.start()
-    await producer.start()
-    replayed = 0
+    if not dry_run:
+        await producer.start()
     try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=idle_timeout_ms)
-            if not batches:
-                if consumer.assignment():
-                    break  # assigned and idle: the DLQ is drained
-                continue  # still joining the group
+        partition_ids = consumer.partitions_for_topic(dlq) or set()
+        if not partition_ids:
+            await consumer.topics()  # metadata not loaded yet for this topic
+            partition_ids = consumer.partitions_for_topic(dlq) or set()
+        partitions = [TopicPartition(dlq, p) for p in sorted(partition_ids)]
+        if not partitions:
+            return report
+        consumer.assign(partitions)  # no group membership: nothing to rebalance, nothing to wait for
+        ends = await consumer.end_offsets(partitions)  # the bound, fixed before the first re-send
+        starts = await _start_offsets(consumer, partitions, resume=selection.everything)
+        remaining = [tp for tp in partitions if starts[tp] < ends[tp]]
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=fetch_timeout_ms)
             for tp, records in batches.items():
                 for record in records:
-                    original_topic = decode_dlq_headers(record.headers).get("dlq.original_topic") or dlq.removesuffix(".dlq")
-                    headers = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
-                    headers.append(("dlq.replayed_from_offset", str(record.offset).encode()))
-                    await producer.send_and_wait(original_topic, value=record.value, key=record.key, headers=headers)
-                    await consumer.commit({tp: record.offset + 1})
-                    replayed += 1
+                    if record.offset >= ends[tp]:
+                        break  # beyond the bound: written after this run started (maybe by it)
+                    await _replay_one(record, dlq, producer, report, selection, dry_run)
+                    if commit:
+                        await consumer.commit({tp: record.offset + 1})
+            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
     finally:
-        await producer.stop()
+        if not dry_run:
+            await producer.stop()
         await consumer.stop()
-    return replayed
+    return report
+
+
+async def _replay_one(
+    record: ConsumerRecord, dlq: str, producer: AIOKafkaProducer, report: ReplayReport, selection: Selection, dry_run: bool
+) -> None:
+    report.examined += 1
+    if not selection.wants(record):
+        report.skipped += 1
+        return
+    topic = original_topic(record, dlq)
+    if not dry_run:
+        await producer.send_and_wait(topic, value=record.value, key=record.key, headers=replay_headers(record))
+    report.replayed += 1
+    report.by_topic[topic] = report.by_topic.get(topic, 0) + 1
+    key = record.key.decode(errors="replace") if record.key is not None else "-"
+    report.messages.append(f"{record.partition}:{record.offset} {key} → {topic}")
+
+
+def parse_messages(values: Iterable[str]) -> frozenset[tuple[int, int]]:
+    out = set()
+    for value in values:
+        partition, _, offset = value.partition(":")
+        out.add((int(partition), int(offset)))
+    return frozenset(out)
 
 
 def main() -> None:
@@ -53,9 +164,15 @@ def main() -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--dlq", required=True, help="the dead-letter topic, e.g. rnpc.scores.computed.v1.dlq")
     parser.add_argument("--group-id", default="rnpc-dlq-replay")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be replayed; send and commit nothing")
+    parser.add_argument("--message", action="append", default=[], metavar="PARTITION:OFFSET", help="replay only this message (repeatable)")
+    parser.add_argument("--key", action="append", default=[], help="replay only messages with this key, e.g. a recurrence_id (repeatable)")
     args = parser.parse_args()
-    count = asyncio.run(replay(args.bootstrap, args.dlq, group_id=args.group_id))
-    print(f"replayed {count} message(s) from {args.dlq}")
+    selection = Selection(messages=parse_messages(args.message), keys=frozenset(args.key))
+    report = asyncio.run(replay(args.bootstrap, args.dlq, group_id=args.group_id, dry_run=args.dry_run, selection=selection))
+    for line in report.messages:
+        print(("would replay " if report.dry_run else "replayed ") + line)
+    print(report.summary())
 
 
 if __name__ == "__main__":

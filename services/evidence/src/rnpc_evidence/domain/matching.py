@@ -10,8 +10,9 @@ MODELS.md (tested); identifiers are in backticks.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from rnpc_shared.contracts.evidence import EvidenceBundle, ModalityEvidence, Study
+from rnpc_shared.contracts.evidence import EvidenceBundle, ModalityEvidence, PooledEstimate, Study
 from rnpc_shared.contracts.record import (
     LOCAL_MODALITIES,
     Modality,
@@ -200,18 +201,36 @@ def _case_notes(modality: Modality, record: RecurrenceRecord, scores: Scores) ->
     return notes
 
 
-def match_evidence(record: RecurrenceRecord, scores: Scores, studies: Iterable[Study]) -> EvidenceBundle:
-    """Every local modality (contract order) with its studies (sorted by id), pooled figures and notes."""
+@dataclass(frozen=True)
+class EvidenceBase:
+    """What matching needs that depends only on the evidence version: built once per version."""
+
+    evidence_version: str
+    studies: dict[Modality, list[Study]]  # per local modality, sorted by id
+    pooled: dict[Modality, list[PooledEstimate]]
+
+
+def evidence_base(studies: Iterable[Study]) -> EvidenceBase:
     ordered = sorted(studies, key=lambda study: study.study_id)
     pooled = pooled_summary(ordered)
+    return EvidenceBase(
+        evidence_version=evidence_version(),
+        studies={m: [study for study in ordered if study.modality == m] for m in LOCAL_MODALITIES},
+        pooled={m: [estimate for estimate in pooled if estimate.modality == m] for m in LOCAL_MODALITIES},
+    )
+
+
+def match_evidence(record: RecurrenceRecord, scores: Scores, studies: Iterable[Study] | EvidenceBase) -> EvidenceBundle:
+    """Every local modality (contract order) with its studies (sorted by id), pooled figures and notes."""
+    base = studies if isinstance(studies, EvidenceBase) else evidence_base(studies)
     case_notes = {m: _case_notes(m, record, scores) for m in LOCAL_MODALITIES}
     return EvidenceBundle(
-        evidence_version=evidence_version(),
+        evidence_version=base.evidence_version,
         by_modality={
             modality: ModalityEvidence(
                 modality=modality,
-                studies=[study for study in ordered if study.modality == modality],
-                pooled=[estimate for estimate in pooled if estimate.modality == modality],
+                studies=base.studies[modality],
+                pooled=base.pooled[modality],
                 notes=[*GENERAL_NOTES[modality], *case_notes[modality]],
                 case_notes=case_notes[modality],
             )

@@ -95,12 +95,16 @@ def recommend(
 
 
 def input_hash(record: RecurrenceRecord, scores: Scores, evidence: EvidenceBundle) -> str:
-    """SHA-256 of the canonical JSON of everything the recommendation was computed from."""
+    """SHA-256 of the canonical JSON of what the recommendation was computed from.
+
+    The evidence bundle enters by its version id, not its ~70 KB content: it is a function of
+    the record, the scores and the evidence version, all of which the hash already covers.
+    """
     return canonical_hash(
         {
             "record": record.model_dump(mode="json"),
             "scores": scores.model_dump(mode="json"),
-            "evidence": evidence.model_dump(mode="json"),
+            "evidence_version": evidence.evidence_version,
         }
     )
 

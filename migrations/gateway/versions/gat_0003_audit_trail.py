@@ -1,6 +1,6 @@
 """audit trail: hash-chained, append-only (triggers refuse UPDATE/DELETE)
 
-Revision ID: gat_0003_i11_security_audit
+Revision ID: gat_0003
 Revises: gat_0002
 Create Date: 2026-11-26 23:34:59.371491
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 import rnpc_shared.db
 
-revision: str = 'gat_0003_i11_security_audit'
+revision: str = 'gat_0003'
 down_revision: str | None = 'gat_0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,75 @@
+"""A lean open-loop HTTP/1.1 load generator (keep-alive connections, plain asyncio streams).
+
+httpx costs more CPU per request than the servers under test, which would measure the client;
+this one reads a response by its Content-Length and nothing else. Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlsplit
+
+
+class _Pool:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.idle:
+            return self.idle.pop()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened.append(writer)
+        return reader, writer
+
+    def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+def build_request(url: str, method: str, body: bytes | None) -> tuple[str, int, bytes]:
+    parts = urlsplit(url)
+    head = f"{method} {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return parts.hostname or "127.0.0.1", parts.port or 80, (head + "\r\n").encode() + (body or b"")
+
+
+async def open_loop(url: str, method: str, rate_per_s: float, count: int, bodies: list[bytes] | None = None) -> list[tuple[float, int]]:
+    """Send request i at start + i/rate on a free keep-alive connection (a new one if none is free);
+    per request (seconds from its scheduled time to the end of its response, status; 0 = failed)."""
+    requests = [build_request(url, method, body)[2] for body in (bodies or [None])]
+    host, port, _ = build_request(url, method, None)
+    pool = _Pool(host, port)
+    start = time.perf_counter() + 0.1
+
+    async def one(i: int) -> tuple[float, int]:
+        scheduled = start + i / rate_per_s
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))  # the schedule itself
+        try:
+            reader, writer = await pool.take()
+            status = await asyncio.wait_for(_exchange(reader, writer, requests[i % len(requests)]), 60)
+            pool.idle.append((reader, writer))
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+            status = 0
+        return time.perf_counter() - scheduled, status
+
+    try:
+        return await asyncio.gather(*(one(i) for i in range(count)))
+    finally:
+        pool.close()

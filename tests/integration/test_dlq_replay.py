@@ -1,0 +1,145 @@
+"""DLQ replay against the real embedded broker: bounded, selectable, dry-runnable, counted.
+
+The failing consumer here is a real Kafka consumer that dead-letters everything it reads, as a
+service does while the cause of the failure persists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from rnpc_shared.contracts.events import dlq_topic
+from rnpc_shared.kafka.producer import ensure_topics
+from rnpc_shared.kafka.replay import Selection, replay
+
+pytestmark = pytest.mark.integration
+
+
+async def topic_messages(bootstrap: str, topic: str) -> list[tuple[str, bytes, dict[str, bytes]]]:
+    """(key, value, headers) of every message now in `topic` (partition 0..n, up to the end)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        out = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend((r.key.decode(), r.value, dict(r.headers)) for r in records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def eventually_count(bootstrap: str, topic: str, count: int, deadline_s: float = 30) -> list:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        messages = await topic_messages(bootstrap, topic)
+        if len(messages) >= count:
+            return messages
+        await asyncio.sleep(0.1)  # poll interval under a deadline
+    raise AssertionError(f"{topic} never reached {count} messages")
+
+
+class Topics:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = f"test.replay.{uuid.uuid4().hex[:8]}"
+        self.dlq = dlq_topic(self.topic)
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+
+    async def dead_letter(self, key: str, value: bytes) -> None:
+        headers = [("dlq.original_topic", self.topic.encode()), ("dlq.reason", b"cause persists"), ("ce_id", key.encode())]
+        await self.producer.send_and_wait(self.dlq, key=key.encode(), value=value, headers=headers)
+
+
+@pytest.fixture
+async def topics(broker, request: pytest.FixtureRequest) -> AsyncIterator[Topics]:  # noqa: ANN001
+    instance = Topics(broker.bootstrap_servers)
+    # One partition unless asked: offsets 0..n-1 in send order, so a test can name messages by offset.
+    partitions = getattr(request, "param", 1)
+    await ensure_topics(broker.bootstrap_servers, [instance.topic, instance.dlq], partitions=partitions)
+    await instance.producer.start()
+    yield instance
+    await instance.producer.stop()
+
+
+async def always_dead_letter(topics: Topics, forwarded: list[str]) -> None:
+    """A consumer whose failure cause persists: everything it reads goes straight back to the DLQ."""
+    consumer = AIOKafkaConsumer(
+        topics.topic, bootstrap_servers=topics.bootstrap, group_id=f"failing-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest", fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    try:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for record in records:
+                    await topics.dead_letter(record.key.decode(), record.value)
+                    forwarded.append(record.key.decode())
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("topics", [3], indirect=True)  # as the pipeline's DLQs
+async def test_replay_terminates_and_never_rereads_its_own_resends_when_the_cause_persists(topics: Topics) -> None:
+    for i in range(5):
+        await topics.dead_letter(f"case-{i}", f"event-{i}".encode())
+    forwarded: list[str] = []
+    failing = asyncio.create_task(always_dead_letter(topics, forwarded))
+    try:
+        group = f"replay-{uuid.uuid4().hex[:8]}"
+        first = await replay(topics.bootstrap, topics.dlq, group_id=group)
+        assert (first.examined, first.replayed, first.skipped) == (5, 5, 0)
+        assert first.by_topic == {topics.topic: 5}
+        # Every re-send failed again and is back in the DLQ, after the first run's bound.
+        dlq = await eventually_count(topics.bootstrap, topics.dlq, 10)
+        assert sorted(key for key, _, _ in dlq) == sorted([f"case-{i}" for i in range(5)] * 2)
+        # The next run resumes at the group offset: exactly the five new failures, and stops again.
+        second = await replay(topics.bootstrap, topics.dlq, group_id=group)
+        assert (second.examined, second.replayed) == (5, 5)
+    finally:
+        failing.cancel()
+        await asyncio.gather(failing, return_exceptions=True)
+    resent = await topic_messages(topics.bootstrap, topics.topic)
+    assert len(resent) == 10
+    assert all("dlq.reason" not in headers and "dlq.replayed_from_offset" in headers for _, _, headers in resent)
+    assert sorted(value for _, value, _ in resent) == sorted([f"event-{i}".encode() for i in range(5)] * 2)  # values untouched
+
+
+async def test_dry_run_sends_and_commits_nothing(topics: Topics) -> None:
+    for i in range(3):
+        await topics.dead_letter(f"case-{i}", b"x")
+    group = f"replay-{uuid.uuid4().hex[:8]}"
+    dry = await replay(topics.bootstrap, topics.dlq, group_id=group, dry_run=True)
+    assert (dry.examined, dry.replayed) == (3, 3)
+    assert dry.messages == [f"0:{i} case-{i} → {topics.topic}" for i in range(3)]
+    assert await topic_messages(topics.bootstrap, topics.topic) == []
+    real = await replay(topics.bootstrap, topics.dlq, group_id=group)  # nothing was committed
+    assert real.replayed == 3
+
+
+async def test_selection_by_key_or_offset_replays_only_those_and_moves_no_offset(topics: Topics) -> None:
+    for i in range(4):
+        await topics.dead_letter(f"case-{i}", f"event-{i}".encode())
+    group = f"replay-{uuid.uuid4().hex[:8]}"
+    chosen = await replay(
+        topics.bootstrap, topics.dlq, group_id=group, selection=Selection(messages=frozenset({(0, 3)}), keys=frozenset({"case-1"}))
+    )
+    assert (chosen.examined, chosen.replayed, chosen.skipped) == (4, 2, 2)
+    assert sorted(value for _, value, _ in await topic_messages(topics.bootstrap, topics.topic)) == [b"event-1", b"event-3"]
+    rest = await replay(topics.bootstrap, topics.dlq, group_id=group)  # the selection moved no offset
+    assert rest.replayed == 4

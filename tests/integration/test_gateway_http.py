@@ -1,0 +1,78 @@
+"""Gateway HTTP behaviour in-process: the /v1/evaluate concurrency limit.
+
+The upstream services are replaced by a controllable stand-in (the limit is the gateway's own
+behaviour); one request is held inside the limit until the test releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rnpc_gateway.app import create_app
+from rnpc_gateway.settings import GatewaySettings
+from rnpc_gateway.upstream import get_upstream
+
+
+class HeldUpstream:
+    """Answers every computation with a fixed JSON; the first call waits for `release`."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def call_raw(self, service: str, path: str, *, body: bytes, params: Any = None) -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            await self.release.wait()
+        json.loads(body)  # what the gateway composed is JSON
+        return json.dumps({"service": service}).encode()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, HeldUpstream]]:
+    settings = GatewaySettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        run_consumer=False,
+        run_relay=False,
+        evaluate_max_concurrency=1,
+        evaluate_retry_after_s=2,
+    )
+    app = create_app(settings)
+    upstream = HeldUpstream()
+    app.dependency_overrides[get_upstream] = lambda: upstream
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            yield client, upstream
+
+
+async def test_evaluate_beyond_the_concurrency_limit_answers_503_with_retry_after(gateway, example_record) -> None:  # noqa: ANN001
+    client, upstream = gateway
+    held = asyncio.create_task(client.post("/v1/evaluate", json=example_record))
+    await asyncio.wait_for(upstream.entered.wait(), timeout=30)  # the one slot is taken
+
+    refused = await client.post("/v1/evaluate", json=example_record)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "2"
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert (problem["status"], problem["type"], problem["limit"]) == (503, "https://rnpc.example/problems/overloaded", 1)
+
+    upstream.release.set()
+    answered = await asyncio.wait_for(held, timeout=30)
+    assert answered.status_code == 200
+    assert answered.json() == {
+        "scores": {"service": "scoring"},
+        "evidence": {"service": "evidence"},
+        "recommendation": {"service": "recommendation"},
+    }
+    again = await client.post("/v1/evaluate", json=example_record)  # the slot was given back
+    assert again.status_code == 200
