@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import service
-from rnpc_gateway.upstream import UpstreamDep
+from rnpc_gateway.upstream import Upstream, UpstreamDep
 from rnpc_shared import metrics
 from rnpc_shared.contracts.evidence import OutcomeMetric
 from rnpc_shared.contracts.record import Modality, RecurrenceRecord
@@ -21,8 +22,8 @@ from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/recurrences", status_code=202, tags=["recurrences"])
-async def post_recurrence(record: RecurrenceRecord, session: SessionDep, runtime: RuntimeDep, response: Response) -> dict[str, Any]:
+async def accept(session: AsyncSession, runtime: Runtime, record: RecurrenceRecord) -> service.Accepted:
+    """Every HTTP ingest path (native JSON, FHIR Bundle, Subscription): one transaction, then relay."""
     try:
         accepted = await service.accept_record(session, record, correlation_id=correlation_id_var.get() or "")
         await session.commit()
@@ -33,6 +34,12 @@ async def post_recurrence(record: RecurrenceRecord, session: SessionDep, runtime
     if accepted.outcome is not service.Acceptance.duplicate and runtime.relay is not None:
         runtime.relay.notify()
     metrics.RECURRENCES_ACCEPTED.labels("gateway", accepted.outcome).inc()
+    return accepted
+
+
+@router.post("/recurrences", status_code=202, tags=["recurrences"])
+async def post_recurrence(record: RecurrenceRecord, session: SessionDep, runtime: RuntimeDep, response: Response) -> dict[str, Any]:
+    accepted = await accept(session, runtime, record)
     location = f"/v1/recurrences/{record.recurrence_id}"
     response.headers["Location"] = location
     return {
@@ -69,8 +76,12 @@ async def get_schedules(upstream: UpstreamDep, alpha_beta_gy: Annotated[list[flo
 @router.post("/evaluate", tags=["calculators"])
 async def post_evaluate(record: RecurrenceRecord, params: Annotated[ScoringParameters, Query()], upstream: UpstreamDep) -> dict[str, Any]:
     """The synchronous chain: the same pure functions the Kafka workers run."""
-    record_json = record.model_dump(mode="json")
-    scores = await upstream.call("scoring", "POST", "/internal/v1/scores", json=record_json, params=params.model_dump())
+    return await evaluate_chain(upstream, record.model_dump(mode="json"), params.model_dump())
+
+
+async def evaluate_chain(upstream: Upstream, record_json: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """scores → evidence → recommendation over HTTP (also CDS Hooks when nothing is stored)."""
+    scores = await upstream.call("scoring", "POST", "/internal/v1/scores", json=record_json, params=params)
     evidence = await upstream.call("evidence", "POST", "/internal/v1/evidence/match", json={"record": record_json, "scores": scores})
     recommendation = await upstream.call(
         "recommendation",

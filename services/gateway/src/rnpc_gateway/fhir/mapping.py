@@ -178,11 +178,19 @@ def _extensions(element: Resource, url: str) -> list[Resource]:
 # ---------------------------------------------------------------- the parts of the record
 
 
-def find_recurrence(resources: list[Resource]) -> Resource:
-    """The primary cancer Condition whose clinicalStatus is `recurrence` or `relapse`."""
+def local_ref(reference: str) -> str:
+    """'https://ehr/fhir/Condition/1/_history/2' → 'Condition/1'."""
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    return "/".join(parts[-2:])
+
+
+def find_recurrence(resources: list[Resource], focus: str | None = None) -> Resource:
+    """The primary cancer Condition whose clinicalStatus is `recurrence` or `relapse` (the
+    notification's focus when one is given)."""
     candidates = [
         r for r in resources if r["resourceType"] == "Condition" and clinical_status(r) in t.RECURRENCE_STATUSES
         and not has_profile(r, "mcode-secondary-cancer-condition")
+        and (focus is None or ref_of(r) == local_ref(focus))
     ]
     if not candidates:
         raise _fail(
@@ -472,9 +480,9 @@ def version_of(condition: Resource) -> int:
     return int(version_id) if version_id.isdigit() and int(version_id) >= 1 else 1
 
 
-def map_resources(resources: list[Resource], *, source_system: str = "fhir") -> Mapped:
+def map_resources(resources: list[Resource], *, source_system: str = "fhir", focus: str | None = None) -> Mapped:
     """Validated resources (one patient, one recurrence) → the native record."""
-    recurrence = find_recurrence(resources)
+    recurrence = find_recurrence(resources, focus)
     onset = _date(recurrence.get("onsetDateTime")) or _date(recurrence.get("recordedDate"))
     patient_resource, patient = map_patient(resources, onset)
     observations = _observations(resources)
@@ -525,9 +533,12 @@ def map_resources(resources: list[Resource], *, source_system: str = "fhir") -> 
 
 def map_bundle(bundle: Any, *, source_system: str = "fhir") -> Mapped:
     """A posted Bundle → the record (validation with fhir.resources first)."""
-    resources = parse_bundle(bundle)
+    return map_validated(parse_bundle(bundle), source_system=source_system)
+
+
+def map_validated(resources: list[Resource], *, source_system: str = "fhir", focus: str | None = None) -> Mapped:
     try:
-        return map_resources(resources, source_system=source_system)
+        return map_resources(resources, source_system=source_system, focus=focus)
     except ValidationError as exc:  # mapped values that break the record's own rules
         raise MappingError(record_validation_issues(exc)) from exc
 

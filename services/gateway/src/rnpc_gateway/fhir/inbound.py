@@ -1,0 +1,40 @@
+"""rnpc.ehr.inbound.v1: integration engines publish a native record or a FHIR Bundle (CloudEvent
+data). Thin handler: map if FHIR, then the same accept path as POST /v1/recurrences. Anything
+unusable is a PermanentError, so the consumer dead-letters it with the reason and moves on."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway import service
+from rnpc_gateway.fhir import metrics
+from rnpc_gateway.fhir.mapping import MappingError, map_bundle
+from rnpc_shared.contracts.events import CloudEvent, Payload
+from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.kafka.consumer import PermanentError
+from rnpc_shared.problems import ProblemError
+
+
+class InboundMessage(Payload):
+    """Either shape is accepted here; the handler decides which one it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+async def on_inbound(session: AsyncSession, event: CloudEvent, payload: InboundMessage) -> None:
+    data = event.data
+    try:
+        if data.get("resourceType") == "Bundle":
+            record = map_bundle(data).record
+        else:
+            record = RecurrenceRecord.model_validate(data)
+        await service.accept_record(session, record, correlation_id=event.correlationid)
+    except MappingError as exc:
+        metrics.FHIR_INGEST.labels("kafka", "refused").inc()
+        raise PermanentError(f"FHIR Bundle cannot be used: {exc}") from exc
+    except ValidationError as exc:
+        raise PermanentError(f"invalid native record: {exc.errors(include_url=False)}") from exc
+    except ProblemError as exc:  # e.g. the same version with other content (409)
+        raise PermanentError(f"{exc.title}: {exc.detail}") from exc
+    metrics.FHIR_INGEST.labels("kafka", "accepted").inc()
