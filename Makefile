@@ -11,7 +11,7 @@ SERVICES := gateway scoring evidence recommendation
 help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
 	@echo "make test  - unit, integration and end-to-end tests (embedded broker + SQLite)"
-	@echo "make test-postgres / check-migrations / validate-deploy / bench"
+	@echo "make test-postgres / check-migrations / validate-deploy / bench / cds-token [AUD=url]"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -46,4 +46,8 @@ validate-deploy: sync
 bench: sync
 	$(UV) run --frozen python -m benchmarks.pipeline
 
-.PHONY: help sync run test test-postgres check-migrations validate-deploy bench
+# A signed CDS Hooks client JWT for local calls (AUD = the exact URL you will call).
+cds-token: sync
+	@$(UV) run --frozen python -m rnpc_gateway.cds.devtoken "$(AUD)"
+
+.PHONY: help sync run test test-postgres check-migrations validate-deploy bench cds-token
