@@ -16,7 +16,7 @@ import httpx
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from rnpc_gateway.cds.cards import not_assessable_card, order_select_cards, patient_view_cards, strip_empty
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, IssuerFile, JkuFetcher, VerifiedClient, verify_cds_jwt
@@ -104,6 +104,8 @@ async def cds_client(request: Request, runtime: RuntimeDep) -> VerifiedClient:
             await session.commit()
         except IntegrityError as exc:
             raise _unauthorised("replay", f"jti {client.jti!r} was already used") from exc
+        except OperationalError as exc:  # e.g. SQLite busy under load: the client may retry
+            raise ProblemError(503, "Try again", "the replay check could not be recorded now", type_="https://rnpc.example/problems/busy") from exc
     return client
 
 
