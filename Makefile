@@ -12,7 +12,7 @@ help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
 	@echo "make token - a bearer token for the dev profile (SCOPES=\"...\" to narrow it)"
 	@echo "make test  - ruff, mypy, unit, integration and end-to-end tests (embedded broker + SQLite)"
-	@echo "make test-postgres / check-migrations / validate-deploy / bench / bench-reevaluate / reevaluate"
+	@echo "make test-postgres / check-migrations / validate-deploy / bench / bench-reevaluate / reevaluate / cds-token [AUD=url]"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -65,4 +65,8 @@ GATEWAY_URL ?= http://127.0.0.1:8000
 reevaluate: sync
 	$(UV) run --frozen python -m rnpc_gateway.reevaluate --gateway $(GATEWAY_URL) $(REEVALUATE_ARGS)
 
-.PHONY: help sync run token test test-postgres check-migrations validate-deploy bench bench-reevaluate reevaluate
+# A signed CDS Hooks client JWT for local calls (AUD = the exact URL you will call).
+cds-token: sync
+	@$(UV) run --frozen python -m rnpc_gateway.cds.devtoken "$(AUD)"
+
+.PHONY: help sync run token test test-postgres check-migrations validate-deploy bench bench-reevaluate reevaluate cds-token

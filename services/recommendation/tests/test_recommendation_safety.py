@@ -251,7 +251,7 @@ NEW_VIGNETTES = [
              {"restaging.mri_on": "2026-03-01", "restaging.pet_ct_on": "2026-11-12"},
              {"enp": C}, status="workup_incomplete", check=_policy_named),
     Vignette("item 3: PET/CT dated after the decision date", "R1.workup_gate",
-             {"restaging.pet_ct_on": "2026-12-01"}, {"enp": C}, status="workup_incomplete",
+             {"restaging.pet_ct_on": "2026-11-21"}, {"enp": C}, status="workup_incomplete",
              check=_after_decision),
     Vignette("item 3: histology not recorded", "R1.workup_gate",
              {"restaging.biopsy_confirmed": None}, {"enp": C}, status="workup_incomplete",

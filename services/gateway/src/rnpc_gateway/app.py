@@ -10,11 +10,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import service
 from rnpc_gateway.limits import ConcurrencyLimit
+from rnpc_gateway.cds.routes import router as cds_router
+from rnpc_gateway.fhir.inbound import InboundMessage, on_inbound
+from rnpc_gateway.fhir.routes import router as fhir_router
 from rnpc_gateway.routes import redrive, router
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import upstream_resource
 from rnpc_shared.contracts.events import (
     PIPELINE_TOPICS,
+    TOPIC_EHR_INBOUND,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_SCORES_COMPUTED,
@@ -68,11 +72,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return create_service_app(
         settings=settings,
         title="rNPC retreatment advisor — gateway",
-        routers=[router],
+        routers=[router, fhir_router, cds_router],
         routes={
             TOPIC_SCORES_COMPUTED: Route(ScoresComputed, on_scored),
             TOPIC_EVIDENCE_MATCHED: Route(EvidenceMatched, on_matched),
             TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
+            TOPIC_EHR_INBOUND: Route(InboundMessage, on_inbound),
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },
         extra_tasks=[redrive_loop] if settings.run_consumer else [],

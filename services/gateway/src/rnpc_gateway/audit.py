@@ -70,6 +70,7 @@ class AuditNote:
 
     version: int | None = None
     detail: str | None = None
+    recurrence_id: str | None = None  # when only the work finds the case (e.g. a CDS Hooks call by patient)
 
 
 @dataclass
@@ -109,10 +110,10 @@ class Auditor:
             await session.rollback()
             failed = exc.status if isinstance(exc, ProblemError) else 500
             title = exc.title if isinstance(exc, ProblemError) else type(exc).__name__
-            await append(session, self.entry(action, recurrence_id, note.version, failed, title))
+            await append(session, self.entry(action, note.recurrence_id or recurrence_id, note.version, failed, title))
             await session.commit()
             raise
-        await append(session, self.entry(action, recurrence_id, note.version, status, note.detail))
+        await append(session, self.entry(action, note.recurrence_id or recurrence_id, note.version, status, note.detail))
         await session.commit()
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, Field
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import audit, service
 from rnpc_gateway.audit import Auditor, AuditorDep
@@ -34,7 +35,6 @@ from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.db import utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 router = APIRouter(prefix="/v1")
 
@@ -45,14 +45,13 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MAX_REDRIVE_AGE_S = 366 * 24 * 3600.0  # a year: bounds the timedelta (larger values overflow it)
 
 
+
 def scope(name: str) -> list[Any]:
     return [Depends(require_scope(name))]
 
 
-@router.post("/recurrences", status_code=202, tags=["recurrences"], dependencies=scope(SCOPE_RECORD_WRITE))
-async def post_recurrence(
-    record: RecurrenceRecord, session: SessionDep, runtime: RuntimeDep, response: Response, auditor: AuditorDep
-) -> dict[str, Any]:
+async def accept(session: AsyncSession, runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -> service.Accepted:
+    """Every HTTP ingest path (native JSON, FHIR Bundle, Subscription): one audited transaction, then relay."""
     correlation_id = correlation_id_var.get() or ""
     async with auditor.access(session, "create", record.recurrence_id, version=record.version, status=202) as note:
         try:
@@ -66,6 +65,14 @@ async def post_recurrence(
     if accepted.outcome is not service.Acceptance.duplicate and runtime.relay is not None:
         runtime.relay.notify()
     metrics.RECURRENCES_ACCEPTED.labels("gateway", accepted.outcome).inc()
+    return accepted
+
+
+@router.post("/recurrences", status_code=202, tags=["recurrences"], dependencies=scope(SCOPE_RECORD_WRITE))
+async def post_recurrence(
+    record: RecurrenceRecord, session: SessionDep, runtime: RuntimeDep, response: Response, auditor: AuditorDep
+) -> dict[str, Any]:
+    accepted = await accept(session, runtime, record, auditor)
     location = f"/v1/recurrences/{record.recurrence_id}"
     response.headers["Location"] = location
     return {
@@ -126,6 +133,16 @@ def evaluate_limit(request: Request) -> ConcurrencyLimit:
     return request.app.state.runtime.extras["evaluate_limit"]
 
 
+async def evaluate_chain(upstream: Upstream, record_json: bytes, params: dict[str, Any] | None = None) -> tuple[bytes, bytes, bytes]:
+    """scores → evidence → recommendation over HTTP, as JSON bytes (also CDS Hooks when nothing is stored)."""
+    scores = await upstream.call_raw("scoring", "/internal/v1/scores", body=record_json, params=params)
+    evidence = await upstream.call_raw("evidence", "/internal/v1/evidence/match", body=_json_object(record=record_json, scores=scores))
+    recommendation = await upstream.call_raw(
+        "recommendation", "/internal/v1/recommendations", body=_json_object(record=record_json, scores=scores, evidence=evidence)
+    )
+    return scores, evidence, recommendation
+
+
 def _json_object(**members: bytes) -> bytes:
     """Compose a JSON object from members that are already JSON bytes (no parse, no re-dump)."""
     return b"{" + b",".join(b'"' + name.encode() + b'":' + value for name, value in members.items()) + b"}"
@@ -152,11 +169,7 @@ async def post_evaluate(
     with limit.slot():
         record_json = record.model_dump_json().encode()
         async with auditor.access(session, "execute", record.recurrence_id, version=record.version):
-            scores = await upstream.call_raw("scoring", "/internal/v1/scores", body=record_json, params=params.model_dump())
-            evidence = await upstream.call_raw("evidence", "/internal/v1/evidence/match", body=_json_object(record=record_json, scores=scores))
-            recommendation = await upstream.call_raw(
-                "recommendation", "/internal/v1/recommendations", body=_json_object(record=record_json, scores=scores, evidence=evidence)
-            )
+            scores, evidence, recommendation = await evaluate_chain(upstream, record_json, params.model_dump())
     return Response(_json_object(scores=scores, evidence=evidence, recommendation=recommendation), media_type="application/json")
 
 

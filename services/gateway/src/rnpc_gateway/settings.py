@@ -37,3 +37,16 @@ class GatewaySettings(ServiceSettings):
                 "outside the dev profile the gateway needs GATEWAY_SERVICE_TOKEN_URL, _SERVICE_CLIENT_ID and "
                 "_SERVICE_CLIENT_SECRET to call the internal services"
             )
+    # --- EHR integration (FHIR R4 / mCODE, Subscriptions, CDS Hooks) ---
+    # FHIR server for `id-only` Subscription notifications (and CDS prefetch gaps); None = none.
+    fhir_server_url: str | None = None
+    fhir_server_token: SecretStr | None = Field(default=None, description="Bearer token for fhir_server_url (system scope); never logged")
+    fhir_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    fhir_source_system: str = "fhir"
+    # CDS Hooks client trust: a JSON file [{"iss": ..., "jwks": {"keys": [...]}, "jku": [allowed urls]}].
+    # `make cds-token` writes a local development issuer here. No file = no trusted client.
+    cds_trusted_issuers_file: str = "./.var/cds-dev/trusted-issuers.json"
+    # The public base URL EHRs call (the JWT `aud` must be the exact URL called); None = the request's URL.
+    cds_public_base_url: str | None = None
+    cds_jwt_leeway_s: float = Field(default=30.0, ge=0)
+    cds_jwt_max_lifetime_s: float = Field(default=3600.0, gt=0, description="exp - iat longer than this is refused")

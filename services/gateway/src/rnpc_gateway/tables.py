@@ -131,3 +131,40 @@ class AuditChainHead(SQLModel, table=True):
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     seq: int = Field(sa_type=BigInteger)
     row_hash: str = Field(max_length=64)
+class SubscriptionState(SQLModel, table=True):
+    """FHIR Subscription (R4 backport) bookkeeping: the last event number seen, and gaps."""
+
+    __tablename__ = "fhir_subscription_states"
+
+    subscription: str = Field(primary_key=True, max_length=255)
+    topic: str | None = Field(default=None, max_length=255)
+    status: str | None = Field(default=None, max_length=32)
+    last_event_number: int | None = None
+    gaps_detected: int = 0
+    last_gap: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class CdsFeedback(SQLModel, table=True):
+    """One CDS Hooks feedback item (accepted / overridden) about a card we returned."""
+
+    __tablename__ = "cds_feedback"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    service_id: str = Field(max_length=64, index=True)
+    card_uuid: str = Field(max_length=64, index=True)
+    outcome: str = Field(max_length=32)
+    override_reason: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    accepted_suggestions: list[Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    outcome_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class CdsTokenUse(SQLModel, table=True):
+    """`jti` of CDS Hooks JWTs already accepted (replays are refused) until their expiry."""
+
+    __tablename__ = "cds_token_uses"
+
+    issuer: str = Field(primary_key=True, max_length=255)
+    jti: str = Field(primary_key=True, max_length=255)
+    expires_at: datetime = Field(sa_type=UtcDateTime, nullable=False, index=True)

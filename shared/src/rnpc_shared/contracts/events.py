@@ -17,6 +17,7 @@ TOPIC_RECURRENCE_RECORDED = "rnpc.recurrence.recorded.v1"
 TOPIC_SCORES_COMPUTED = "rnpc.scores.computed.v1"
 TOPIC_EVIDENCE_MATCHED = "rnpc.evidence.matched.v1"
 TOPIC_RECOMMENDATION_ISSUED = "rnpc.recommendation.issued.v1"
+TOPIC_EHR_INBOUND = "rnpc.ehr.inbound.v1"  # integration engines: a native record or a FHIR Bundle
 PIPELINE_TOPICS = (
     TOPIC_RECURRENCE_RECORDED,
     TOPIC_SCORES_COMPUTED,

@@ -1,0 +1,247 @@
+"""CDS Hooks 2.0 service: discovery, patient-view, order-select, feedback (at /cds-services).
+
+Cards come from the stored recommendation; when none exists, one is computed synchronously from
+the prefetch (a missing prefetch key is fetched with fhirAuthorization, or answered 412; a key
+present with null means "no data"). Requests tolerate unknown fields (`extension`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from datetime import datetime
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import col
+
+from rnpc_gateway.audit import Auditor
+from rnpc_gateway.cds.cards import not_assessable_card, order_select_cards, patient_view_cards, strip_empty
+from rnpc_gateway.cds.jwt_auth import CdsAuthError, IssuerFile, JkuFetcher, VerifiedClient, verify_cds_jwt
+from rnpc_gateway.fhir import metrics, store
+from rnpc_gateway.fhir.mapping import MappingError, Resource, map_validated, validate_resource
+from rnpc_gateway.routes import evaluate_chain
+from rnpc_gateway.settings import GatewaySettings
+from rnpc_gateway.tables import CdsFeedback, CdsTokenUse
+from rnpc_gateway.upstream import UpstreamDep
+from rnpc_shared.auth import Principal
+from rnpc_shared.db import utc_now
+from rnpc_shared.problems import ProblemError
+from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
+
+PATIENT = "{{context.patientId}}"
+PREFETCH = {
+    "patient": f"Patient/{PATIENT}",
+    "conditions": f"Condition?patient={PATIENT}",
+    "observations": f"Observation?patient={PATIENT}",
+    "procedures": f"Procedure?patient={PATIENT}",
+}
+SERVICES: dict[str, dict[str, Any]] = {
+    "rnpc-patient-view": {
+        "hook": "patient-view", "id": "rnpc-patient-view", "title": "rNPC retreatment advice",
+        "description": "Shows the retreatment recommendation for a recurrent nasopharyngeal carcinoma when the chart opens.",
+        "prefetch": PREFETCH,
+    },
+    "rnpc-order-select": {
+        "hook": "order-select", "id": "rnpc-order-select", "title": "rNPC retreatment order check",
+        "description": "Checks a drafted re-irradiation or salvage surgery order against the retreatment recommendation.",
+        "prefetch": PREFETCH,
+    },
+}
+
+
+class CdsRequest(BaseModel):
+    """A hook call; unknown fields (e.g. `extension`) are tolerated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook: str
+    hookInstance: str  # noqa: N815 - the spec's name
+    fhirServer: str | None = None  # noqa: N815
+    fhirAuthorization: dict[str, Any] | None = None  # noqa: N815
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+
+def _settings(runtime: Runtime) -> GatewaySettings:
+    return runtime.settings  # type: ignore[return-value]
+
+
+def _called_url(request: Request, settings: GatewaySettings) -> str:
+    base = (settings.cds_public_base_url or str(request.base_url)).rstrip("/")
+    return base + request.url.path
+
+
+def _unauthorised(reason: str, message: str) -> ProblemError:
+    metrics.CDS_AUTH_REFUSED.labels(reason).inc()
+    return ProblemError(401, "CDS client not authenticated", message, type_="https://rnpc.example/problems/cds-auth", reason=reason)
+
+
+async def cds_client(request: Request, runtime: RuntimeDep) -> VerifiedClient:
+    """Every service and feedback call: a valid JWT from a trusted client, its jti used once."""
+    settings = _settings(runtime)
+    authorization = request.headers.get("authorization", "")
+    if not authorization.lower().startswith("bearer "):
+        raise _unauthorised("missing", "Authorization: Bearer <JWT> is required (CDS Hooks client JWT)")
+    issuers = runtime.extras.setdefault("cds_issuers", IssuerFile(settings.cds_trusted_issuers_file))
+    fetcher = runtime.extras.setdefault("cds_jku", JkuFetcher())
+    try:
+        client = await verify_cds_jwt(
+            authorization[7:].strip(), audience=_called_url(request, settings), issuers=issuers.issuers(),
+            fetch_jwks=fetcher, leeway_s=settings.cds_jwt_leeway_s, max_lifetime_s=settings.cds_jwt_max_lifetime_s,
+        )
+    except CdsAuthError as exc:
+        raise _unauthorised(exc.reason, str(exc)) from exc
+    async with runtime.sessions() as session:  # its own transaction: a replay is refused even if the call fails later
+        session.add(CdsTokenUse(issuer=client.iss, jti=client.jti, expires_at=client.expires_at))
+        if random.random() < 0.01:  # occasional clean-up of expired ids (a replay past exp fails on exp anyway)
+            await session.exec(delete(CdsTokenUse).where(col(CdsTokenUse.expires_at) < utc_now()))  # type: ignore[call-overload]  # sqlmodel types exec() for SELECT only
+        try:
+            await session.commit()
+        except IntegrityError as exc:
+            raise _unauthorised("replay", f"jti {client.jti!r} was already used") from exc
+        except OperationalError as exc:  # e.g. SQLite busy under load: the client may retry
+            raise ProblemError(503, "Try again", "the replay check could not be recorded now", type_="https://rnpc.example/problems/busy") from exc
+    return client
+
+
+CdsClientDep = Annotated[VerifiedClient, Depends(cds_client)]
+
+
+@router.get("")
+async def discovery() -> dict[str, Any]:
+    """Open: real clients call it once without a JWT, and it holds no patient data."""
+    return {"services": list(SERVICES.values())}
+
+
+def _entries(value: Any) -> list[Resource]:
+    """A prefetch value: a resource, a (paginated) searchset Bundle, an OperationOutcome, or null."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        return [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                and e["resource"].get("resourceType") != "OperationOutcome"]
+    return [] if value.get("resourceType") == "OperationOutcome" else [value]
+
+
+async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettings) -> list[Resource]:
+    prefetch = call.prefetch or {}
+    resources: list[Resource] = []
+    missing = [key for key in PREFETCH if key not in prefetch]
+    for key in PREFETCH:
+        if key in prefetch:
+            resources += _entries(prefetch[key])  # null = "no data"
+    if not missing:
+        return resources
+    token = (call.fhirAuthorization or {}).get("access_token")
+    if not call.fhirServer or not token:
+        raise ProblemError(412, "Prefetch incomplete", f"prefetch {missing} missing and no fhirServer/fhirAuthorization to fetch it",
+                           type_="https://rnpc.example/problems/cds-prefetch")
+    async with httpx.AsyncClient(timeout=settings.fhir_fetch_timeout_s) as client:
+        for key in missing:
+            url = f"{call.fhirServer.rstrip('/')}/{PREFETCH[key].replace(PATIENT, patient_id)}"
+            try:
+                response = await client.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
+            except httpx.HTTPError as exc:
+                raise ProblemError(412, "Prefetch unobtainable", f"{key}: {type(exc).__name__}") from exc
+            if response.status_code >= 400:
+                raise ProblemError(412, "Prefetch unobtainable", f"{key}: the FHIR server answered {response.status_code}")
+            resources += _entries(response.json())
+    return resources
+
+
+async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """(stored or computed recommendation, or None with the reason it cannot be assessed)."""
+    patient_id = str(call.context.get("patientId") or "")
+    if not patient_id:
+        raise ProblemError(400, "context.patientId required", "the hook context names no patient",
+                           errors=[{"field": "context.patientId", "rule": "required", "message": "required"}])
+    stored = await store.latest_views_for_patient(session, patient_id)
+    if stored:
+        return json.loads(stored[0][0].body), None
+    settings = _settings(runtime)
+    resources = await _prefetched(call, patient_id, settings)
+    try:
+        mapped = map_validated([validate_resource(r, "prefetch") for r in resources], source_system=settings.fhir_source_system)
+    except MappingError as exc:
+        if exc.issues[0].rule == "recurrence_condition_required":
+            return None, None  # no recurrence in the chart: nothing to say
+        return None, "; ".join(f"{i.resource} {i.element}: {i.message}" for i in exc.issues)
+    _scores, _evidence, recommendation = await evaluate_chain(upstream, mapped.record.model_dump_json().encode())
+    return json.loads(recommendation), None
+
+
+@router.post("/{service_id}")
+async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, request: Request, session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep) -> dict[str, Any]:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise ProblemError(404, "Unknown CDS service", f"no CDS service {service_id!r}")
+    if call.hook != service["hook"]:
+        raise ProblemError(400, "Wrong hook", f"{service_id} answers {service['hook']}, not {call.hook}",
+                           errors=[{"field": "hook", "rule": "service_hook", "message": f"expected {service['hook']}"}])
+    auditor = Auditor(Principal(client.iss, client.iss, frozenset(), client.iss), f"POST /cds-services/{service_id}", None)
+    async with auditor.access(session, "read", None) as note:
+        recommendation, problem = await _recommendation(call, session, runtime, upstream)
+        if recommendation is not None and recommendation.get("recurrence_id"):
+            note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
+        note.detail = f"CDS Hooks {call.hook}"
+    source_url = f"{(_settings(runtime).cds_public_base_url or str(request.base_url)).rstrip('/')}/fhir/r4/GuidanceResponse?subject=Patient/{call.context.get('patientId')}"
+    if recommendation is None:
+        cards = [not_assessable_card(problem, source_url=source_url)] if problem else []
+    elif call.hook == "order-select":
+        orders = [r for r in (call.context.get("draftOrders") or {}).get("entry") or [] if isinstance(r, dict)]
+        selected = set(call.context.get("selections") or [])
+        resources = [e.get("resource") or {} for e in orders]
+        chosen = [r for r in resources if not selected or f"{r.get('resourceType')}/{r.get('id')}" in selected]
+        cards = order_select_cards(recommendation, chosen, source_url=source_url)
+    else:
+        cards = patient_view_cards(recommendation, source_url=source_url)
+    metrics.CDS_REQUESTS.labels(service_id, "cards" if cards else "empty").inc()
+    return {"cards": strip_empty(cards)}
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    card: str
+    outcome: str
+    overrideReason: dict[str, Any] | None = None  # noqa: N815
+    acceptedSuggestions: list[Any] | None = None  # noqa: N815
+    outcomeTimestamp: str | None = None  # noqa: N815
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    feedback: list[FeedbackItem]
+
+
+@router.post("/{service_id}/feedback")
+async def post_feedback(service_id: str, body: Feedback, client: CdsClientDep, session: SessionDep) -> dict[str, Any]:
+    if service_id not in SERVICES:
+        raise ProblemError(404, "Unknown CDS service", f"no CDS service {service_id!r}")
+    for item in body.feedback:
+        if item.outcome not in ("accepted", "overridden"):
+            raise ProblemError(422, "Invalid feedback", f"outcome {item.outcome!r} is not accepted | overridden",
+                               errors=[{"field": "feedback.outcome", "rule": "enum", "message": "accepted | overridden"}])
+        try:
+            outcome_at = datetime.fromisoformat(item.outcomeTimestamp.replace("Z", "+00:00")) if item.outcomeTimestamp else None
+        except ValueError as exc:
+            raise ProblemError(422, "Invalid feedback", f"outcomeTimestamp {item.outcomeTimestamp!r} is not an instant",
+                               errors=[{"field": "feedback.outcomeTimestamp", "rule": "instant", "message": "ISO 8601 instant"}]) from exc
+        session.add(CdsFeedback(
+            service_id=service_id, card_uuid=item.card[:64], outcome=item.outcome, override_reason=item.overrideReason,
+            accepted_suggestions=item.acceptedSuggestions, outcome_at=outcome_at,
+        ))
+    await session.commit()
+    for item in body.feedback:
+        metrics.CDS_FEEDBACK.labels(service_id, item.outcome).inc()
+    return {}

@@ -1,0 +1,49 @@
+"""rnpc.ehr.inbound.v1: integration engines publish a native record or a FHIR Bundle (CloudEvent
+data). Thin handler: map if FHIR, then the same accept path as POST /v1/recurrences. Anything
+unusable is a PermanentError, so the consumer dead-letters it with the reason and moves on."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway import audit, service
+from rnpc_gateway.fhir import metrics
+from rnpc_gateway.fhir.mapping import MappingError, map_bundle
+from rnpc_shared.auth import Principal
+from rnpc_shared.contracts.events import TOPIC_EHR_INBOUND, CloudEvent, Payload
+from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.kafka.consumer import PermanentError
+from rnpc_shared.problems import ProblemError
+
+
+# The broker authenticated the publisher (SASL principal + ACL on Apache Kafka); the audit names the path.
+INBOUND_AUDITOR = audit.Auditor(
+    Principal("urn:rnpc:kafka:" + TOPIC_EHR_INBOUND, None, frozenset(), "urn:rnpc:kafka"), "KAFKA " + TOPIC_EHR_INBOUND, None
+)
+
+
+class InboundMessage(Payload):
+    """Either shape is accepted here; the handler decides which one it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+async def on_inbound(session: AsyncSession, event: CloudEvent, payload: InboundMessage) -> None:
+    data = event.data
+    try:
+        if data.get("resourceType") == "Bundle":
+            record = map_bundle(data).record
+        else:
+            record = RecurrenceRecord.model_validate(data)
+        accepted = await service.accept_record(session, record, correlation_id=event.correlationid)
+        # Same transaction as the write: an ingest without its audit row never commits.
+        await audit.append(session, INBOUND_AUDITOR.entry("create", record.recurrence_id, record.version, 202, accepted.outcome))
+    except MappingError as exc:
+        metrics.FHIR_INGEST.labels("kafka", "refused").inc()
+        raise PermanentError(f"FHIR Bundle cannot be used: {exc}") from exc
+    except ValidationError as exc:
+        raise PermanentError(f"invalid native record: {exc.errors(include_url=False)}") from exc
+    except ProblemError as exc:  # e.g. the same version with other content (409)
+        raise PermanentError(f"{exc.title}: {exc.detail}") from exc
+    metrics.FHIR_INGEST.labels("kafka", "accepted").inc()

@@ -1,0 +1,188 @@
+"""FHIR R4 routes (/fhir/r4): Bundle ingest, Subscription notifications, GuidanceResponse reads.
+
+Thin handlers: parse → map (pure) → the same accept path as POST /v1/recurrences. Problems are
+RFC 9457 problem+json naming the resource and element (`errors`), never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from rnpc_gateway.fhir import metrics, store
+from rnpc_gateway.fhir.fetch import FhirReader, FhirServerError
+from rnpc_gateway.fhir.mapping import Issue, Mapped, MappingError, local_ref, map_bundle, map_validated, validate_resource
+from rnpc_gateway.fhir.output import eqd2_observations, guidance_response, searchset
+from rnpc_gateway.audit import AuditorDep
+from rnpc_gateway.fhir.security import fhir_bundle_write, fhir_guidance_read, fhir_notification_write
+from rnpc_gateway.fhir.subscriptions import Notification, parse_notification
+from rnpc_gateway.routes import accept
+from rnpc_gateway.settings import GatewaySettings
+from rnpc_gateway.tables import RecommendationView, RecordVersion
+from rnpc_gateway.upstream import UpstreamDep
+from rnpc_shared.problems import ProblemError
+from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
+FHIR_JSON = "application/fhir+json"
+PATIENT_VIEW_SERVICE = "rnpc-patient-view"
+
+
+def fhir_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def mapping_problem(exc: MappingError, path: str) -> ProblemError:
+    metrics.FHIR_INGEST.labels(path, "refused").inc()
+    first = exc.issues[0]
+    return ProblemError(
+        422, "FHIR content cannot be used", f"{first.resource} {first.element}: {first.message}",
+        type_="https://rnpc.example/problems/fhir-mapping", errors=[i.as_dict() for i in exc.issues],
+    )
+
+
+async def read_json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise ProblemError(400, "Body is not JSON", f"the body must be FHIR JSON ({FHIR_JSON}): {exc}") from exc
+
+
+def settings_of(runtime: Runtime) -> GatewaySettings:
+    return runtime.settings  # type: ignore[return-value]
+
+
+def public_base(request: Request, settings: GatewaySettings) -> str:
+    return (settings.cds_public_base_url or str(request.base_url)).rstrip("/")
+
+
+def _accepted_body(mapped: Mapped, outcome: str) -> dict[str, Any]:
+    record = mapped.record
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": "information", "code": "informational",
+             "diagnostics": f"recurrence {record.recurrence_id} version {record.version}: {outcome}; see /v1/recurrences/{record.recurrence_id}"},
+            *({"severity": "information", "code": "informational", "diagnostics": note} for note in mapped.notes),
+        ],
+    }
+
+
+@router.post("", status_code=202, dependencies=[fhir_bundle_write])
+async def post_bundle(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+    """A transaction / batch / collection Bundle of mCODE resources for one recurrence."""
+    try:
+        mapped = map_bundle(await read_json(request), source_system=settings_of(runtime).fhir_source_system)
+    except MappingError as exc:
+        raise mapping_problem(exc, "bundle") from exc
+    accepted = await accept(session, runtime, mapped.record, auditor)
+    metrics.FHIR_INGEST.labels("bundle", accepted.outcome).inc()
+    location = f"/v1/recurrences/{mapped.record.recurrence_id}"
+    return fhir_response(_accepted_body(mapped, accepted.outcome), 202, {"Location": location})
+
+
+async def _event_resources(notification: Notification, focus: str, settings: GatewaySettings) -> list[dict[str, Any]]:
+    """The resources to map for one event: the full-resource payload, else (id-only, or a payload
+    without the patient) read from the configured FHIR server."""
+    resources = notification.resources
+    has_focus = any(f"{r.get('resourceType')}/{r.get('id')}" == local_ref(focus) for r in resources)
+    if has_focus and any(r.get("resourceType") == "Patient" for r in resources):
+        return resources
+    if settings.fhir_server_url is None:
+        raise MappingError([Issue(focus, "(reference)", "fhir_server_required",
+                                  "the notification does not carry the patient's data and no FHIR server is configured (GATEWAY_FHIR_SERVER_URL)")])
+    reader = FhirReader(settings.fhir_server_url, token=settings.fhir_server_token.get_secret_value() if settings.fhir_server_token else None, timeout_s=settings.fhir_fetch_timeout_s)
+    try:
+        focus_resource = await reader.read(focus)
+        return await reader.patient_record(focus_resource)
+    except FhirServerError as exc:
+        raise ProblemError(502, "FHIR server unavailable", f"could not read {focus}: {exc}",
+                           type_="https://rnpc.example/problems/fhir-server") from exc
+
+
+@router.post("/notifications", dependencies=[fhir_notification_write])
+async def post_notification(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+    """Subscriptions Backport IG rest-hook endpoint (R4 `history` Bundle)."""
+    settings = settings_of(runtime)
+    try:
+        notification = parse_notification(await read_json(request))
+    except MappingError as exc:
+        raise mapping_problem(exc, "notification") from exc
+    metrics.SUBSCRIPTION_NOTIFICATIONS.labels(notification.type).inc()
+    tracking = await store.note_notification(session, notification)
+    await session.commit()  # the counter and any gap are kept even if an event below is refused
+    if notification.type != "event-notification":
+        # handshake / heartbeat / query answers: acknowledged, never ingested
+        return fhir_response({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "information", "code": "informational", "diagnostics": f"{notification.type} acknowledged"}]})
+    events = [e for e in notification.events if e.focus and (e.number is None or e.number in tracking.fresh)]
+    locations = []
+    for event in events:
+        assert event.focus is not None
+        try:
+            resources = [validate_resource(r, local_ref(event.focus)) for r in await _event_resources(notification, event.focus, settings)]
+            mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
+        except MappingError as exc:
+            raise mapping_problem(exc, "notification") from exc
+        accepted = await accept(session, runtime, mapped.record, auditor)
+        metrics.FHIR_INGEST.labels("notification", accepted.outcome).inc()
+        locations.append(f"/v1/recurrences/{mapped.record.recurrence_id}")
+    body = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": f"event(s) {tracking.fresh or 'without number'} accepted: {', '.join(locations) or 'none new'}"},
+        *({"severity": "warning", "code": "incomplete", "diagnostics": f"missed events {a}-{b}: recover with $events"} for a, b in tracking.gaps),
+    ]}
+    return fhir_response(body, 202 if locations else 200, {"Location": locations[0]} if locations else None)
+
+
+async def _guidance_entries(
+    view: RecommendationView, record: RecordVersion, request: Request, runtime: Runtime, upstream: Any
+) -> list[tuple[dict[str, Any], str]]:
+    settings = settings_of(runtime)
+    module_uri = f"{public_base(request, settings)}/cds-services/{PATIENT_VIEW_SERVICE}"
+    recommendation = json.loads(view.body)
+    guidance = guidance_response(recommendation, resource_id=str(view.id), patient_ref=record.patient_ref, module_uri=module_uri)
+    entries: list[tuple[dict[str, Any], str]] = [(guidance, "match")]
+    try:
+        scores = await upstream.call("scoring", "POST", "/internal/v1/scores", json=record.record)
+    except ProblemError as exc:  # the advice is still shown; the EQD2 figures say why they are absent
+        entries.append(({"resourceType": "OperationOutcome", "id": f"eqd2-{view.id}", "issue": [
+            {"severity": "warning", "code": "transient", "diagnostics": f"EQD2 observations omitted: {exc.detail}"}]}, "outcome"))
+        return entries
+    issued = recommendation.get("issued_at") or view.issued_at.isoformat()
+    entries += [(obs, "include") for obs in eqd2_observations(scores, patient_ref=record.patient_ref, issued_at=str(issued), id_prefix=str(view.id))]
+    return entries
+
+
+@router.get("/GuidanceResponse", dependencies=[fhir_guidance_read])
+async def search_guidance(
+    request: Request, session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: AuditorDep,
+    subject: str | None = None, patient: str | None = None,
+) -> JSONResponse:
+    """`?subject=Patient/<id>` (or `patient=<id>`): the current recommendation of each recurrence."""
+    wanted = subject or patient
+    if not wanted:
+        raise ProblemError(400, "Search parameter required", "give subject=Patient/<id> (or patient=<id>)",
+                           type_="https://rnpc.example/problems/validation", errors=[{"field": "subject", "rule": "required", "message": "required"}])
+    patient_ref = wanted.rsplit("/", 1)[-1]
+    entries: list[tuple[dict[str, Any], str]] = []
+    for view, record in await store.latest_views_for_patient(session, patient_ref):
+        async with auditor.access(session, "read", view.recurrence_id, version=view.version):
+            entries += await _guidance_entries(view, record, request, runtime, upstream)
+    return fhir_response(searchset(entries, f"{public_base(request, settings_of(runtime))}/fhir/r4"))
+
+
+@router.get("/GuidanceResponse/{resource_id}", dependencies=[fhir_guidance_read])
+async def read_guidance(resource_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+    found = await store.view_by_id(session, resource_id)
+    if found is None:
+        raise ProblemError(404, "GuidanceResponse not found", f"no GuidanceResponse/{resource_id}")
+    view, record = found
+    async with auditor.access(session, "read", view.recurrence_id, version=view.version):
+        pass  # the read is recorded before the response
+    module_uri = f"{public_base(request, settings_of(runtime))}/cds-services/{PATIENT_VIEW_SERVICE}"
+    return fhir_response(guidance_response(json.loads(view.body), resource_id=str(view.id), patient_ref=record.patient_ref, module_uri=module_uri))

@@ -1,0 +1,70 @@
+"""Gateway DB use cases of the EHR integration (the caller owns the transaction)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import and_, func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway.fhir import metrics
+from rnpc_gateway.fhir.subscriptions import Notification, Tracking, track_events
+from rnpc_gateway.tables import RecommendationView, RecordVersion, SubscriptionState
+from rnpc_shared.db import utc_now
+
+log = logging.getLogger(__name__)
+
+
+async def note_notification(session: AsyncSession, notification: Notification) -> Tracking:
+    """Advance the subscription's event counter; a gap is counted, logged and stored."""
+    state = await session.get(SubscriptionState, notification.subscription, with_for_update=True)
+    if state is None:
+        state = SubscriptionState(subscription=notification.subscription)
+    tracking = track_events(state.last_event_number, notification)
+    state.topic = notification.topic or state.topic
+    state.status = notification.status or state.status
+    state.last_event_number = tracking.last_event_number
+    state.updated_at = utc_now()
+    for first, last in tracking.gaps:
+        missed = f"events {first}-{last}" if first != last else f"event {first}"
+        state.gaps_detected += 1
+        state.last_gap = f"{missed} missed (noticed on a {notification.type} at {state.updated_at.isoformat()}); recover with $events"
+        metrics.SUBSCRIPTION_GAPS.inc()
+        log.warning("subscription event gap", extra={"subscription": notification.subscription, "missed": missed})
+    session.add(state)
+    return tracking
+
+
+async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> list[tuple[RecommendationView, RecordVersion]]:
+    """Per recurrence of the patient, the recommendation of its latest version (if issued)."""
+    latest = (
+        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
+        .where(RecordVersion.patient_ref == patient_ref)
+        .group_by(RecordVersion.recurrence_id)
+        .subquery()
+    )
+    rows = (
+        await session.exec(
+            select(RecommendationView, RecordVersion)
+            .join(latest, and_(col(RecommendationView.recurrence_id) == latest.c.recurrence_id, col(RecommendationView.version) == latest.c.version))
+            .join(RecordVersion, and_(col(RecordVersion.recurrence_id) == latest.c.recurrence_id, col(RecordVersion.version) == latest.c.version))
+            .order_by(col(RecommendationView.issued_at).desc())
+        )
+    ).all()
+    return [(view, record) for view, record in rows]
+
+
+async def view_by_id(session: AsyncSession, view_id: str) -> tuple[RecommendationView, RecordVersion] | None:
+    try:
+        key = uuid.UUID(view_id)
+    except ValueError:
+        return None
+    view = await session.get(RecommendationView, key)
+    if view is None:
+        return None
+    record = (
+        await session.exec(select(RecordVersion).where(RecordVersion.recurrence_id == view.recurrence_id, RecordVersion.version == view.version))
+    ).first()
+    return None if record is None else (view, record)

@@ -1,0 +1,114 @@
+"""Code tables of the mCODE STU4 → native record mapping (each cell is tested).
+
+Sources: mCODE STU4 (hl7.fhir.us.mcode 4.0.0) examples and profiles (staging-type codes, the
+radiotherapy modality/technique codes of the `mcode-radiotherapy-modality-and-technique`
+invariants); SNOMED CT AJCC 8th qualifier values (cT/cN/cM/pT/pN/pM, e.g. 1228938002 = cT3, as
+in the mCODE examples); ICD-O-3 morphology codes for the WHO types of nasopharyngeal carcinoma.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from rnpc_shared.contracts.record import Histology, MCategory, NCategory, RtTechnique, TCategory
+
+SNOMED: Final = "http://snomed.info/sct"
+LOINC: Final = "http://loinc.org"
+UCUM: Final = "http://unitsofmeasure.org"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10: Final = "http://hl7.org/fhir/sid/icd-10"
+ICDO3: Final = "http://terminology.hl7.org/CodeSystem/icd-o-3"
+CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+MCODE_SD: Final = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
+
+# Condition.clinicalStatus codes that mean "this cancer came back" (mCODE: interchangeable).
+RECURRENCE_STATUSES: Final = frozenset({"recurrence", "relapse"})
+# Statuses under which a secondary cancer condition no longer counts as present disease.
+INACTIVE_STATUSES: Final = frozenset({"inactive", "remission", "resolved"})
+
+# TNM staging-type codes (Observation.code), SNOMED, mCODE STU4 → which axis and which kind.
+STAGING_TYPES: Final[dict[str, tuple[str, str]]] = {
+    "399504009": ("T", "clinical"),
+    "399534004": ("N", "clinical"),
+    "399387003": ("M", "clinical"),
+    "384625004": ("T", "pathologic"),
+    "371494008": ("N", "pathologic"),
+    "371497001": ("M", "pathologic"),
+}
+
+# AJCC value concepts (Observation.valueCodeableConcept, SNOMED) → native category.
+# None = "cannot be assessed" (X): the field stays empty.
+T_VALUES: Final[dict[str, TCategory | None]] = {
+    "1222604002": None,  # cTX
+    "1228882005": TCategory.T0,  # cT0
+    "1228889001": TCategory.T1,  # cT1
+    "1228929004": TCategory.T2,  # cT2
+    "1228938002": TCategory.T3,  # cT3
+    "1228944003": TCategory.T4,  # cT4
+    "1228950008": None,  # pTX
+    "1228951007": TCategory.T0,  # pT0
+    "1228957006": TCategory.T1,  # pT1
+    "1229852009": TCategory.T2,  # pT2
+    "1229859000": TCategory.T3,  # pT3
+    "1229864001": TCategory.T4,  # pT4
+}
+N_VALUES: Final[dict[str, NCategory | None]] = {
+    "1229966003": None,  # cNX
+    "1229967007": NCategory.N0,  # cN0
+    "1229973008": NCategory.N1,  # cN1
+    "1229978004": NCategory.N2,  # cN2
+    "1229984001": NCategory.N3,  # cN3
+    "1229945006": None,  # pNX
+    "1229947003": NCategory.N0,  # pN0
+    "1229951001": NCategory.N1,  # pN1
+    "1229957002": NCategory.N2,  # pN2
+    "1229962001": NCategory.N3,  # pN3
+}
+M_VALUES: Final[dict[str, MCategory | None]] = {
+    "1229901006": MCategory.M0,  # cM0
+    "1229903009": MCategory.M1,  # cM1
+    "1229916009": MCategory.M1,  # pM1
+}
+
+LOINC_KARNOFSKY: Final = "89243-0"
+LOINC_ECOG: Final = "89247-1"
+LOINC_TUMOR_SIZE: Final = "21889-1"
+LOINC_TUMOR_SIZE_MAJOR_AXIS: Final = "33728-7"
+SNOMED_RT_COURSE_SUMMARY: Final = "1217123003"
+
+# ICD-10(-CM) C11.x = malignant neoplasm of nasopharynx; C77.x = lymph nodes (regional, not M1).
+NASOPHARYNX_ICD10_PREFIX: Final = "C11"
+LYMPH_NODE_ICD10_PREFIX: Final = "C77"
+
+# ICD-O-3 morphology → WHO type (keratinizing = type 1; non-keratinizing differentiated = type 2;
+# undifferentiated / lymphoepithelial = type 3). Other codes leave histology empty.
+HISTOLOGY_ICDO3: Final[dict[str, tuple[Histology, bool]]] = {
+    "8071/3": (Histology.who_type_1, True),
+    "8072/3": (Histology.who_type_2, False),
+    "8082/3": (Histology.who_type_3, False),
+}
+
+# Radiotherapy: modalities (mcode-radiotherapy-modality) and techniques (…-technique), SNOMED.
+# Photons are a modality whose technique (IMRT/VMAT/3D) is what the record wants; protons,
+# carbon ions and brachytherapy are modalities in their own right.
+RT_TECHNIQUES: Final[dict[str, RtTechnique]] = {
+    "441799006": RtTechnique.imrt,
+    "1156530009": RtTechnique.vmat,
+    "1162782007": RtTechnique.three_d_crt,
+}
+RT_MODALITIES: Final[dict[str, RtTechnique]] = {
+    "10611004": RtTechnique.proton,
+    "1156505006": RtTechnique.carbon_ion,
+    "394902000": RtTechnique.brachytherapy,  # HDR
+    "438629002": RtTechnique.brachytherapy,  # HDR electronic
+    "1156708005": RtTechnique.brachytherapy,  # LDR, temporary source
+    "1156384006": RtTechnique.brachytherapy,  # pulsed dose rate
+    "169359004": RtTechnique.brachytherapy,  # permanent seeds
+    "1156506007": RtTechnique.other,  # photons: the technique refines it
+    "45643008": RtTechnique.other,  # electrons
+    "80347004": RtTechnique.other,  # neutrons
+}
+PHOTONS: Final = "1156506007"
+
+# Dose units accepted on totalDoseDelivered (UCUM) → factor to Gy.
+DOSE_UNITS_TO_GY: Final[dict[str, float]] = {"cGy": 0.01, "Gy": 1.0}

@@ -1,0 +1,188 @@
+"""CDS Hooks 2.0: the spec's own JWT/JWKS example as a test vector, the JWT rules over HTTP,
+discovery, cards against the spec's rules, order-select, prefetch rules, feedback stored."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from sqlmodel import select
+
+from rnpc_gateway.cds.devtoken import new_private_jwk, sign
+from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
+from rnpc_gateway.tables import CdsFeedback
+
+from .conftest import CDS_ISSUER
+
+# The example of the CDS Hooks 2.0 specification (§ Security and Safety, "Example"): header,
+# payload, JWK Set and the complete signed JWT, verbatim.
+SPEC_JWT = (
+    "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCIsImtpZCI6ImV4YW1wbGUta2lkIiwiamt1IjoiaHR0cHM6Ly9maGlyLWVoci5leGFtcGxlLmNvbS9qd2tfdXJpIn0."
+    "eyJpc3MiOiJodHRwczovL2ZoaXItZWhyLmV4YW1wbGUuY29tLyIsInN1YiI6ImNsaWVudF9pZCIsImF1ZCI6Imh0dHBzOi8vY2RzLmV4YW1wbGUub3JnL2Nkcy1zZXJ2aWNl"
+    "cy9zb21lLXNlcnZpY2UiLCJleHAiOjE0MjI1Njg4NjAsImlhdCI6MTMxMTI4MDk3MCwianRpIjoiZWUyMmIwMjEtZTFiNy00NjExLWJhNWItOGVlYzZhMzNhYzFlIiwidGVu"
+    "YW50IjoiMmRkZDZjM2EtOGU5YS00NGM2LWEzMDUtNTIxMTFhZDMwMmEyIn0."
+    "CUFPkplnWd6YGIvzoHolWCQBDsCL8QtTWKGg_QFpS169WrqDGzktRi-_we6-6rVzbjerU27ZKww_SW0-b9RTz-dPJNcqsueMio8r6EqXUXhbLm_ch3XFSbDlGHDl_tqo"
+)
+SPEC_JWKS = {"keys": [{
+    "kty": "EC", "use": "sig", "crv": "P-384", "kid": "example-kid", "alg": "ES384",
+    "x": "46SDH7Znh821wblCBglA61sNE9ZrHYKKt3qRtRTmSXyOI_FIGBLWrWa0GPUkDCEk",
+    "y": "XMcRuuoGW7CXjQdy-F5i3FeBE0x9hPLdeFdSoDd3ELmx404tLX0VRRcqzAsPhXcI",
+}]}
+SPEC_ISS = "https://fhir-ehr.example.com/"
+SPEC_AUD = "https://cds.example.org/cds-services/some-service"
+SPEC_ISSUERS = {SPEC_ISS: TrustedIssuer(SPEC_ISS, SPEC_JWKS, ("https://fhir-ehr.example.com/jwk_uri",))}
+PATIENT_VIEW = "http://testserver/cds-services/rnpc-patient-view"
+
+
+async def _no_fetch(url: str) -> dict[str, Any]:
+    raise AssertionError(f"fetched {url}")
+
+
+async def test_spec_example_jwt_verifies_against_the_spec_jwks_while_valid() -> None:
+    # the example was valid between iat (2011) and exp (2015); its lifetime exceeds our 1 h cap
+    client = await verify_cds_jwt(SPEC_JWT, audience=SPEC_AUD, issuers=SPEC_ISSUERS, fetch_jwks=_no_fetch, now=1_400_000_000, max_lifetime_s=1e9)
+    assert (client.iss, client.jti, client.tenant) == (SPEC_ISS, "ee22b021-e1b7-4611-ba5b-8eec6a33ac1e", "2ddd6c3a-8e9a-44c6-a305-52111ad302a2")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"now": None}, "expired"),  # today: long expired
+        ({"now": 1_400_000_000, "audience": "https://cds.example.org/cds-services/other"}, "audience"),
+        ({"now": 1_400_000_000, "max_lifetime_s": 3600}, "lifetime"),
+        ({"now": 1_400_000_000, "issuers": {}}, "issuer"),
+        ({"now": 1_400_000_000, "issuers": {SPEC_ISS: TrustedIssuer(SPEC_ISS, SPEC_JWKS, ())}}, "jku"),  # jku not allowlisted
+    ],
+)
+async def test_spec_example_jwt_is_refused_when_a_rule_fails(kwargs: dict[str, Any], reason: str) -> None:
+    args = {"audience": SPEC_AUD, "issuers": SPEC_ISSUERS, "fetch_jwks": _no_fetch, "max_lifetime_s": 1e9, **kwargs}
+    with pytest.raises(CdsAuthError) as info:
+        await verify_cds_jwt(SPEC_JWT, **args)
+    assert info.value.reason == reason
+
+
+async def test_tampered_spec_example_is_refused() -> None:
+    header, payload, signature = SPEC_JWT.split(".")
+    tampered = f"{header}.{payload[:-4]}AAAA.{signature}"
+    with pytest.raises(CdsAuthError):
+        await verify_cds_jwt(tampered, audience=SPEC_AUD, issuers=SPEC_ISSUERS, fetch_jwks=_no_fetch, now=1_400_000_000, max_lifetime_s=1e9)
+
+
+def _hook(hook: str = "patient-view", patient: str = "pt-cds", **extra: Any) -> dict[str, Any]:
+    return {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": {"userId": "Practitioner/1", "patientId": patient},
+            "extension": {"com.example.unknown": True}, **extra}
+
+
+def _auth(key: dict[str, Any], aud: str | list[str] = PATIENT_VIEW, **kwargs: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sign(key, iss=CDS_ISSUER, aud=aud, **kwargs)}"}
+
+
+def assert_cards_follow_the_spec(cards: list[dict[str, Any]]) -> None:
+    def no_empty(value: Any) -> None:
+        assert value is not None and value != [] and value != {} and value != ""
+        for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else []:
+            no_empty(child)
+
+    for card in cards:
+        no_empty(card)
+        assert len(card["summary"]) < 140
+        assert card["indicator"] in ("info", "warning", "critical")
+        assert card["source"]["label"]
+        uuid.UUID(card["uuid"])
+        assert all(reason["display"] for reason in card["overrideReasons"])
+
+
+async def test_discovery_is_open_and_lists_the_services(gateway) -> None:  # noqa: ANN001
+    _, client = gateway
+    body = (await client.get("/cds-services")).json()
+    assert {(s["id"], s["hook"]) for s in body["services"]} == {("rnpc-patient-view", "patient-view"), ("rnpc-order-select", "order-select")}
+    assert all(s["prefetch"]["patient"] == "Patient/{{context.patientId}}" for s in body["services"])
+
+
+async def test_signed_patient_view_gets_cards_from_the_stored_recommendation(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001
+    _, client = gateway
+    await stored_recommendation("pt-cds")
+    response = await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key))
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    assert len(cards) == 1 and cards[0]["summary"] == "rNPC: Endoscopic nasopharyngectomy recommended"
+    assert_cards_follow_the_spec(cards)
+    # aud as an array holding the exact URL is accepted too
+    assert (await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key, aud=[PATIENT_VIEW]))).status_code == 200
+
+
+def _token(key: dict[str, Any], algorithm: str, signing_key: Any, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": CDS_ISSUER, "aud": PATIENT_VIEW, "iat": now, "exp": now + 60, "jti": str(uuid.uuid4()), **claims}
+    return jwt.encode(payload, signing_key, algorithm=algorithm, headers={"kid": key["kid"], "typ": "JWT"})
+
+
+async def test_jwt_rules_over_http(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001
+    _, client = gateway
+    await stored_recommendation("pt-cds")
+    url = "/cds-services/rnpc-patient-view"
+    replayed = _auth(cds_key, jti="same-jti")
+    refused = {
+        "missing": {},
+        "expired": _auth(cds_key, now=time.time() - 3600, lifetime_s=60),
+        "audience": _auth(cds_key, aud="http://testserver/cds-services/rnpc-order-select"),
+        "algorithm": {"Authorization": "Bearer " + _token(cds_key, "none", None)},
+        "hmac": {"Authorization": "Bearer " + _token(cds_key, "HS256", "a-shared-secret-that-is-long-enough-for-hs256")},
+        "other key": _auth(new_private_jwk(cds_key["kid"])),
+        "jku": _auth(cds_key, headers={"jku": "https://attacker.test/jwks"}),
+    }
+    for label, headers in refused.items():
+        response = await client.post(url, json=_hook(), headers=headers)
+        assert response.status_code == 401, (label, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert (await client.post(url, json=_hook(), headers=replayed)).status_code == 200
+    again = await client.post(url, json=_hook(), headers=replayed)
+    assert again.status_code == 401 and again.json()["reason"] == "replay"
+
+
+async def test_order_select_checks_the_drafted_order(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001
+    _, client = gateway
+    await stored_recommendation("pt-cds")
+    orders = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "ServiceRequest", "id": "o1", "status": "draft", "intent": "order", "code": {"text": "Carbon ion re-irradiation nasopharynx"}, "subject": {"reference": "Patient/pt-cds"}}},
+        {"resource": {"resourceType": "ServiceRequest", "id": "o2", "status": "draft", "intent": "order", "code": {"text": "Full blood count"}, "subject": {"reference": "Patient/pt-cds"}}},
+    ]}
+    call = _hook("order-select", selections=None)
+    call["context"].update({"draftOrders": orders, "selections": ["ServiceRequest/o1", "ServiceRequest/o2"]})
+    response = await client.post("/cds-services/rnpc-order-select", json=call, headers=_auth(cds_key, aud="http://testserver/cds-services/rnpc-order-select"))
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    assert [c["indicator"] for c in cards] == ["critical"]  # the blood count is not ours to judge
+    assert "carbon-ion re-irradiation is contraindicated" in cards[0]["summary"]
+    assert_cards_follow_the_spec(cards)
+
+
+async def test_missing_prefetch_without_a_fhir_server_is_412_and_null_means_no_data(gateway, cds_key) -> None:  # noqa: ANN001
+    _, client = gateway
+    missing = await client.post("/cds-services/rnpc-patient-view", json=_hook(patient="pt-new"), headers=_auth(cds_key))
+    assert missing.status_code == 412
+    nulls = _hook(patient="pt-new", prefetch={"patient": None, "conditions": None, "observations": None, "procedures": None})
+    response = await client.post("/cds-services/rnpc-patient-view", json=nulls, headers=_auth(cds_key))
+    assert response.status_code == 200 and response.json() == {"cards": []}  # no recurrence: nothing to say
+
+
+async def test_feedback_is_stored_and_counted(gateway, cds_key) -> None:  # noqa: ANN001
+    app, client = gateway
+    body = {"feedback": [
+        {"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:00:00Z",
+         "overrideReason": {"reason": {"code": "patient-preference", "system": "https://rnpc.example/cds/override-reasons"}, "userComment": "declined"}},
+        {"card": "11111111-283f-44a0-93ea-547cebab93ed", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T10:01:00Z"},
+    ]}
+    feedback_url = "http://testserver/cds-services/rnpc-patient-view/feedback"
+    assert (await client.post("/cds-services/rnpc-patient-view/feedback", json=body)).status_code == 401
+    response = await client.post("/cds-services/rnpc-patient-view/feedback", json=body, headers=_auth(cds_key, aud=feedback_url))
+    assert response.status_code == 200, response.text
+    async with app.state.runtime.sessions() as session:
+        rows = (await session.exec(select(CdsFeedback))).all()
+    assert sorted(r.outcome for r in rows) == ["accepted", "overridden"]
+    assert next(r for r in rows if r.outcome == "overridden").override_reason["userComment"] == "declined"
+    metrics = (await client.get("/metrics")).text
+    assert 'rnpc_cds_feedback_total{outcome="overridden",service_id="rnpc-patient-view"} 1.0' in metrics

@@ -1,0 +1,174 @@
+"""FHIR routes in-process over a real SQLite gateway DB (no broker: the pipeline part is in
+tests/e2e/test_ehr_integration.py): Bundle POST, Subscription notifications, GuidanceResponse."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from rnpc_gateway.tables import RecordVersion, SubscriptionState
+from rnpc_shared.kafka.tables import OutboxEvent
+
+from .conftest import MCODE_EXAMPLES, load_example
+
+FHIR = {"Content-Type": "application/fhir+json"}
+SUBSCRIPTION = "https://ehr.test/fhir/Subscription/rnpc-recurrence"
+TOPIC = "https://ehr.test/SubscriptionTopic/condition-recurrence"
+
+
+async def _rows(app: Any, model: Any) -> list[Any]:
+    async with app.state.runtime.sessions() as session:
+        return list((await session.exec(select(model))).all())
+
+
+async def test_bundle_post_is_accepted_with_the_native_location(gateway) -> None:  # noqa: ANN001
+    app, client = gateway
+    response = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=FHIR)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == "/v1/recurrences/fhir-npc-early-local-rec"
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    assert response.json()["resourceType"] == "OperationOutcome"
+    case = (await client.get("/v1/recurrences/fhir-npc-early-local-rec")).json()
+    assert case["record"]["recurrence"]["t_category"] == "T2"
+    assert len(await _rows(app, OutboxEvent)) == 1  # sent down the same pipeline as POST /v1/recurrences
+    again = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=FHIR)
+    assert again.status_code == 202 and len(await _rows(app, OutboxEvent)) == 1  # accepted once
+
+
+async def test_unusable_bundle_is_a_problem_naming_resource_and_element(gateway) -> None:  # noqa: ANN001
+    _, client = gateway
+    bundle = load_example("npc-early-local")
+    next(e for e in bundle["entry"] if e["resource"]["id"] == "el-cn")["resource"]["valueCodeableConcept"]["coding"][0]["code"] = "1"
+    response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=FHIR)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"][0] == {
+        "resource": "Observation/el-cn", "element": "valueCodeableConcept", "rule": "ajcc_value_unmapped",
+        "message": response.json()["errors"][0]["message"],
+    }
+
+
+async def test_body_that_is_not_json_is_a_400(gateway) -> None:  # noqa: ANN001
+    _, client = gateway
+    response = await client.post("/fhir/r4", content=b"<Bundle/>", headers=FHIR)
+    assert response.status_code == 400 and response.json()["title"] == "Body is not JSON"
+
+
+@pytest.mark.parametrize("path", sorted(MCODE_EXAMPLES.glob("Bundle-*.json")), ids=lambda p: p.name)
+async def test_mcode_example_bundles_over_http_are_refused_with_a_reason_never_500(gateway, path) -> None:  # noqa: ANN001
+    _, client = gateway
+    response = await client.post("/fhir/r4", content=path.read_bytes(), headers=FHIR)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["resource"]
+
+
+def status_parameters(kind: str, since: int, events: list[tuple[int, str]]) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": "subscription", "valueReference": {"reference": SUBSCRIPTION}},
+        {"name": "topic", "valueCanonical": TOPIC},
+        {"name": "status", "valueCode": "active"},
+        {"name": "type", "valueCode": kind},
+        {"name": "events-since-subscription-start", "valueString": str(since)},
+    ]
+    for number, focus in events:
+        params.append({"name": "notification-event", "part": [
+            {"name": "event-number", "valueString": str(number)},
+            {"name": "timestamp", "valueInstant": "2026-11-20T10:00:00Z"},
+            {"name": "focus", "valueReference": {"reference": focus}},
+        ]})
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def notification(kind: str, since: int, events: list[tuple[int, str]] = (), resources: list[dict[str, Any]] = (), id_only: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    entries = [{"fullUrl": "urn:uuid:2d5afc69-6ef2-420f-a8d1-8500c99eb96c", "resource": status_parameters(kind, since, list(events))}]
+    entries += [{"fullUrl": f"https://ehr.test/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in resources]
+    entries += [{"fullUrl": url} for url in id_only]
+    return {"resourceType": "Bundle", "type": "history", "timestamp": "2026-11-20T10:00:00Z", "entry": entries}
+
+
+async def test_handshake_and_heartbeat_are_acknowledged_not_ingested(gateway) -> None:  # noqa: ANN001
+    app, client = gateway
+    for kind in ("handshake", "heartbeat"):
+        response = await client.post("/fhir/r4/notifications", content=json.dumps(notification(kind, 0)), headers=FHIR)
+        assert response.status_code == 200, response.text
+    assert await _rows(app, RecordVersion) == []
+    [state] = await _rows(app, SubscriptionState)
+    assert (state.subscription, state.last_event_number, state.gaps_detected) == (SUBSCRIPTION, 0, 0)
+
+
+async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gateway) -> None:  # noqa: ANN001
+    app, client = gateway
+    resources = [e["resource"] for e in load_example("npc-early-local")["entry"]]
+    focus = "https://ehr.test/fhir/Condition/npc-early-local-rec"
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=FHIR)
+    first = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=FHIR)
+    assert first.status_code == 202, first.text
+    assert first.headers["location"] == "/v1/recurrences/fhir-npc-early-local-rec"
+    redelivered = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=FHIR)
+    assert redelivered.status_code == 200  # event 1 already seen: not ingested again
+    assert len(await _rows(app, RecordVersion)) == 1 and len(await _rows(app, OutboxEvent)) == 1
+    # events 2-3 never arrived: event 4 reveals the gap
+    gap = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 4, [(4, focus)], resources)), headers=FHIR)
+    assert any("missed events 2-3" in i["diagnostics"] for i in gap.json()["issue"])
+    [state] = await _rows(app, SubscriptionState)
+    assert (state.last_event_number, state.gaps_detected) == (4, 1)
+    assert state.last_gap and "events 2-3 missed" in state.last_gap
+    metrics = (await client.get("/metrics")).text
+    assert "rnpc_fhir_subscription_event_gaps_total 1.0" in metrics
+
+
+async def test_heartbeat_reveals_missed_events(gateway) -> None:  # noqa: ANN001
+    app, client = gateway
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=FHIR)
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("heartbeat", 2)), headers=FHIR)
+    [state] = await _rows(app, SubscriptionState)
+    assert (state.last_event_number, state.gaps_detected) == (2, 1)
+    assert await _rows(app, RecordVersion) == []
+
+
+async def test_id_only_event_is_fetched_from_the_fhir_server(gateway, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
+    body = notification("event-notification", 1, [(1, focus)], id_only=[focus])
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=FHIR)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == "/v1/recurrences/fhir-npc-ecog-rec"
+    paths = [p for p, _ in fhir_stub.requests]
+    assert "/fhir/Condition/npc-ecog-rec" in paths and "/fhir/Patient/npc-ecog" in paths
+    [row] = await _rows(app, RecordVersion)
+    assert row.record["patient"]["ecog"] == 1
+
+
+async def test_id_only_focus_on_another_server_is_refused(gateway) -> None:  # noqa: ANN001
+    _, client = gateway
+    focus = "https://elsewhere.test/fhir/Condition/x"
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus])), headers=FHIR)
+    assert response.status_code == 422 and response.json()["errors"][0]["rule"] == "foreign_server"
+
+
+async def test_guidance_response_search_and_read(gateway, stored_recommendation) -> None:  # noqa: ANN001
+    from fhir.resources.R4B import get_fhir_model_class
+
+    _, client = gateway
+    view_id = await stored_recommendation("pt-guidance")
+    bundle = (await client.get("/fhir/r4/GuidanceResponse", params={"subject": "Patient/pt-guidance"})).json()
+    assert bundle["resourceType"] == "Bundle" and bundle["total"] == 1
+    get_fhir_model_class("Bundle").model_validate(bundle)
+    guidance = bundle["entry"][0]["resource"]
+    assert guidance["id"] == view_id and guidance["subject"] == {"reference": "Patient/pt-guidance"}
+    # scoring is not reachable in this test: the EQD2 figures are absent and the Bundle says why
+    assert bundle["entry"][1]["search"]["mode"] == "outcome"
+    read = await client.get(f"/fhir/r4/GuidanceResponse/{view_id}")
+    assert read.status_code == 200 and read.json() == guidance
+    assert (await client.get("/fhir/r4/GuidanceResponse/unknown")).status_code == 404
+    empty = (await client.get("/fhir/r4/GuidanceResponse", params={"subject": "Patient/nobody"})).json()
+    assert empty["total"] == 0
+
+
+async def test_guidance_search_needs_a_subject(gateway) -> None:  # noqa: ANN001
+    _, client = gateway
+    response = await client.get("/fhir/r4/GuidanceResponse")
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "subject"
