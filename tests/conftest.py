@@ -16,7 +16,7 @@ import pytest
 from rnpc_shared.devstack import EmbeddedBroker, Stack, repo_root
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-EXAMPLE_RECORD = repo_root().parent / "shared" / "contracts" / "recurrence_record.example.json"
+EXAMPLE_RECORD = Path(__file__).resolve().parents[1] / "examples" / "recurrence_record.example.json"
 
 
 def use_postgres() -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -10,31 +11,21 @@ from rnpc_gateway import service
 from rnpc_gateway.routes import redrive, router
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import upstream_resource
+from rnpc_shared import metrics
 from rnpc_shared.contracts.events import (
     PIPELINE_TOPICS,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_SCORES_COMPUTED,
     CloudEvent,
-    EvidenceMatched,
     RecommendationIssued,
-    ScoresComputed,
+    StageResult,
     dlq_topic,
 )
 from rnpc_shared.kafka.consumer import DeadLetter, DeadLetterRoute, Route
 from rnpc_shared.service import Runtime, create_service_app
 
-
-async def on_scored(session: AsyncSession, event: CloudEvent, payload: ScoresComputed) -> None:
-    await service.mark_stage_done(session, payload.record.recurrence_id, payload.record.version, "scoring")
-
-
-async def on_matched(session: AsyncSession, event: CloudEvent, payload: EvidenceMatched) -> None:
-    await service.mark_stage_done(session, payload.record.recurrence_id, payload.record.version, "evidence")
-
-
-async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecommendationIssued) -> None:
-    await service.store_recommendation(session, payload)
+log = logging.getLogger(__name__)
 
 
 async def on_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
@@ -42,21 +33,39 @@ async def on_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
 
 
 async def redrive_loop(runtime: Runtime) -> None:
+    """Periodic re-drive; a failed pass (e.g. the database is down) is logged and counted, and
+    the loop goes on, so /livez stays truthful."""
     settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
     while True:
         await asyncio.sleep(settings.redrive_interval_s)  # a schedule, not synchronisation
-        await redrive(runtime, timedelta(seconds=settings.redrive_after_s))
+        try:
+            await redrive(runtime, timedelta(seconds=settings.redrive_after_s))
+        except Exception:
+            log.exception("re-drive pass failed; the next pass runs on schedule")
+            metrics.BACKGROUND_ERRORS.labels("gateway", "redrive").inc()
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    grace_s = settings.provenance_grace_s
+
+    # The gateway reads only the reference and hashes of stage events, never their results.
+    async def on_scored(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
+        await service.mark_stage_done(session, payload, "scoring", grace_s=grace_s)
+
+    async def on_matched(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
+        await service.mark_stage_done(session, payload, "evidence", grace_s=grace_s)
+
+    async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecommendationIssued) -> None:
+        await service.store_recommendation(session, payload, grace_s=grace_s)
+
     return create_service_app(
         settings=settings,
         title="rNPC retreatment advisor — gateway",
         routers=[router],
         routes={
-            TOPIC_SCORES_COMPUTED: Route(ScoresComputed, on_scored),
-            TOPIC_EVIDENCE_MATCHED: Route(EvidenceMatched, on_matched),
+            TOPIC_SCORES_COMPUTED: Route(StageResult, on_scored),
+            TOPIC_EVIDENCE_MATCHED: Route(StageResult, on_matched),
             TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },

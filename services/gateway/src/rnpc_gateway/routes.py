@@ -23,13 +23,15 @@ router = APIRouter(prefix="/v1")
 
 @router.post("/recurrences", status_code=202, tags=["recurrences"])
 async def post_recurrence(record: RecurrenceRecord, session: SessionDep, runtime: RuntimeDep, response: Response) -> dict[str, Any]:
+    correlation_id = correlation_id_var.get() or ""
+    limit = runtime.settings.kafka_max_message_bytes
     try:
-        accepted = await service.accept_record(session, record, correlation_id=correlation_id_var.get() or "")
+        accepted = await service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
         await session.commit()
     except IntegrityError:
         # The same version arrived concurrently and the other request won: accepted once.
         await session.rollback()
-        accepted = await service.accept_record(session, record, correlation_id=correlation_id_var.get() or "")
+        accepted = await service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
     if accepted.outcome is not service.Acceptance.duplicate and runtime.relay is not None:
         runtime.relay.notify()
     metrics.RECURRENCES_ACCEPTED.labels("gateway", accepted.outcome).inc()
@@ -99,7 +101,7 @@ async def get_summary(upstream: UpstreamDep, modality: Modality | None = None) -
     return await upstream.call("evidence", "GET", "/internal/v1/evidence/summary", params=params)
 
 
-async def redrive(runtime: Runtime, older_than: timedelta) -> list[tuple[str, int]]:
+async def redrive(runtime: Runtime, older_than: timedelta, *, manual: bool = False) -> list[tuple[str, int]]:
     """One re-drive pass in its own transaction (the admin route and the periodic loop)."""
     async with runtime.sessions() as session:
         redriven = await service.redrive_overdue(
@@ -107,6 +109,7 @@ async def redrive(runtime: Runtime, older_than: timedelta) -> list[tuple[str, in
             older_than=older_than,
             max_attempts=runtime.settings.redrive_max_attempts,  # type: ignore[attr-defined]
             now=utc_now(),
+            manual=manual,
         )
         await session.commit()
     metrics.REDRIVES.labels("gateway").inc(len(redriven))
@@ -117,6 +120,7 @@ async def redrive(runtime: Runtime, older_than: timedelta) -> list[tuple[str, in
 
 @router.post("/admin/redrive", tags=["admin"])
 async def post_redrive(runtime: RuntimeDep, older_than_s: Annotated[float, Query(ge=0)] = 300.0) -> dict[str, Any]:
-    """Re-send every latest record version still without a recommendation after `older_than_s`."""
-    redriven = await redrive(runtime, timedelta(seconds=older_than_s))
+    """Re-send every latest record version still without a recommendation after `older_than_s`
+    (does not use up the automatic re-drive budget of a case)."""
+    redriven = await redrive(runtime, timedelta(seconds=older_than_s), manual=True)
     return {"redriven": [{"recurrence_id": rid, "version": version} for rid, version in redriven]}

@@ -9,17 +9,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func
+from sqlalchemy import exists, func, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState
+from rnpc_gateway.tables import CaseHead, DeadLetterNotice, RecommendationView, RecordVersion, StageState
 from rnpc_shared import metrics
-from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
+from rnpc_shared.contracts.events import (
+    TOPIC_RECURRENCE_RECORDED,
+    CloudEvent,
+    RecommendationIssued,
+    RecordRef,
+    StageResult,
+    new_event,
+)
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import find_by_version, utc_now
-from rnpc_shared.kafka.consumer import DeadLetter
-from rnpc_shared.kafka.outbox import emit
+from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError, RetryLater
+from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
 from rnpc_shared.problems import ProblemError
 
 STAGES = ("scoring", "evidence", "recommendation")
@@ -47,68 +55,152 @@ async def get_version(session: AsyncSession, recurrence_id: str, version: int) -
     return await find_by_version(session, RecordVersion, recurrence_id, version)
 
 
-def _emit_recorded(session: AsyncSession, row: RecordVersion) -> None:
-    record = RecurrenceRecord.model_validate(row.record)
-    emit(
-        session,
-        service="gateway",
-        topic=TOPIC_RECURRENCE_RECORDED,
-        subject=row.recurrence_id,
-        data=RecurrenceRecorded(record=record, content_hash=row.content_hash).model_dump(mode="json"),
-        correlation_id=row.correlation_id,
+def recorded_event(record_json: dict, *, content_hash: str, correlation_id: str) -> CloudEvent:
+    """The rnpc.recurrence.recorded.v1 event of a stored version (the only event with the record)."""
+    return new_event(
+        source="urn:rnpc:gateway",
+        type_=TOPIC_RECURRENCE_RECORDED,
+        subject=record_json["recurrence_id"],
+        data={
+            "recurrence_id": record_json["recurrence_id"],
+            "version": record_json["version"],
+            "content_hash": content_hash,
+            "record": record_json,
+        },
+        correlation_id=correlation_id,
     )
 
 
-async def accept_record(session: AsyncSession, record: RecurrenceRecord, *, correlation_id: str) -> Accepted:
-    """Store a new record version and stage its event; the same version twice is accepted once."""
+def _conflict(title: str, detail: str, kind: str) -> ProblemError:
+    return ProblemError(409, title, detail, type_=f"https://rnpc.example/problems/{kind}")
+
+
+async def _claim_head(session: AsyncSession, recurrence_id: str, version: int) -> bool | None:
+    """Move the case's head to `version` if it is newer: True (superseding), False (new case),
+    None (not newer). One atomic statement each, so concurrent versions cannot both win."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    inserted = await session.exec(
+        dialect.insert(CaseHead).values(recurrence_id=recurrence_id, latest_version=version).on_conflict_do_nothing()
+    )
+    if inserted.rowcount == 1:
+        return False
+    moved = await session.exec(
+        update(CaseHead)
+        .where(col(CaseHead.recurrence_id) == recurrence_id, col(CaseHead.latest_version) < version)
+        .values(latest_version=version)
+    )
+    return True if moved.rowcount == 1 else None
+
+
+async def accept_record(
+    session: AsyncSession, record: RecurrenceRecord, *, correlation_id: str, max_event_bytes: int
+) -> Accepted:
+    """Store a new record version and stage its event; the same version twice is accepted once.
+
+    Refused before anything is stored: a version older than (or concurrent with a newer) accepted
+    one (409), and a record whose event could not fit the broker's message limit (413).
+    """
     content_hash = record.content_hash()
     existing = await get_version(session, record.recurrence_id, record.version)
     if existing is not None:
         if existing.content_hash != content_hash:
-            raise ProblemError(
-                409,
+            raise _conflict(
                 "Version already recorded",
                 f"version {record.version} of {record.recurrence_id} was recorded with different content; "
                 "send the change as a new version",
-                type_="https://rnpc.example/problems/version-conflict",
+                "version-conflict",
             )
         return Accepted(Acceptance.duplicate, existing)
-    latest = await _latest_version(session, record.recurrence_id)
-    if latest is not None and record.version < latest:
+    record_json = record.model_dump(mode="json")
+    event = recorded_event(record_json, content_hash=content_hash, correlation_id=correlation_id)
+    payload = event.model_dump_json()
+    size = message_size_bytes(payload, record.recurrence_id)
+    if size > max_event_bytes:
         raise ProblemError(
-            409,
+            413,
+            "Record too large for the event stream",
+            f"this record's event would be {size} bytes; the broker accepts at most {max_event_bytes}",
+            type_="https://rnpc.example/problems/record-too-large",
+        )
+    superseding = await _claim_head(session, record.recurrence_id, record.version)
+    if superseding is None:
+        existing = await get_version(session, record.recurrence_id, record.version)
+        if existing is not None and existing.content_hash == content_hash:  # the same version, concurrently
+            return Accepted(Acceptance.duplicate, existing)
+        head = await session.get(CaseHead, record.recurrence_id, populate_existing=True)
+        latest = head.latest_version if head is not None else record.version
+        raise _conflict(
             "Stale version",
-            f"version {record.version} is older than the latest recorded version {latest}",
-            type_="https://rnpc.example/problems/stale-version",
+            f"version {record.version} is not newer than the latest recorded version {latest}",
+            "stale-version",
         )
     row = RecordVersion(
         recurrence_id=record.recurrence_id,
         version=record.version,
         patient_ref=record.patient_ref,
         content_hash=content_hash,
-        record=record.model_dump(mode="json"),
+        record=record_json,
         correlation_id=correlation_id,
     )
     session.add(row)
     for stage in STAGES:
         session.add(StageState(recurrence_id=record.recurrence_id, version=record.version, stage=stage, state="pending"))
-    _emit_recorded(session, row)
-    return Accepted(Acceptance.superseding if latest is not None else Acceptance.new, row)
+    add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event, payload=payload)
+    return Accepted(Acceptance.superseding if superseding else Acceptance.new, row)
 
 
-async def mark_stage_done(session: AsyncSession, recurrence_id: str, version: int, stage: str) -> None:
-    state = await session.get(StageState, (recurrence_id, version, stage))
-    if state is None:  # an event for a version this gateway never accepted (e.g. another ingest path)
-        state = StageState(recurrence_id=recurrence_id, version=version, stage=stage, state="done")
+# Stage results are accepted in pipeline order, each based on the previous stage's result.
+PREVIOUS_STAGE = {"evidence": "scoring", "recommendation": "evidence"}
+
+
+async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *, based_on: str | None, grace_s: float) -> StageState:
+    """A stage result counts only for a stored version with the same content hash, after the
+    previous stage's result it was based on. A result that arrives before that result (another
+    topic, read later) is retried for `grace_s`, then dead-lettered."""
+    row = await get_version(session, ref.recurrence_id, ref.version)
+    if row is None:
+        raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
+    if row.content_hash != ref.content_hash:
+        raise ProvenanceError(
+            f"{stage} result for version {ref.version} of {ref.recurrence_id} is for content "
+            f"{ref.content_hash[:12]}, the stored version is {row.content_hash[:12]}"
+        )
+    previous = PREVIOUS_STAGE.get(stage)
+    if previous is not None:
+        before = await session.get(StageState, (ref.recurrence_id, ref.version, previous))
+        if before is None or before.state != "done":
+            if (utc_now() - row.received_at).total_seconds() < grace_s:
+                raise RetryLater(f"{stage} result before the {previous} result of {ref.recurrence_id} v{ref.version}")
+            raise ProvenanceError(f"{stage} result for {ref.recurrence_id} v{ref.version} without a {previous} result")
+        if before.result_hash != based_on:
+            raise ProvenanceError(
+                f"{stage} result for {ref.recurrence_id} v{ref.version} is based on a {previous} result "
+                f"({(based_on or '')[:12]}) other than the one recorded ({(before.result_hash or '')[:12]})"
+            )
+    state = await session.get(StageState, (ref.recurrence_id, ref.version, stage))
+    if state is None:
+        state = StageState(recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="pending")
+    return state
+
+
+async def mark_stage_done(session: AsyncSession, result: StageResult, stage: str, *, grace_s: float) -> None:
+    """Scoring and evidence results: checked, then the stage is done with its result's hash."""
+    state = await _check_provenance(session, result, stage, based_on=result.scores_hash, grace_s=grace_s)
+    if state.state == "done" and state.result_hash not in (None, result.result_hash):
+        raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
     state.state = "done"
+    state.result_hash = result.result_hash
     state.updated_at = utc_now()
     session.add(state)
 
 
 def _version_of(data: dict | None) -> int | None:
     """The record version an event was about, when its data is still readable."""
+    data = data or {}
+    if isinstance(data.get("version"), int):
+        return data["version"]
     for part in ("record", "recommendation"):
-        candidate = (data or {}).get(part)
+        candidate = data.get(part)
         if isinstance(candidate, dict) and isinstance(candidate.get("version"), int):
             return candidate["version"]
     return None
@@ -135,23 +227,35 @@ async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
         session.add(state)
 
 
-async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
-    """Read model: first recommendation per version wins (a re-drive re-emits the same one)."""
+async def store_recommendation(session: AsyncSession, payload: RecommendationIssued, *, grace_s: float) -> None:
+    """Read model: one recommendation per version, accepted only with a checked provenance."""
     recommendation = payload.recommendation
-    if await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version) is None:
-        session.add(
-            RecommendationView(
-                recurrence_id=recommendation.recurrence_id,
-                version=recommendation.version,
-                status=recommendation.status,
-                recommendation=recommendation.model_dump(mode="json"),
-                issued_at=recommendation.issued_at,
-            )
+    if (recommendation.recurrence_id, recommendation.version) != (payload.recurrence_id, payload.version):
+        raise ProvenanceError("the recommendation is for another record version than its event says")
+    state = await _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash, grace_s=grace_s)
+    scoring = await session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
+    if scoring is None or scoring.result_hash != payload.scores_hash:
+        raise ProvenanceError("the recommendation is based on scores other than the ones recorded")
+    view = await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
+    if view is not None:
+        if view.recommendation.get("input_hash") != recommendation.input_hash:
+            raise ProvenanceError("a second, different recommendation for a version that has one")
+        return  # a re-drive re-emits the same one
+    session.add(
+        RecommendationView(
+            recurrence_id=recommendation.recurrence_id,
+            version=recommendation.version,
+            status=recommendation.status,
+            recommendation=recommendation.model_dump(mode="json"),
+            issued_at=recommendation.issued_at,
         )
-        row = await get_version(session, recommendation.recurrence_id, recommendation.version)
-        if row is not None:
-            metrics.END_TO_END_LATENCY.observe((recommendation.issued_at - row.received_at).total_seconds())
-    await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+    )
+    row = await get_version(session, recommendation.recurrence_id, recommendation.version)
+    if row is not None:
+        metrics.END_TO_END_LATENCY.observe((recommendation.issued_at - row.received_at).total_seconds())
+    state.state = "done"
+    state.updated_at = utc_now()
+    session.add(state)
 
 
 async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
@@ -220,38 +324,46 @@ async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> di
     return view.recommendation
 
 
-async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_attempts: int, now: datetime) -> list[tuple[str, int]]:
-    """Re-emit latest versions that have no recommendation after `older_than` (new event ids)."""
-    latest_versions = (
-        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
-        .group_by(RecordVersion.recurrence_id)
-        .subquery()
+async def redrive_overdue(
+    session: AsyncSession,
+    *,
+    older_than: timedelta,
+    max_attempts: int,
+    now: datetime,
+    manual: bool = False,
+    limit: int = 500,
+) -> list[tuple[str, int]]:
+    """Re-emit latest versions that have no recommendation after `older_than` (new event ids).
+
+    Replicas claim rows with SKIP LOCKED, so each row is re-driven by one of them. A manual
+    re-drive (admin) does not use up the automatic budget (`redrive_count`).
+    """
+    no_recommendation = ~exists().where(
+        RecommendationView.recurrence_id == RecordVersion.recurrence_id,
+        RecommendationView.version == RecordVersion.version,
     )
-    candidates = (
-        await session.exec(
-            select(RecordVersion)
-            .join(
-                latest_versions,
-                (RecordVersion.recurrence_id == latest_versions.c.recurrence_id)
-                & (RecordVersion.version == latest_versions.c.version),
-            )
-            .outerjoin(
-                RecommendationView,
-                (RecommendationView.recurrence_id == RecordVersion.recurrence_id)
-                & (RecommendationView.version == RecordVersion.version),
-            )
-            .where(col(RecommendationView.id).is_(None))
-            .where(RecordVersion.received_at <= now - older_than)
-            .where(RecordVersion.redrive_count < max_attempts)
-            .order_by(col(RecordVersion.received_at))
+    query = (
+        select(RecordVersion)
+        .join(
+            CaseHead,
+            (col(CaseHead.recurrence_id) == RecordVersion.recurrence_id)
+            & (col(CaseHead.latest_version) == RecordVersion.version),
         )
-    ).all()
+        .where(no_recommendation)
+        .where(RecordVersion.received_at <= now - older_than)
+        .where(col(RecordVersion.last_redrive_at).is_(None) | (col(RecordVersion.last_redrive_at) <= now - older_than))
+        .order_by(col(RecordVersion.received_at))
+        .limit(limit)
+        .with_for_update(of=RecordVersion, skip_locked=True)
+    )
+    if not manual:
+        query = query.where(RecordVersion.redrive_count < max_attempts)
     redriven = []
-    for row in candidates:
-        if row.last_redrive_at is not None and row.last_redrive_at > now - older_than:
-            continue  # give the previous re-drive its full deadline
-        _emit_recorded(session, row)
-        row.redrive_count += 1
+    for row in (await session.exec(query)).all():
+        event = recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id)
+        add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event)
+        if not manual:
+            row.redrive_count += 1
         row.last_redrive_at = now
         session.add(row)
         redriven.append((row.recurrence_id, row.version))
