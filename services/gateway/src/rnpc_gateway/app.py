@@ -18,7 +18,7 @@ from rnpc_shared.contracts.events import (
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_SCORES_COMPUTED,
     CloudEvent,
-    RecommendationIssued,
+    RecordRef,
     StageResult,
     dlq_topic,
 )
@@ -45,28 +45,29 @@ async def redrive_loop(runtime: Runtime) -> None:
             metrics.BACKGROUND_ERRORS.labels("gateway", "redrive").inc()
 
 
+async def on_scored(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
+    await service.on_stage_result(session, "scoring", event.id, event.data)
+
+
+async def on_matched(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
+    await service.on_stage_result(session, "evidence", event.id, event.data)
+
+
+async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecordRef) -> None:
+    await service.on_stage_result(session, "recommendation", event.id, event.data)
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    grace_s = settings.provenance_grace_s
-
-    # The gateway reads only the reference and hashes of stage events, never their results.
-    async def on_scored(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
-        await service.mark_stage_done(session, payload, "scoring", grace_s=grace_s)
-
-    async def on_matched(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
-        await service.mark_stage_done(session, payload, "evidence", grace_s=grace_s)
-
-    async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecommendationIssued) -> None:
-        await service.store_recommendation(session, payload, grace_s=grace_s)
-
     return create_service_app(
         settings=settings,
         title="rNPC retreatment advisor — gateway",
         routers=[router],
         routes={
+            # The gateway reads only the reference and hashes of stage events, never their results.
             TOPIC_SCORES_COMPUTED: Route(StageResult, on_scored),
             TOPIC_EVIDENCE_MATCHED: Route(StageResult, on_matched),
-            TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
+            TOPIC_RECOMMENDATION_ISSUED: Route(RecordRef, on_issued),
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },
         extra_tasks=[redrive_loop] if settings.run_consumer else [],

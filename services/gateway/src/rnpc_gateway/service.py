@@ -5,9 +5,13 @@ The caller (route or consumer) owns the transaction; nothing here commits.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
 
 from sqlalchemy import exists, func, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,7 +21,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rnpc_gateway.tables import CaseHead, DeadLetterNotice, RecommendationView, RecordVersion, StageState
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import (
+    EVENT_READER_CONTEXT,
+    TOPIC_EVIDENCE_MATCHED,
+    TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_RECURRENCE_RECORDED,
+    TOPIC_SCORES_COMPUTED,
     CloudEvent,
     RecommendationIssued,
     RecordRef,
@@ -26,7 +34,8 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import find_by_version, utc_now
-from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError, RetryLater
+from rnpc_shared.kafka.consumer import DeadLetter, PermanentError, ProvenanceError
+from rnpc_shared.kafka.tables import StageInput
 from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
 from rnpc_shared.problems import ProblemError
 
@@ -151,12 +160,18 @@ async def accept_record(
 
 # Stage results are accepted in pipeline order, each based on the previous stage's result.
 PREVIOUS_STAGE = {"evidence": "scoring", "recommendation": "evidence"}
+NEXT_STAGE = {previous: stage for stage, previous in PREVIOUS_STAGE.items()}
+STAGE_TOPICS = {"scoring": TOPIC_SCORES_COMPUTED, "evidence": TOPIC_EVIDENCE_MATCHED, "recommendation": TOPIC_RECOMMENDATION_ISSUED}
+HELD = "held"  # stage_inputs part prefix: a result read before the result it is based on
 
 
-async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *, based_on: str | None, grace_s: float) -> StageState:
+class _NotYet(Exception):
+    """The previous stage's result has not been read yet (it travels on another topic)."""
+
+
+async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
     """A stage result counts only for a stored version with the same content hash, after the
-    previous stage's result it was based on. A result that arrives before that result (another
-    topic, read later) is retried for `grace_s`, then dead-lettered."""
+    previous stage's result it names as its basis."""
     row = await get_version(session, ref.recurrence_id, ref.version)
     if row is None:
         raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
@@ -169,9 +184,7 @@ async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *
     if previous is not None:
         before = await session.get(StageState, (ref.recurrence_id, ref.version, previous))
         if before is None or before.state != "done":
-            if (utc_now() - row.received_at).total_seconds() < grace_s:
-                raise RetryLater(f"{stage} result before the {previous} result of {ref.recurrence_id} v{ref.version}")
-            raise ProvenanceError(f"{stage} result for {ref.recurrence_id} v{ref.version} without a {previous} result")
+            raise _NotYet(previous)
         if before.result_hash != based_on:
             raise ProvenanceError(
                 f"{stage} result for {ref.recurrence_id} v{ref.version} is based on a {previous} result "
@@ -183,15 +196,75 @@ async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *
     return state
 
 
-async def mark_stage_done(session: AsyncSession, result: StageResult, stage: str, *, grace_s: float) -> None:
-    """Scoring and evidence results: checked, then the stage is done with its result's hash."""
-    state = await _check_provenance(session, result, stage, based_on=result.scores_hash, grace_s=grace_s)
+async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data: dict[str, Any]) -> None:
+    """A stage event read by the gateway: applied if its provenance holds; held if it overtook
+    the result it is based on (applied or refused when that one is read); else dead-lettered."""
+    ref = RecordRef.model_validate(data, context=EVENT_READER_CONTEXT)
+    try:
+        await _apply(session, stage, data)
+    except ValidationError as exc:  # parsed lightly by the consumer; fully here, once
+        raise PermanentError(f"invalid {stage} event: {exc}") from exc
+    except _NotYet:
+        part = f"{HELD}:{stage}:{event_id}"
+        if await session.get(StageInput, (ref.recurrence_id, ref.version, part)) is None:
+            session.add(
+                StageInput(
+                    recurrence_id=ref.recurrence_id,
+                    version=ref.version,
+                    part=part,
+                    content_hash=ref.content_hash,
+                    data=json.dumps(data, separators=(",", ":")),
+                )
+            )
+        return
+    await _release_held(session, ref, NEXT_STAGE.get(stage))
+
+
+async def _apply(session: AsyncSession, stage: str, data: dict[str, Any]) -> None:
+    if stage == "recommendation":
+        await store_recommendation(session, RecommendationIssued.model_validate(data, context=EVENT_READER_CONTEXT))
+        return
+    result = StageResult.model_validate(data, context=EVENT_READER_CONTEXT)
+    state = await _check_provenance(session, result, stage, based_on=result.scores_hash)
     if state.state == "done" and state.result_hash not in (None, result.result_hash):
         raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
     state.state = "done"
     state.result_hash = result.result_hash
     state.updated_at = utc_now()
     session.add(state)
+
+
+async def _release_held(session: AsyncSession, ref: RecordRef, stage: str | None) -> None:
+    """Apply (or refuse, with a notice on the case) the results that waited for this one."""
+    if stage is None:
+        return
+    held = (
+        await session.exec(
+            select(StageInput).where(
+                StageInput.recurrence_id == ref.recurrence_id,
+                StageInput.version == ref.version,
+                col(StageInput.part).startswith(f"{HELD}:{stage}:"),
+            )
+        )
+    ).all()
+    for row in held:
+        await session.delete(row)
+        try:
+            await _apply(session, stage, json.loads(row.data))
+        except (ProvenanceError, ValidationError) as exc:
+            metrics.PROVENANCE_REJECTED.labels("gateway", STAGE_TOPICS[stage]).inc()
+            session.add(
+                DeadLetterNotice(
+                    recurrence_id=ref.recurrence_id,
+                    version=ref.version,
+                    stage="gateway",
+                    original_topic=STAGE_TOPICS[stage],
+                    error_type="provenance",
+                    reason=f"{type(exc).__name__}: {exc}"[:4000],
+                )
+            )
+            continue
+        await _release_held(session, ref, NEXT_STAGE.get(stage))
 
 
 def _version_of(data: dict | None) -> int | None:
@@ -227,12 +300,12 @@ async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
         session.add(state)
 
 
-async def store_recommendation(session: AsyncSession, payload: RecommendationIssued, *, grace_s: float) -> None:
+async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
     """Read model: one recommendation per version, accepted only with a checked provenance."""
     recommendation = payload.recommendation
     if (recommendation.recurrence_id, recommendation.version) != (payload.recurrence_id, payload.version):
         raise ProvenanceError("the recommendation is for another record version than its event says")
-    state = await _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash, grace_s=grace_s)
+    state = await _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
     scoring = await session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
     if scoring is None or scoring.result_hash != payload.scores_hash:
         raise ProvenanceError("the recommendation is based on scores other than the ones recorded")

@@ -19,6 +19,3 @@ class GatewaySettings(ServiceSettings):
     redrive_after_s: float = Field(default=300.0, gt=0)
     redrive_interval_s: float = Field(default=60.0, gt=0)
     redrive_max_attempts: int = Field(default=5, ge=1)
-    # A stage result read before the result it is based on (another topic) is retried this long
-    # after the version was received, then dead-lettered as `provenance`.
-    provenance_grace_s: float = Field(default=300.0, gt=0)

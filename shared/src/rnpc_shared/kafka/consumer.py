@@ -43,14 +43,8 @@ from rnpc_shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-class RetryLater(Exception):
-    """A handler's verdict that this event cannot be applied yet (e.g. it overtook the event it
-    depends on from another topic): retried like an infrastructure fault, never dead-lettered here."""
-
-
 # Faults worth retrying without dead-lettering: the event is fine, the infrastructure is not.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    RetryLater,
     OperationalError,
     InterfaceError,
     ConnectionError,
