@@ -62,6 +62,12 @@ METRICS: dict[str, Metric] = {
     "rnpc_outbox_pending": _m("gauge"),
     "rnpc_outbox_oldest_pending_age_seconds": _m("gauge"),
     "rnpc_outbox_published_total": _m("counter", "status"),
+    "rnpc_outbox_parked_total": _m("counter", "reason"),
+    "rnpc_table_rows": _m("gauge", "table"),
+    "rnpc_table_bytes": _m("gauge", "table"),
+    "rnpc_retention_deleted_total": _m("counter", "table"),
+    "rnpc_provenance_rejected_total": _m("counter", "topic"),
+    "rnpc_background_errors_total": _m("counter", "job"),
     # gateway only
     "rnpc_end_to_end_latency_seconds": _m("histogram"),
     "rnpc_recurrences_accepted_total": _m("counter", "outcome"),
@@ -72,6 +78,9 @@ METRICS: dict[str, Metric] = {
 LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("rnpc_events_consumed_total", "outcome"): frozenset({"success", "duplicate", "retry", "dlq"}),
     ("rnpc_outbox_published_total", "status"): frozenset({"ok", "error"}),
+    ("rnpc_outbox_parked_total", "reason"): frozenset({"too_large", "failing"}),
+    ("rnpc_background_errors_total", "job"): frozenset({"redrive", "outbox-relay", "outbox-housekeeping"}),
+    ("rnpc_provenance_rejected_total", "topic"): TOPICS,
     ("rnpc_recurrences_accepted_total", "outcome"): frozenset({"new", "duplicate", "superseding"}),
     ("rnpc_consumer_lag", "topic"): TOPICS,
     ("rnpc_events_consumed_total", "topic"): TOPICS,
