@@ -37,6 +37,7 @@ from rnpc_shared.settings import ServiceSettings
 pytestmark = pytest.mark.integration
 
 MAX_MESSAGE_BYTES = 4096
+MAX_ATTEMPTS = 3
 
 
 class PoisonEffect(SQLModel, table=True):
@@ -74,6 +75,7 @@ class PoisonHarness:
             consumer_group=f"poison-{uuid.uuid4().hex[:8]}",
             database_url=databases.new_url("poison"),
             retry_backoff_s=0.01,
+            kafka_send_timeout_s=1.0,
         )
         self.engine = make_engine(self.settings.database_url)
         self.sessions = make_session_factory(self.engine)
@@ -100,6 +102,7 @@ class PoisonHarness:
             poll_interval_s=0.2,
             batch_size=50,
             max_message_bytes=MAX_MESSAGE_BYTES,
+            max_attempts=MAX_ATTEMPTS,
         )
         self.consumer = EventConsumer(
             settings=self.settings,
@@ -197,6 +200,32 @@ async def test_a_row_too_large_is_parked_and_every_other_key_keeps_flowing(poiso
     assert headers["dlq.error_type"] == "OutboxParked" and "exceeds" in headers["dlq.reason"]
     assert headers["dlq.event_id"] == big.id and notice.key == b"case-big"
     assert len(notice.value) < MAX_MESSAGE_BYTES
+
+
+async def test_a_row_that_always_fails_is_parked_after_its_attempts_and_other_keys_keep_flowing(
+    poison: PoisonHarness,
+) -> None:
+    parked_before = _parked_total("failing")
+    failing = new_event(source="urn:test", type_="t", subject="case-fails", data={"value": 1}, correlation_id=None)
+    async with poison.sessions() as session:
+        add_to_outbox(session, "not a valid topic name!", failing)  # the broker never takes it
+        await session.commit()
+    later_same_key = await poison.stage("case-fails", 7)
+    for n in range(3):
+        await poison.stage(f"case-ok-{n}", n)
+    poison.relay.notify()
+
+    for n in range(3):
+        assert await eventually(lambda n=n: poison.effects(f"case-ok-{n}")) == [n]
+    # The same key waits behind its failing row until that row is parked, then flows.
+    assert await eventually(lambda: poison.effects("case-fails"), deadline_s=60) == [7]
+    status, reason = await poison.outbox_status(failing)
+    assert status == OutboxStatus.parked and reason
+    assert (await poison.outbox_status(later_same_key))[0] == OutboxStatus.published
+    async with poison.sessions() as session:
+        row = await session.get(OutboxEvent, uuid.UUID(failing.id))
+        assert row is not None and row.attempts == MAX_ATTEMPTS
+    assert _parked_total("failing") == parked_before + 1
 
 
 async def test_an_event_that_always_fails_inside_a_batch_leaves_the_others_handled_exactly_once(

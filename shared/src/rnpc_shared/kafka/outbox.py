@@ -191,33 +191,38 @@ class OutboxRelay:
                     .values(status=OutboxStatus.published, published_at=utc_now())
                 )
                 metrics.OUTBOX_PUBLISHED.labels(self._service, "ok").inc(len(published_ids))
-            for row in rows:
-                if row.id in failures:
-                    await self._record_failure(session, row, failures[row.id], others_went_through=bool(published_ids))
+            if failures:
+                # A broker outage fails every row: that is not the rows' fault and must not park them.
+                broker_up = bool(published_ids) or await self._producer.broker_reachable()
+                for row in rows:
+                    if row.id in failures:
+                        await self._record_failure(session, row, failures[row.id], broker_up=broker_up)
             await session.commit()
         return len(published_ids)
 
     async def _record_failure(
-        self, session: AsyncSession, row: _Claimed, error: BaseException, *, others_went_through: bool
+        self, session: AsyncSession, row: _Claimed, error: BaseException, *, broker_up: bool
     ) -> None:
         metrics.OUTBOX_PUBLISHED.labels(self._service, "error").inc()
-        reason = f"{type(error).__name__}: {error}"[:2000]
-        # A broker outage fails every row: that is not the row's fault and must not park it.
-        counts = isinstance(error, OversizeError) or others_went_through or not _retriable(error)
+        reason = f"{type(error).__name__}: {error or 'no acknowledgement'}"[:2000]
+        counts = isinstance(error, OversizeError) or broker_up or not _retriable(error)
         attempts = row.attempts + (1 if counts else 0)
         values: dict[str, Any] = {"attempts": attempts, "last_error": reason}
         kind = "too_large" if isinstance(error, OversizeError) else "failing"
         if isinstance(error, OversizeError) or attempts >= self._max_attempts:
-            if await self._announce_parked(row, reason):
-                values["status"] = OutboxStatus.parked
-                metrics.OUTBOX_PARKED.labels(self._service, kind).inc()
-                log.error("outbox row parked", extra={"event_id": str(row.id), "topic": row.topic, "outcome": reason})
+            values["status"] = OutboxStatus.parked
+            metrics.OUTBOX_PARKED.labels(self._service, kind).inc()
+            log.error("outbox row parked", extra={"event_id": str(row.id), "topic": row.topic, "outcome": reason})
+            await self._announce_parked(row, reason)
         else:
             log.warning("outbox publish failed", extra={"event_id": str(row.id), "topic": row.topic, "outcome": reason})
         await session.exec(update(OutboxEvent.__table__).where(OutboxEvent.__table__.c.id == row.id).values(**values))
 
-    async def _announce_parked(self, row: _Claimed, reason: str) -> bool:
-        """A small notice on `<topic>.dlq` (never the big payload): the gateway shows it on the case."""
+    async def _announce_parked(self, row: _Claimed, reason: str) -> None:
+        """A small notice on `<topic>.dlq` (never the big payload): the gateway shows it on the case.
+
+        Best effort: when even the notice cannot be sent (the broker refuses the topic itself), the
+        row stays parked with its reason, counted and alerted on."""
         reference = parked_reference(row.payload)
         headers = [
             ("dlq.reason", reason.encode()),
@@ -231,9 +236,7 @@ class OutboxRelay:
         value = json.dumps({"id": str(row.id), "type": row.topic, "subject": row.key, "data": reference}).encode()
         [error] = await self._producer.send_many([Message(dlq_topic(row.topic), row.key, value, headers)])
         if error is not None:
-            log.warning("could not announce a parked outbox row; will try again", extra={"event_id": str(row.id)})
-            return False
-        return True
+            log.warning("could not announce a parked outbox row", extra={"event_id": str(row.id), "outcome": repr(error)})
 
     async def apply_retention(self, retention: Retention) -> None:
         now = utc_now()

@@ -50,27 +50,30 @@ class EventProducer:
         )
 
     async def send_many(self, messages: list[Message]) -> list[BaseException | None]:
-        """Enqueue every message, then await the acknowledgements together (pipelined).
+        """Enqueue every message at once, then await the acknowledgements together (pipelined).
 
-        Returns one entry per message: None when acknowledged, else the error. Per partition the
-        client sends in order, so the broker sees each key's messages in enqueue order.
+        Returns one entry per message: None when acknowledged, else the error. Messages of one
+        call are enqueued concurrently (one waiting for its topic's metadata does not hold up the
+        others), so a caller passes at most one message per key per call to keep key order.
         """
+        timeout_s = self._settings.kafka_send_timeout_s
+
+        async def enqueue(message: Message) -> asyncio.Future[object]:
+            return await asyncio.wait_for(
+                self._producer.send(message.topic, value=message.value, key=message.key.encode(), headers=message.headers),
+                timeout=timeout_s,
+            )
+
+        enqueued = await asyncio.gather(*(enqueue(m) for m in messages), return_exceptions=True)
         results: list[BaseException | None] = [None] * len(messages)
         futures: dict[asyncio.Future[object], int] = {}
-        for index, message in enumerate(messages):
-            try:
-                future = await asyncio.wait_for(
-                    self._producer.send(
-                        message.topic, value=message.value, key=message.key.encode(), headers=message.headers
-                    ),
-                    timeout=self._settings.kafka_send_timeout_s,
-                )
-            except Exception as exc:  # refused before sending (too large, closed, buffer full)
-                results[index] = exc
+        for index, outcome in enumerate(enqueued):
+            if isinstance(outcome, BaseException):  # refused before sending (too large, no metadata, closed)
+                results[index] = outcome
             else:
-                futures[future] = index
+                futures[outcome] = index
         if futures:
-            done, not_done = await asyncio.wait(futures, timeout=self._settings.kafka_send_timeout_s)
+            done, not_done = await asyncio.wait(futures, timeout=timeout_s)
             for future in done:
                 results[futures[future]] = future.exception()
             for future in not_done:
