@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -293,3 +294,26 @@ async def _all_published(harness: PoisonHarness) -> bool:
             )
         ).one()
     return pending == 0
+
+
+async def test_readyz_reports_a_stuck_outbox(databases) -> None:  # noqa: ANN001
+    from rnpc_shared.db import utc_now
+    from rnpc_shared.service import Runtime
+
+    settings = ServiceSettings(service_name="probe-ready", database_url=databases.new_url("ready"), outbox_stuck_after_s=60)
+    engine = make_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(
+            SQLModel.metadata.create_all, tables=[OutboxEvent.__table__, InboxEvent.__table__, StageInput.__table__]
+        )
+    sessions = make_session_factory(engine)
+    relay = OutboxRelay(service="probe-ready", session_factory=sessions, producer=EventProducer(settings), poll_interval_s=1, batch_size=10)
+    runtime = Runtime(settings=settings, engine=engine, sessions=sessions, relay=relay)
+    await relay.refresh_gauges()
+    assert (await runtime.ready())["outbox"] is True
+    async with sessions() as session:  # committed ten minutes ago and still not published
+        session.add(OutboxEvent(id=uuid.uuid4(), topic="t", key="k", payload="{}", created_at=utc_now() - timedelta(minutes=10)))
+        await session.commit()
+    await relay.refresh_gauges()
+    assert (await runtime.ready())["outbox"] is False
+    await engine.dispose()
