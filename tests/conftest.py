@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rnpc_shared.devstack import EmbeddedBroker, Stack, repo_root
+from rnpc_shared.devstack import EmbeddedBroker, Stack
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 EXAMPLE_RECORD = Path(__file__).resolve().parents[1] / "examples" / "recurrence_record.example.json"
