@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from rnpc_shared.contracts.events import CLOUDEVENTS_CONTENT_TYPE, TOPIC_EHR_INBOUND, dlq_topic
-from rnpc_shared.devstack import wait_until
+from rnpc_devstack.stack import wait_until
 from rnpc_shared.kafka.consumer import decode_dlq_headers
 
 pytestmark = pytest.mark.integration

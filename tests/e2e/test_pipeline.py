@@ -198,6 +198,7 @@ def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_
     import asyncio
 
     from rnpc_shared.contracts.events import TOPIC_SCORES_COMPUTED, new_event
+    from rnpc_shared.contracts.record import RecurrenceRecord
     from rnpc_shared.kafka.producer import EventProducer
     from rnpc_shared.settings import ServiceSettings
 
@@ -206,9 +207,13 @@ def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_
     wait_until(lambda: _recommendation(stack, "e2e-dlq-1"), 60, "the recommendation")
 
     async def publish_broken_scores() -> None:
-        # The record is fine, the scores are not: the evidence stage must dead-letter it.
+        # The reference is right, the scores are not: the stages that read scores must dead-letter
+        # it, and the gateway (which reads only the reference) must refuse a second scoring result.
+        content_hash = RecurrenceRecord.model_validate(record).content_hash()
         broken = new_event(source="urn:test", type_=TOPIC_SCORES_COMPUTED, subject="e2e-dlq-1",
-                           data={"record": record, "scores": {"results": "not a mapping"}}, correlation_id=None)
+                           data={"recurrence_id": "e2e-dlq-1", "version": 1, "content_hash": content_hash,
+                                 "scores": {"results": "not a mapping"}, "result_hash": "0" * 64},
+                           correlation_id=None)
         producer = EventProducer(ServiceSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers))
         await producer.start()
         try:
@@ -217,16 +222,19 @@ def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_
             await producer.stop()
 
     asyncio.run(publish_broken_scores())
-    # Both consumers of the topic reject it: the evidence stage and the gateway's own stage tracking.
+    # Every consumer of the topic rejects it: evidence and recommendation (which join the scores)
+    # and the gateway's stage tracking (provenance: a scoring result other than the recorded one).
     case = wait_until(
-        lambda: len((c := httpx.get(f"{stack.base()}/v1/recurrences/e2e-dlq-1", headers=stack.auth_headers()).json())["dead_letters"]) == 2 and c,
+        lambda: len((c := httpx.get(f"{stack.base()}/v1/recurrences/e2e-dlq-1", headers=stack.auth_headers()).json())["dead_letters"]) == 3 and c,
         60,
-        "both dead letters to reach the gateway",
+        "the three dead letters to reach the gateway",
     )
     notices = {notice["stage"]: notice for notice in case["dead_letters"]}
-    assert set(notices) == {"evidence", "gateway"}
+    assert {stage: n["error_type"] for stage, n in notices.items()} == {
+        "evidence": "ValidationError", "recommendation": "ValidationError", "gateway": "provenance",
+    }
     for notice in notices.values():
-        assert (notice["version"], notice["error_type"]) == (1, "ValidationError")
-        assert notice["original_topic"] == TOPIC_SCORES_COMPUTED and "results" in notice["reason"]
+        assert notice["version"] == 1 and notice["original_topic"] == TOPIC_SCORES_COMPUTED
+    assert "results" in notices["evidence"]["reason"] and "scoring result" in notices["gateway"]["reason"]
     # A later failure never overwrites a stage that already succeeded.
     assert case["versions"][0]["stages"]["evidence"] == "done"

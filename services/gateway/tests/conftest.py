@@ -90,7 +90,7 @@ def cds_key() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def migrated_gateway_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The gateway's migrations applied once; each test gets a copy of this SQLite file."""
-    from rnpc_shared.devstack import migrate
+    from rnpc_devstack.stack import migrate
 
     path = tmp_path_factory.mktemp("gateway-template") / "gateway.db"
     migrate("gateway", f"sqlite+aiosqlite:///{path}")

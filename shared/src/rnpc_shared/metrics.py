@@ -56,3 +56,23 @@ RECURRENCES_ACCEPTED = Counter(
     ["service", "outcome"],
 )
 REDRIVES = Counter("rnpc_redrive_total", "Record versions re-driven into the pipeline", ["service"])
+OUTBOX_PARKED = Counter(
+    "rnpc_outbox_parked_total",
+    "Outbox rows set aside because they can never be sent, by reason (too_large | failing)",
+    ["service", "reason"],
+)
+TABLE_ROWS = Gauge("rnpc_table_rows", "Rows in a runtime table (outbox, inbox, stage_inputs)", ["service", "table"])
+TABLE_BYTES = Gauge(
+    "rnpc_table_bytes", "Payload bytes held in a runtime table (outbox, inbox, stage_inputs)", ["service", "table"]
+)
+RETENTION_DELETED = Counter(
+    "rnpc_retention_deleted_total", "Runtime rows deleted by retention", ["service", "table"]
+)
+PROVENANCE_REJECTED = Counter(
+    "rnpc_provenance_rejected_total",
+    "Events dead-lettered because they do not match the stored record version or the stage order",
+    ["service", "topic"],
+)
+BACKGROUND_ERRORS = Counter(
+    "rnpc_background_errors_total", "Failed passes of a periodic job (the loop keeps running)", ["service", "job"]
+)

@@ -19,7 +19,7 @@ from rnpc_shared.auth import TokenVerifier, smart_security_scheme
 from rnpc_shared.db import make_engine, make_session_factory, ping
 from rnpc_shared.http import health_router, install_http_middleware
 from rnpc_shared.kafka.consumer import DeadLetterRoute, EventConsumer, Route
-from rnpc_shared.kafka.outbox import OutboxRelay
+from rnpc_shared.kafka.outbox import OutboxRelay, Retention
 from rnpc_shared.kafka.producer import EventProducer
 from rnpc_shared.logging import configure_logging
 from rnpc_shared.settings import ServiceSettings
@@ -54,6 +54,8 @@ class Runtime:
             checks["database"] = False
         if self.producer is not None:
             checks["broker"] = await self.producer.broker_reachable()
+        if self.relay is not None:  # committed results that do not reach Kafka: say so
+            checks["outbox"] = self.relay.oldest_pending_age_s <= self.settings.outbox_stuck_after_s
         return checks
 
 
@@ -113,6 +115,14 @@ def create_service_app(
                 producer=runtime.producer,
                 poll_interval_s=settings.outbox_poll_interval_s,
                 batch_size=settings.outbox_batch_size,
+                max_attempts=settings.outbox_max_attempts,
+                max_message_bytes=settings.kafka_max_message_bytes,
+                housekeeping_interval_s=settings.housekeeping_interval_s,
+                retention=Retention(
+                    outbox_s=settings.outbox_retention_s,
+                    inbox_s=settings.inbox_retention_s,
+                    batch_rows=settings.retention_batch_rows,
+                ),
             )
             runtime.tasks.append(_supervised("outbox-relay", runtime.relay.run))
         if settings.run_consumer and routes and runtime.producer is not None:

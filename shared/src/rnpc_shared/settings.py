@@ -40,6 +40,22 @@ class ServiceSettings(BaseSettings):
     run_relay: bool = True
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
+    # A row that fails this many sends (while others go through) is parked with its reason.
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    # The broker's message size limit (Kafka's message.max.bytes / max.request.size, 1 MB by
+    # default): a bigger event can never be sent, so it is parked at once and refused at ingest.
+    kafka_max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # /readyz reports the outbox stuck when its oldest pending row is older than this.
+    outbox_stuck_after_s: float = Field(default=120.0, gt=0)
+    # Gauges (backlog, table sizes) and retention run on this timer, not on every relay pass.
+    housekeeping_interval_s: float = Field(default=10.0, gt=0)
+    # Retention: published/parked outbox rows and inbox rows older than this are deleted. The
+    # inbox window must outlast any redelivery (uncommitted offsets, a re-drive, a DLQ replay of
+    # recent messages); effects are idempotent per record version beyond it anyway.
+    outbox_retention_s: float = Field(default=3600.0, gt=0)
+    inbox_retention_s: float = Field(default=86_400.0, gt=0)
+    retention_batch_rows: int = Field(default=5000, ge=1)
+    consumer_max_batch: int = Field(default=200, ge=1)
     handler_max_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=0.2, ge=0)
     liveness_poll_stale_s: float = Field(default=60.0, gt=0)

@@ -1,40 +1,91 @@
-"""Evidence use cases; the caller owns the transaction."""
+"""Evidence use cases; the caller owns the transaction.
+
+The stage needs the record (rnpc.recurrence.recorded.v1) and its scores (rnpc.scores.computed.v1):
+both parts are joined by (recurrence_id, version, content hash) and the match runs once per evidence
+version, when the second arrives. A re-drive's scores event re-emits the stored match; after the
+evidence base changed (a re-evaluation re-sends both parts) the match is recomputed and replaces it.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_evidence.domain.matching import match_evidence
 from rnpc_evidence.repository import find_match, load_base
 from rnpc_evidence.tables import EvidenceMatch
-from rnpc_shared.contracts.events import TOPIC_EVIDENCE_MATCHED, EvidenceMatched, ScoresComputed
-from rnpc_shared.contracts.evidence import EvidenceBundle
+from rnpc_shared.contracts.events import (
+    EVENT_READER_CONTEXT,
+    TOPIC_EVIDENCE_MATCHED,
+    EvidenceMatched,
+    RecordRef,
+    RecurrenceRecorded,
+    ScoresComputed,
+)
+from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
+from rnpc_shared.contracts.scores import Scores
+from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
+RECORD, SCORES = "record", "scores"
 
-async def match_scored_version(session: AsyncSession, payload: ScoresComputed, *, correlation_id: str) -> EvidenceBundle:
-    """Attach evidence to a record version once per evidence version and stage the event.
 
-    A re-drive reuses the stored match; after the evidence base changed (a re-evaluation) the
-    match is recomputed under the new version and replaces the stored one.
-    """
-    record = payload.record
-    base = await load_base(session)
-    stored = await find_match(session, record.recurrence_id, record.version)
-    if stored is not None and stored.evidence_version == base.evidence_version:
-        bundle = EvidenceBundle.model_validate(stored.bundle)
-    else:
-        bundle = match_evidence(record, payload.scores, base)
-        stored = stored or EvidenceMatch(recurrence_id=record.recurrence_id, version=record.version, evidence_version="", bundle={})
-        stored.evidence_version = bundle.evidence_version
-        stored.bundle = bundle.model_dump(mode="json")
-        session.add(stored)
+async def _current_match(session: AsyncSession, ref: RecordRef) -> EvidenceMatch | None:
+    """The stored match of this version when it was made under today's evidence base."""
+    stored = await find_match(session, ref.recurrence_id, ref.version)
+    if stored is None or stored.evidence_version != (await load_base(session)).evidence_version:
+        return None
+    return stored
+
+
+async def on_recorded(session: AsyncSession, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str) -> None:
+    if await _current_match(session, payload) is not None:
+        return  # matched already: the scores event (not the record) re-emits it
+    parts = await stage_inputs.gather(session, payload, RECORD, raw["record"])
+    await _match_when_complete(session, parts, correlation_id=correlation_id)
+
+
+async def on_scored(session: AsyncSession, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str) -> None:
+    stored = await _current_match(session, payload)
+    if stored is not None:  # a re-drive: re-emit what was matched
+        _emit(session, payload, stored.bundle, scores_hash=payload.result_hash, correlation_id=correlation_id)
+        return
+    parts = await stage_inputs.gather(session, payload, SCORES, raw["scores"], payload.result_hash)
+    await _match_when_complete(session, parts, correlation_id=correlation_id)
+
+
+async def _match_when_complete(session: AsyncSession, parts: stage_inputs.Parts, *, correlation_id: str) -> None:
+    if not parts.has(RECORD, SCORES):
+        stage_inputs.keep(session, parts)
+        return
+    record = RecurrenceRecord.model_validate(parts.value(RECORD), context=EVENT_READER_CONTEXT)
+    scores = Scores.model_validate(parts.value(SCORES), context=EVENT_READER_CONTEXT)
+    bundle = match_evidence(record, scores, await load_base(session)).model_dump(mode="json")
+    ref = parts.ref
+    stored = await find_match(session, ref.recurrence_id, ref.version)  # present: made under an older evidence base
+    stored = stored or EvidenceMatch(recurrence_id=ref.recurrence_id, version=ref.version, evidence_version="", bundle={})
+    stored.evidence_version = bundle["evidence_version"]
+    stored.bundle = bundle
+    session.add(stored)
+    await stage_inputs.discard(session, ref)
+    _emit(session, ref, bundle, scores_hash=parts.result_hash(SCORES) or "", correlation_id=correlation_id)
+
+
+def _emit(session: AsyncSession, ref: RecordRef, bundle: dict[str, Any], *, scores_hash: str, correlation_id: str) -> None:
+    event = EvidenceMatched.model_construct(  # built from validated values
+        recurrence_id=ref.recurrence_id,
+        version=ref.version,
+        content_hash=ref.content_hash,
+        evidence=bundle,
+        result_hash=canonical_hash(bundle),
+        scores_hash=scores_hash,
+    )
     emit(
         session,
         service="evidence",
         topic=TOPIC_EVIDENCE_MATCHED,
-        subject=record.recurrence_id,
-        data=EvidenceMatched(record=record, scores=payload.scores, evidence=bundle).model_dump(mode="json"),
+        subject=ref.recurrence_id,
+        data=dict(event),
         correlation_id=correlation_id,
     )
-    return bundle

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -11,11 +12,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rnpc_gateway import service
 from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.cds.routes import router as cds_router
-from rnpc_gateway.fhir.inbound import InboundMessage, on_inbound
+from rnpc_gateway.fhir.inbound import InboundMessage, inbound_handler
 from rnpc_gateway.fhir.routes import router as fhir_router
 from rnpc_gateway.routes import redrive, router
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import upstream_resource
+from rnpc_shared import metrics
 from rnpc_shared.contracts.events import (
     PIPELINE_TOPICS,
     TOPIC_EHR_INBOUND,
@@ -23,25 +25,14 @@ from rnpc_shared.contracts.events import (
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_SCORES_COMPUTED,
     CloudEvent,
-    EvidenceMatched,
-    RecommendationIssued,
-    ScoresComputed,
+    RecordRef,
+    StageResult,
     dlq_topic,
 )
 from rnpc_shared.kafka.consumer import DeadLetter, DeadLetterRoute, Route
 from rnpc_shared.service import Runtime, create_service_app
 
-
-async def on_scored(session: AsyncSession, event: CloudEvent, payload: ScoresComputed) -> None:
-    await service.mark_stage_done(session, payload.record.recurrence_id, payload.record.version, "scoring")
-
-
-async def on_matched(session: AsyncSession, event: CloudEvent, payload: EvidenceMatched) -> None:
-    await service.mark_stage_done(session, payload.record.recurrence_id, payload.record.version, "evidence")
-
-
-async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecommendationIssued) -> None:
-    await service.store_recommendation(session, payload)
+log = logging.getLogger(__name__)
 
 
 async def on_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
@@ -49,10 +40,28 @@ async def on_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
 
 
 async def redrive_loop(runtime: Runtime) -> None:
+    """Periodic re-drive; a failed pass (e.g. the database is down) is logged and counted, and
+    the loop goes on, so /livez stays truthful."""
     settings: GatewaySettings = runtime.settings  # type: ignore[assignment]
     while True:
         await asyncio.sleep(settings.redrive_interval_s)  # a schedule, not synchronisation
-        await redrive(runtime, timedelta(seconds=settings.redrive_after_s))
+        try:
+            await redrive(runtime, timedelta(seconds=settings.redrive_after_s))
+        except Exception:
+            log.exception("re-drive pass failed; the next pass runs on schedule")
+            metrics.BACKGROUND_ERRORS.labels("gateway", "redrive").inc()
+
+
+async def on_scored(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
+    await service.on_stage_result(session, "scoring", event.id, event.data)
+
+
+async def on_matched(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
+    await service.on_stage_result(session, "evidence", event.id, event.data)
+
+
+async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecordRef) -> None:
+    await service.on_stage_result(session, "recommendation", event.id, event.data)
 
 
 def limits_resource(runtime: Runtime):  # noqa: ANN201 - an async context manager factory
@@ -74,10 +83,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="rNPC retreatment advisor — gateway",
         routers=[router, fhir_router, cds_router],
         routes={
-            TOPIC_SCORES_COMPUTED: Route(ScoresComputed, on_scored),
-            TOPIC_EVIDENCE_MATCHED: Route(EvidenceMatched, on_matched),
-            TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
-            TOPIC_EHR_INBOUND: Route(InboundMessage, on_inbound),
+            # The gateway reads only the reference and hashes of stage events, never their results.
+            TOPIC_SCORES_COMPUTED: Route(StageResult, on_scored),
+            TOPIC_EVIDENCE_MATCHED: Route(StageResult, on_matched),
+            TOPIC_RECOMMENDATION_ISSUED: Route(RecordRef, on_issued),
+            TOPIC_EHR_INBOUND: Route(InboundMessage, inbound_handler(settings.kafka_max_message_bytes)),
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },
         extra_tasks=[redrive_loop] if settings.run_consumer else [],

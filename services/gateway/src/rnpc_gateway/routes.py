@@ -53,14 +53,15 @@ def scope(name: str) -> list[Any]:
 async def accept(session: AsyncSession, runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -> service.Accepted:
     """Every HTTP ingest path (native JSON, FHIR Bundle, Subscription): one audited transaction, then relay."""
     correlation_id = correlation_id_var.get() or ""
+    limit = runtime.settings.kafka_max_message_bytes
     async with auditor.access(session, "create", record.recurrence_id, version=record.version, status=202) as note:
         try:
-            accepted = await service.accept_record(session, record, correlation_id=correlation_id)
+            accepted = await service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
             await session.flush()
         except IntegrityError:
             # The same version arrived concurrently and the other request won: accepted once.
             await session.rollback()
-            accepted = await service.accept_record(session, record, correlation_id=correlation_id)
+            accepted = await service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
         note.detail = accepted.outcome
     if accepted.outcome is not service.Acceptance.duplicate and runtime.relay is not None:
         runtime.relay.notify()
@@ -192,13 +193,15 @@ async def get_summary(upstream: UpstreamDep, modality: Modality | None = None) -
 
 
 async def redrive(runtime: Runtime, older_than: timedelta, auditor: Auditor | None = None) -> list[tuple[str, int]]:
-    """One re-drive pass in its own transaction (the admin route, audited, and the periodic loop)."""
+    """One re-drive pass in its own transaction: the periodic loop, or the admin route (audited,
+    `manual`: it does not use up a case's automatic re-drive budget)."""
     async with runtime.sessions() as session:
         redriven = await service.redrive_overdue(
             session,
             older_than=older_than,
             max_attempts=runtime.settings.redrive_max_attempts,  # type: ignore[attr-defined]
             now=utc_now(),
+            manual=auditor is not None,
         )
         if auditor is not None:
             await _audit_redrive(session, auditor, redriven)
@@ -221,7 +224,8 @@ async def post_redrive(
     auditor: AuditorDep,
     older_than_s: Annotated[float, Query(ge=0, le=MAX_REDRIVE_AGE_S, allow_inf_nan=False)] = 300.0,
 ) -> dict[str, Any]:
-    """Re-send every latest record version still without a recommendation after `older_than_s`."""
+    """Re-send every latest record version still without a recommendation after `older_than_s`
+    (does not use up the automatic re-drive budget of a case)."""
     redriven = await redrive(runtime, timedelta(seconds=older_than_s), auditor)
     return {"redriven": [{"recurrence_id": rid, "version": version} for rid, version in redriven]}
 

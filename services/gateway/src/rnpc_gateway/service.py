@@ -5,22 +5,45 @@ The caller (route or consumer) owns the transaction; nothing here commits.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, func, or_
+from pydantic import ValidationError
+from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_gateway.tables import DeadLetterNotice, RecommendationView, RecordVersion, StageState, SupersededRecommendation
+from rnpc_gateway.tables import (
+    CaseHead,
+    DeadLetterNotice,
+    RecommendationView,
+    RecordVersion,
+    StageState,
+    SupersededRecommendation,
+)
 from rnpc_shared import metrics
-from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, RecommendationIssued, RecurrenceRecorded
+from rnpc_shared.contracts.events import (
+    EVENT_READER_CONTEXT,
+    TOPIC_EVIDENCE_MATCHED,
+    TOPIC_RECOMMENDATION_ISSUED,
+    TOPIC_RECURRENCE_RECORDED,
+    TOPIC_SCORES_COMPUTED,
+    CloudEvent,
+    RecommendationIssued,
+    RecordRef,
+    StageResult,
+    new_event,
+)
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import find_by_version, utc_now
-from rnpc_shared.kafka.consumer import DeadLetter
-from rnpc_shared.kafka.outbox import emit
+from rnpc_shared.kafka.consumer import DeadLetter, PermanentError, ProvenanceError
+from rnpc_shared.kafka.tables import StageInput
+from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
 from rnpc_shared.problems import ProblemError
 
 STAGES = ("scoring", "evidence", "recommendation")
@@ -48,68 +71,216 @@ async def get_version(session: AsyncSession, recurrence_id: str, version: int) -
     return await find_by_version(session, RecordVersion, recurrence_id, version)
 
 
-def _emit_recorded(session: AsyncSession, row: RecordVersion) -> None:
-    record = RecurrenceRecord.model_validate(row.record)
-    emit(
-        session,
-        service="gateway",
-        topic=TOPIC_RECURRENCE_RECORDED,
-        subject=row.recurrence_id,
-        data=RecurrenceRecorded(record=record, content_hash=row.content_hash).model_dump(mode="json"),
-        correlation_id=row.correlation_id,
+def recorded_event(record_json: dict, *, content_hash: str, correlation_id: str) -> CloudEvent:
+    """The rnpc.recurrence.recorded.v1 event of a stored version (the only event with the record)."""
+    return new_event(
+        source="urn:rnpc:gateway",
+        type_=TOPIC_RECURRENCE_RECORDED,
+        subject=record_json["recurrence_id"],
+        data={
+            "recurrence_id": record_json["recurrence_id"],
+            "version": record_json["version"],
+            "content_hash": content_hash,
+            "record": record_json,
+        },
+        correlation_id=correlation_id,
     )
 
 
-async def accept_record(session: AsyncSession, record: RecurrenceRecord, *, correlation_id: str) -> Accepted:
-    """Store a new record version and stage its event; the same version twice is accepted once."""
+def _conflict(title: str, detail: str, kind: str) -> ProblemError:
+    return ProblemError(409, title, detail, type_=f"https://rnpc.example/problems/{kind}")
+
+
+async def _claim_head(session: AsyncSession, recurrence_id: str, version: int) -> bool | None:
+    """Move the case's head to `version` if it is newer: True (superseding), False (new case),
+    None (not newer). One atomic statement each, so concurrent versions cannot both win."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    inserted = await session.exec(
+        dialect.insert(CaseHead).values(recurrence_id=recurrence_id, latest_version=version).on_conflict_do_nothing()
+    )
+    if inserted.rowcount == 1:
+        return False
+    moved = await session.exec(
+        update(CaseHead)
+        .where(col(CaseHead.recurrence_id) == recurrence_id, col(CaseHead.latest_version) < version)
+        .values(latest_version=version)
+    )
+    return True if moved.rowcount == 1 else None
+
+
+async def accept_record(
+    session: AsyncSession, record: RecurrenceRecord, *, correlation_id: str, max_event_bytes: int
+) -> Accepted:
+    """Store a new record version and stage its event; the same version twice is accepted once.
+
+    Refused before anything is stored: a version older than (or concurrent with a newer) accepted
+    one (409), and a record whose event could not fit the broker's message limit (413).
+    """
     content_hash = record.content_hash()
     existing = await get_version(session, record.recurrence_id, record.version)
     if existing is not None:
         if existing.content_hash != content_hash:
-            raise ProblemError(
-                409,
+            raise _conflict(
                 "Version already recorded",
                 f"version {record.version} of {record.recurrence_id} was recorded with different content; "
                 "send the change as a new version",
-                type_="https://rnpc.example/problems/version-conflict",
+                "version-conflict",
             )
         return Accepted(Acceptance.duplicate, existing)
-    latest = await _latest_version(session, record.recurrence_id)
-    if latest is not None and record.version < latest:
+    record_json = record.model_dump(mode="json")
+    event = recorded_event(record_json, content_hash=content_hash, correlation_id=correlation_id)
+    payload = event.model_dump_json()
+    size = message_size_bytes(payload, record.recurrence_id)
+    if size > max_event_bytes:
         raise ProblemError(
-            409,
+            413,
+            "Record too large for the event stream",
+            f"this record's event would be {size} bytes; the broker accepts at most {max_event_bytes}",
+            type_="https://rnpc.example/problems/record-too-large",
+        )
+    superseding = await _claim_head(session, record.recurrence_id, record.version)
+    if superseding is None:
+        existing = await get_version(session, record.recurrence_id, record.version)
+        if existing is not None and existing.content_hash == content_hash:  # the same version, concurrently
+            return Accepted(Acceptance.duplicate, existing)
+        head = await session.get(CaseHead, record.recurrence_id, populate_existing=True)
+        latest = head.latest_version if head is not None else record.version
+        raise _conflict(
             "Stale version",
-            f"version {record.version} is older than the latest recorded version {latest}",
-            type_="https://rnpc.example/problems/stale-version",
+            f"version {record.version} is not newer than the latest recorded version {latest}",
+            "stale-version",
         )
     row = RecordVersion(
         recurrence_id=record.recurrence_id,
         version=record.version,
         patient_ref=record.patient_ref,
         content_hash=content_hash,
-        record=record.model_dump(mode="json"),
+        record=record_json,
         correlation_id=correlation_id,
     )
     session.add(row)
     for stage in STAGES:
         session.add(StageState(recurrence_id=record.recurrence_id, version=record.version, stage=stage, state="pending"))
-    _emit_recorded(session, row)
-    return Accepted(Acceptance.superseding if latest is not None else Acceptance.new, row)
+    add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event, payload=payload)
+    return Accepted(Acceptance.superseding if superseding else Acceptance.new, row)
 
 
-async def mark_stage_done(session: AsyncSession, recurrence_id: str, version: int, stage: str) -> None:
-    state = await session.get(StageState, (recurrence_id, version, stage))
-    if state is None:  # an event for a version this gateway never accepted (e.g. another ingest path)
-        state = StageState(recurrence_id=recurrence_id, version=version, stage=stage, state="done")
+# Stage results are accepted in pipeline order, each based on the previous stage's result.
+PREVIOUS_STAGE = {"evidence": "scoring", "recommendation": "evidence"}
+NEXT_STAGE = {previous: stage for stage, previous in PREVIOUS_STAGE.items()}
+STAGE_TOPICS = {"scoring": TOPIC_SCORES_COMPUTED, "evidence": TOPIC_EVIDENCE_MATCHED, "recommendation": TOPIC_RECOMMENDATION_ISSUED}
+HELD = "held"  # stage_inputs part prefix: a result read before the result it is based on
+
+
+class _NotYet(Exception):
+    """The previous stage's result has not been read yet (it travels on another topic)."""
+
+
+async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
+    """A stage result counts only for a stored version with the same content hash, after the
+    previous stage's result it names as its basis."""
+    row = await get_version(session, ref.recurrence_id, ref.version)
+    if row is None:
+        raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
+    if row.content_hash != ref.content_hash:
+        raise ProvenanceError(
+            f"{stage} result for version {ref.version} of {ref.recurrence_id} is for content "
+            f"{ref.content_hash[:12]}, the stored version is {row.content_hash[:12]}"
+        )
+    previous = PREVIOUS_STAGE.get(stage)
+    if previous is not None:
+        before = await session.get(StageState, (ref.recurrence_id, ref.version, previous))
+        if before is None or before.state != "done":
+            raise _NotYet(previous)
+        if before.result_hash != based_on:
+            raise ProvenanceError(
+                f"{stage} result for {ref.recurrence_id} v{ref.version} is based on a {previous} result "
+                f"({(based_on or '')[:12]}) other than the one recorded ({(before.result_hash or '')[:12]})"
+            )
+    state = await session.get(StageState, (ref.recurrence_id, ref.version, stage))
+    if state is None:
+        state = StageState(recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="pending")
+    return state
+
+
+async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data: dict[str, Any]) -> None:
+    """A stage event read by the gateway: applied if its provenance holds; held if it overtook
+    the result it is based on (applied or refused when that one is read); else dead-lettered."""
+    ref = RecordRef.model_validate(data, context=EVENT_READER_CONTEXT)
+    try:
+        await _apply(session, stage, data)
+    except ValidationError as exc:  # parsed lightly by the consumer; fully here, once
+        raise PermanentError(f"invalid {stage} event: {exc}") from exc
+    except _NotYet:
+        part = f"{HELD}:{stage}:{event_id}"
+        if await session.get(StageInput, (ref.recurrence_id, ref.version, part)) is None:
+            session.add(
+                StageInput(
+                    recurrence_id=ref.recurrence_id,
+                    version=ref.version,
+                    part=part,
+                    content_hash=ref.content_hash,
+                    data=json.dumps(data, separators=(",", ":")),
+                )
+            )
+        return
+    await _release_held(session, ref, NEXT_STAGE.get(stage))
+
+
+async def _apply(session: AsyncSession, stage: str, data: dict[str, Any]) -> None:
+    if stage == "recommendation":
+        await store_recommendation(session, RecommendationIssued.model_validate(data, context=EVENT_READER_CONTEXT))
+        return
+    result = StageResult.model_validate(data, context=EVENT_READER_CONTEXT)
+    state = await _check_provenance(session, result, stage, based_on=result.scores_hash)
+    if state.state == "done" and state.result_hash not in (None, result.result_hash):
+        raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
     state.state = "done"
+    state.result_hash = result.result_hash
     state.updated_at = utc_now()
     session.add(state)
 
 
+async def _release_held(session: AsyncSession, ref: RecordRef, stage: str | None) -> None:
+    """Apply (or refuse, with a notice on the case) the results that waited for this one."""
+    if stage is None:
+        return
+    held = (
+        await session.exec(
+            select(StageInput).where(
+                StageInput.recurrence_id == ref.recurrence_id,
+                StageInput.version == ref.version,
+                col(StageInput.part).startswith(f"{HELD}:{stage}:"),
+            )
+        )
+    ).all()
+    for row in held:
+        await session.delete(row)
+        try:
+            await _apply(session, stage, json.loads(row.data))
+        except (ProvenanceError, ValidationError) as exc:
+            metrics.PROVENANCE_REJECTED.labels("gateway", STAGE_TOPICS[stage]).inc()
+            session.add(
+                DeadLetterNotice(
+                    recurrence_id=ref.recurrence_id,
+                    version=ref.version,
+                    stage="gateway",
+                    original_topic=STAGE_TOPICS[stage],
+                    error_type="provenance",
+                    reason=f"{type(exc).__name__}: {exc}"[:4000],
+                )
+            )
+            continue
+        await _release_held(session, ref, NEXT_STAGE.get(stage))
+
+
 def _version_of(data: dict | None) -> int | None:
     """The record version an event was about, when its data is still readable."""
+    data = data or {}
+    if isinstance(data.get("version"), int):
+        return data["version"]
     for part in ("record", "recommendation"):
-        candidate = (data or {}).get(part)
+        candidate = data.get(part)
         if isinstance(candidate, dict) and isinstance(candidate.get("version"), int):
             return candidate["version"]
     return None
@@ -137,39 +308,49 @@ async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
 
 
 async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
-    """Read model: one current recommendation per version, kept as its JSON text.
+    """Read model: one current recommendation per version, kept as its JSON text, accepted only
+    with a checked provenance.
 
     A re-drive re-emits the same one (ignored); one issued under other rules or evidence
     versions (a re-evaluation) supersedes the stored one, which is kept with what changed.
     """
     recommendation = payload.recommendation
+    if (recommendation.recurrence_id, recommendation.version) != (payload.recurrence_id, payload.version):
+        raise ProvenanceError("the recommendation is for another record version than its event says")
+    state = await _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
+    scoring = await session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
+    if scoring is None or scoring.result_hash != payload.scores_hash:
+        raise ProvenanceError("the recommendation is based on scores other than the ones recorded")
     view = await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
-    if view is not None:
-        if not _supersedes(recommendation, view):
-            await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
-            return
-        session.add(_superseded(view, recommendation))
-    else:
-        view = RecommendationView(
-            recurrence_id=recommendation.recurrence_id,
-            version=recommendation.version,
-            status="",
-            rules_version="",
-            evidence_version="",
-            body="",
-            issued_at=recommendation.issued_at,
-        )
-        row = await get_version(session, recommendation.recurrence_id, recommendation.version)
-        if row is not None:
-            latency_s = (recommendation.issued_at - row.received_at).total_seconds()
-            metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
-    view.status = recommendation.status
-    view.rules_version = recommendation.versions.rules
-    view.evidence_version = recommendation.versions.evidence
-    view.body = recommendation.model_dump_json()
-    view.issued_at = recommendation.issued_at
-    session.add(view)
-    await mark_stage_done(session, recommendation.recurrence_id, recommendation.version, "recommendation")
+    if view is not None and not _supersedes(recommendation, view):
+        if json.loads(view.body).get("input_hash") != recommendation.input_hash:
+            raise ProvenanceError("a second, different recommendation for a version that has one")
+    else:  # a first recommendation, or a re-evaluation's under new rules or evidence
+        if view is not None:
+            session.add(_superseded(view, recommendation))
+        else:
+            view = RecommendationView(
+                recurrence_id=recommendation.recurrence_id,
+                version=recommendation.version,
+                status="",
+                rules_version="",
+                evidence_version="",
+                body="",
+                issued_at=recommendation.issued_at,
+            )
+            row = await get_version(session, recommendation.recurrence_id, recommendation.version)
+            if row is not None:
+                latency_s = (recommendation.issued_at - row.received_at).total_seconds()
+                metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
+        view.status = recommendation.status
+        view.rules_version = recommendation.versions.rules
+        view.evidence_version = recommendation.versions.evidence
+        view.body = recommendation.model_dump_json()
+        view.issued_at = recommendation.issued_at
+        session.add(view)
+    state.state = "done"
+    state.updated_at = utc_now()
+    session.add(state)
 
 
 def _supersedes(recommendation: Recommendation, view: RecommendationView) -> bool:
@@ -279,42 +460,46 @@ async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> tu
     return int(latest_version), str(body)
 
 
-async def redrive_overdue(session: AsyncSession, *, older_than: timedelta, max_attempts: int, now: datetime) -> list[tuple[str, int]]:
-    """Re-emit latest versions that have no recommendation after `older_than` (new event ids)."""
-    latest_versions = (
-        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
-        .group_by(RecordVersion.recurrence_id)
-        .subquery()
+async def redrive_overdue(
+    session: AsyncSession,
+    *,
+    older_than: timedelta,
+    max_attempts: int,
+    now: datetime,
+    manual: bool = False,
+    limit: int = 500,
+) -> list[tuple[str, int]]:
+    """Re-emit latest versions that have no recommendation after `older_than` (new event ids).
+
+    Replicas claim rows with SKIP LOCKED, so each row is re-driven by one of them. A manual
+    re-drive (admin) does not use up the automatic budget (`redrive_count`).
+    """
+    no_recommendation = ~exists().where(
+        col(RecommendationView.recurrence_id) == col(RecordVersion.recurrence_id),
+        col(RecommendationView.version) == col(RecordVersion.version),
     )
-    candidates = (
-        await session.exec(
-            select(RecordVersion)
-            .join(
-                latest_versions,
-                and_(
-                    col(RecordVersion.recurrence_id) == latest_versions.c.recurrence_id,
-                    col(RecordVersion.version) == latest_versions.c.version,
-                ),
-            )
-            .outerjoin(
-                RecommendationView,
-                and_(
-                    col(RecommendationView.recurrence_id) == col(RecordVersion.recurrence_id),
-                    col(RecommendationView.version) == col(RecordVersion.version),
-                ),
-            )
-            .where(col(RecommendationView.id).is_(None))
-            .where(RecordVersion.received_at <= now - older_than)
-            .where(RecordVersion.redrive_count < max_attempts)
-            .order_by(col(RecordVersion.received_at))
+    query = (
+        select(RecordVersion)
+        .join(
+            CaseHead,
+            (col(CaseHead.recurrence_id) == RecordVersion.recurrence_id)
+            & (col(CaseHead.latest_version) == RecordVersion.version),
         )
-    ).all()
+        .where(no_recommendation)
+        .where(RecordVersion.received_at <= now - older_than)
+        .where(col(RecordVersion.last_redrive_at).is_(None) | (col(RecordVersion.last_redrive_at) <= now - older_than))
+        .order_by(col(RecordVersion.received_at))
+        .limit(limit)
+        .with_for_update(of=RecordVersion, skip_locked=True)
+    )
+    if not manual:
+        query = query.where(RecordVersion.redrive_count < max_attempts)
     redriven = []
-    for row in candidates:
-        if row.last_redrive_at is not None and row.last_redrive_at > now - older_than:
-            continue  # give the previous re-drive its full deadline
-        _emit_recorded(session, row)
-        row.redrive_count += 1
+    for row in (await session.exec(query)).all():
+        event = recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id)
+        add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event)
+        if not manual:
+            row.redrive_count += 1
         row.last_redrive_at = now
         session.add(row)
         redriven.append((row.recurrence_id, row.version))
@@ -360,8 +545,16 @@ async def reevaluate(session: AsyncSession, current: CurrentVersions) -> list[tu
     targets = await outdated_latest(session, current)
     for recurrence_id, version in targets:
         row = await get_version(session, recurrence_id, version)
-        if row is not None:
-            _emit_recorded(session, row)
+        if row is None:
+            continue
+        # The gateway itself asks for new stage results: their provenance is checked afresh.
+        for stage in STAGES:
+            state = await session.get(StageState, (recurrence_id, version, stage))
+            if state is not None:
+                state.state, state.result_hash, state.updated_at = "pending", None, utc_now()
+                session.add(state)
+        event = recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id)
+        add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event)
     return targets
 
 

@@ -29,6 +29,15 @@ class RecordVersion(SQLModel, table=True):
     last_redrive_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
+class CaseHead(SQLModel, table=True):
+    """The latest accepted version of a case; moved only forward, by a compare-and-set."""
+
+    __tablename__ = "case_heads"
+
+    recurrence_id: str = Field(primary_key=True, max_length=128)
+    latest_version: int = Field(sa_type=BigInteger)
+
+
 class StageState(SQLModel, table=True):
     """Processing state of one record version at one stage (scoring, evidence, recommendation)."""
 
@@ -38,6 +47,8 @@ class StageState(SQLModel, table=True):
     version: int = Field(primary_key=True)
     stage: str = Field(primary_key=True, max_length=32)
     state: str = Field(max_length=32)
+    # Hash of the stage's result (scores, evidence): what later stages must have been based on.
+    result_hash: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
 
 

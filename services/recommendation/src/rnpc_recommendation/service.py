@@ -1,4 +1,11 @@
-"""Recommendation use cases; the caller owns the transaction."""
+"""Recommendation use cases; the caller owns the transaction.
+
+The stage needs the record, its scores and its evidence, each from its own small event: the
+parts are joined by (recurrence_id, version, content hash) and the recommendation is issued once per
+rules and evidence version, when the last part arrives. A re-drive's evidence event re-emits the
+stored recommendation; after a rules or evidence release (a re-evaluation re-sends every part) it
+is recomputed and supersedes the stored one.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,23 @@ from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.tables import IssuedRecommendation
 from rnpc_shared.contracts.events import (
+    EVENT_READER_CONTEXT,
     TOPIC_RECOMMENDATION_ISSUED,
     EvidenceMatched,
     RecommendationIssued,
+    RecordRef,
     RecordSummary,
+    RecurrenceRecorded,
+    ScoresComputed,
 )
-from rnpc_shared.contracts.recommendation import Recommendation
+from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.db import find_by_version, utc_now
+from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
+
+RECORD, SCORES, EVIDENCE = "record", "scores", "evidence"
 
 
 def summarise(record: RecurrenceRecord) -> RecordSummary:
@@ -38,40 +53,112 @@ def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
     return (stored.rules_version, stored.evidence_version) != (RULES_VERSION, evidence_version)
 
 
-async def issue_for_version(
-    session: AsyncSession, payload: EvidenceMatched, *, correlation_id: str, policy: Policy | None = None
-) -> Recommendation:
-    """Issue one recommendation per record version and rules/evidence versions.
+async def on_recorded(
+    session: AsyncSession, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str, policy: Policy
+) -> None:
+    await _collect(session, payload, RECORD, raw["record"], None, correlation_id=correlation_id, policy=policy)
 
-    A re-drive re-emits the stored one; once the rules or the evidence base changed (a
-    re-evaluation) a new one is computed and issued, superseding it.
-    """
-    record = payload.record
-    stored = await find_by_version(session, IssuedRecommendation, record.recurrence_id, record.version)
-    if stored is not None and not outdated(stored, payload.evidence.evidence_version):
-        recommendation = Recommendation.model_validate(stored.recommendation)
-    else:
-        recommendation = recommend(record, payload.scores, payload.evidence, issued_at=utc_now(), policy=policy)
-        columns: dict[str, Any] = {
-            "status": recommendation.status,
-            "input_hash": recommendation.input_hash,
-            "rules_version": recommendation.versions.rules,
-            "models_version": recommendation.versions.models,
-            "evidence_version": recommendation.versions.evidence,
-            "recommendation": recommendation.model_dump(mode="json"),
-            "issued_at": recommendation.issued_at,
-        }
-        if stored is None:
-            stored = IssuedRecommendation(recurrence_id=record.recurrence_id, version=record.version, **columns)
-        else:  # a re-evaluation: today's rules or evidence replace the outdated advice
-            stored.sqlmodel_update(columns)
+
+async def on_scored(
+    session: AsyncSession, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str, policy: Policy
+) -> None:
+    await _collect(session, payload, SCORES, raw["scores"], payload.result_hash, correlation_id=correlation_id, policy=policy)
+
+
+async def on_matched(
+    session: AsyncSession, payload: EvidenceMatched, raw: dict[str, Any], *, correlation_id: str, policy: Policy
+) -> None:
+    stored = await find_by_version(session, IssuedRecommendation, payload.recurrence_id, payload.version)
+    if stored is not None and not outdated(stored, str(raw["evidence"].get("evidence_version"))):
+        # a re-drive: re-emit the recommendation issued for this version (the re-sent parts are not needed)
+        await stage_inputs.discard(session, payload)
+        _emit(
+            session,
+            payload,
+            stored.recommendation,
+            stored.record_summary,
+            scores_hash=payload.scores_hash,
+            evidence_hash=payload.result_hash,
+            correlation_id=correlation_id,
+        )
+        return
+    await _collect(session, payload, EVIDENCE, raw["evidence"], payload.result_hash, correlation_id=correlation_id, policy=policy)
+
+
+async def _collect(
+    session: AsyncSession,
+    ref: RecordRef,
+    part: str,
+    value: dict[str, Any],
+    result_hash: str | None,
+    *,
+    correlation_id: str,
+    policy: Policy,
+) -> None:
+    # Parts are kept even when this version was issued already: only the evidence event tells
+    # whether a re-drive re-emits the stored advice or a re-evaluation recomputes it.
+    parts = await stage_inputs.gather(session, ref, part, value, result_hash)
+    if not parts.has(RECORD, SCORES, EVIDENCE):
+        stage_inputs.keep(session, parts)
+        return
+    record = RecurrenceRecord.model_validate(parts.value(RECORD), context=EVENT_READER_CONTEXT)
+    scores = Scores.model_validate(parts.value(SCORES), context=EVENT_READER_CONTEXT)
+    evidence = EvidenceBundle.model_validate(parts.value(EVIDENCE), context=EVENT_READER_CONTEXT)
+    recommendation = recommend(record, scores, evidence, issued_at=utc_now(), policy=policy)
+    recommendation_json = recommendation.model_dump(mode="json")
+    summary_json = summarise(record).model_dump(mode="json")
+    columns: dict[str, Any] = {
+        "status": recommendation.status,
+        "input_hash": recommendation.input_hash,
+        "rules_version": recommendation.versions.rules,
+        "models_version": recommendation.versions.models,
+        "evidence_version": recommendation.versions.evidence,
+        "recommendation": recommendation_json,
+        "record_summary": summary_json,
+        "issued_at": recommendation.issued_at,
+    }
+    stored = await find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
+    if stored is None:
+        session.add(IssuedRecommendation(recurrence_id=ref.recurrence_id, version=ref.version, **columns))
+    else:  # a re-evaluation: today's rules or evidence replace the outdated advice
+        stored.sqlmodel_update(columns)
         session.add(stored)
+    await stage_inputs.discard(session, ref)
+    _emit(
+        session,
+        ref,
+        recommendation_json,
+        summary_json,
+        scores_hash=parts.result_hash(SCORES) or "",
+        evidence_hash=parts.result_hash(EVIDENCE) or "",
+        correlation_id=correlation_id,
+    )
+
+
+def _emit(
+    session: AsyncSession,
+    ref: RecordRef,
+    recommendation: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    scores_hash: str,
+    evidence_hash: str,
+    correlation_id: str,
+) -> None:
+    event = RecommendationIssued.model_construct(  # built from validated values
+        recurrence_id=ref.recurrence_id,
+        version=ref.version,
+        content_hash=ref.content_hash,
+        recommendation=recommendation,
+        record_summary=summary,
+        scores_hash=scores_hash,
+        evidence_hash=evidence_hash,
+    )
     emit(
         session,
         service="recommendation",
         topic=TOPIC_RECOMMENDATION_ISSUED,
-        subject=record.recurrence_id,
-        data=RecommendationIssued(recommendation=recommendation, record_summary=summarise(record)).model_dump(mode="json"),
+        subject=ref.recurrence_id,
+        data=dict(event),
         correlation_id=correlation_id,
     )
-    return recommendation

@@ -28,4 +28,6 @@ class IssuedRecommendation(SQLModel, table=True):
     models_version: str = Field(max_length=64)
     evidence_version: str = Field(max_length=64)
     recommendation: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # Kept so a re-drive re-emits the same self-contained event without the record.
+    record_summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     issued_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

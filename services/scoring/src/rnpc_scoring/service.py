@@ -7,36 +7,51 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rnpc_scoring.domain import compute_scores
 from rnpc_scoring.tables import ScoreSet
 from rnpc_shared.contracts.events import TOPIC_SCORES_COMPUTED, RecurrenceRecorded, ScoresComputed
-from rnpc_shared.contracts.scores import Scores, ScoringParameters
+from rnpc_shared.contracts.record import canonical_hash
+from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.db import find_by_version
+from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.outbox import emit
 
 
 async def score_recorded_version(
     session: AsyncSession, payload: RecurrenceRecorded, *, params: ScoringParameters, correlation_id: str
-) -> Scores:
+) -> None:
     """Score a record version once (a re-drive reuses the stored scores) and stage the event."""
     record = payload.record
     stored = await find_by_version(session, ScoreSet, record.recurrence_id, record.version)
     if stored is not None:
-        scores = Scores.model_validate(stored.scores)
+        if stored.content_hash != payload.content_hash:
+            raise ProvenanceError(
+                f"version {record.version} of {record.recurrence_id} was scored for other content "
+                f"({stored.content_hash[:12]}, this event {payload.content_hash[:12]})"
+            )
+        scores_json = stored.scores
     else:
         scores = compute_scores(record, params)
+        scores_json = scores.model_dump(mode="json")
         session.add(
             ScoreSet(
                 recurrence_id=record.recurrence_id,
                 version=record.version,
-                content_hash=record.content_hash(),
+                # The gateway's hash of what it stored, not a re-hash of what this reader understood.
+                content_hash=payload.content_hash,
                 models_version=scores.models_version,
-                scores=scores.model_dump(mode="json"),
+                scores=scores_json,
             )
         )
+    event = ScoresComputed.model_construct(  # validated values; skip a second validation
+        recurrence_id=record.recurrence_id,
+        version=record.version,
+        content_hash=payload.content_hash,
+        scores=scores_json,
+        result_hash=canonical_hash(scores_json),
+    )
     emit(
         session,
         service="scoring",
         topic=TOPIC_SCORES_COMPUTED,
         subject=record.recurrence_id,
-        data=ScoresComputed(record=record, scores=scores).model_dump(mode="json"),
+        data=dict(event),
         correlation_id=correlation_id,
     )
-    return scores

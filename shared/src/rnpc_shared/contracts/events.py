@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.recommendation import Recommendation
-from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.contracts.record import TOLERATE_ADDED_FIELDS, RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
 
 TOPIC_RECURRENCE_RECORDED = "rnpc.recurrence.recorded.v1"
@@ -25,6 +25,10 @@ PIPELINE_TOPICS = (
     TOPIC_RECOMMENDATION_ISSUED,
 )
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+
+
+# Validation context for every event reader (see Strict): tolerate fields added by newer producers.
+EVENT_READER_CONTEXT = {TOLERATE_ADDED_FIELDS: True}
 
 
 def dlq_topic(topic: str) -> str:
@@ -69,20 +73,51 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class RecurrenceRecorded(Payload):
-    record: RecurrenceRecord
-    content_hash: str
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+# Size budget of rnpc.recommendation.issued.v1 (self-contained for outside consumers: the
+# recommendation with its basis and a record summary). Tested with the example record.
+RECOMMENDATION_EVENT_BUDGET_BYTES = 64 * 1024
 
 
-class ScoresComputed(Payload):
+class RecordRef(Payload):
+    """What every pipeline event is about: one record version, pinned by its content hash.
+
+    Events are small: each carries its own result and this reference, never the earlier
+    stages' results; a stage needing several joins them by this reference in its own database.
+    """
+
+    recurrence_id: str = Field(min_length=1, max_length=128)
+    version: int = Field(ge=1)
+    content_hash: str = Field(pattern=SHA256_HEX)
+
+
+class RecurrenceRecorded(RecordRef):
+    """Gateway → scoring, evidence, recommendation: the record itself (the only event with it)."""
+
     record: RecurrenceRecord
+
+
+class ScoresComputed(RecordRef):
+    """Scoring → evidence, recommendation, gateway: the scores and their hash."""
+
     scores: Scores
+    result_hash: str = Field(pattern=SHA256_HEX)
 
 
-class EvidenceMatched(Payload):
-    record: RecurrenceRecord
-    scores: Scores
+class EvidenceMatched(RecordRef):
+    """Evidence → recommendation, gateway: the bundle, its hash and the scores it was based on."""
+
     evidence: EvidenceBundle
+    result_hash: str = Field(pattern=SHA256_HEX)
+    scores_hash: str = Field(pattern=SHA256_HEX)
+
+
+class StageResult(RecordRef):
+    """The gateway's light reading of a stage event: the reference and hashes, not the result."""
+
+    result_hash: str = Field(pattern=SHA256_HEX)
+    scores_hash: str | None = Field(default=None, pattern=SHA256_HEX)
 
 
 class RecordSummary(Payload):
@@ -95,6 +130,11 @@ class RecordSummary(Payload):
     m_category: str | None
 
 
-class RecommendationIssued(Payload):
+class RecommendationIssued(RecordRef):
+    """Recommendation → gateway and outside consumers: self-contained (the recommendation carries
+    its basis per option), plus the hashes of the scores and evidence it was made from."""
+
     recommendation: Recommendation
     record_summary: RecordSummary
+    scores_hash: str = Field(pattern=SHA256_HEX)
+    evidence_hash: str = Field(pattern=SHA256_HEX)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic_core import PydanticCustomError
 from pydantic import (
@@ -56,11 +56,27 @@ MIN_DOSE_PER_FRACTION_GY = 0.5
 MAX_DOSE_PER_FRACTION_GY = 25.0
 
 
+# Validation context of event readers: fields a newer producer added are ignored at every depth,
+# so a rolling deploy never dead-letters the pipeline. Strict (forbid) stays the rule at the
+# HTTP ingest, where no context is given.
+TOLERATE_ADDED_FIELDS = "tolerate_added_fields"
+
+
 class Strict(BaseModel):
     """Base for every contract model: unknown fields are an error, values are validated on assignment."""
 
     # NaN and ±Infinity are refused in every number: they are not JSON and no measurement.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_added_fields_for_event_readers(cls, data: Any, info: ValidationInfo) -> Any:
+        if not (info.context and info.context.get(TOLERATE_ADDED_FIELDS) and isinstance(data, dict)):
+            return data
+        known = {name for name in cls.model_fields} | {
+            f.alias for f in cls.model_fields.values() if f.alias is not None
+        }
+        return {key: value for key, value in data.items() if key in known}
 
 
 class Sex(StrEnum):

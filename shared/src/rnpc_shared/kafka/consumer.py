@@ -1,4 +1,5 @@
-"""Consumer loop: parse → one DB transaction (inbox row + effect + outbox rows) → offset commit.
+"""Consumer loop: poll a batch → parse each message once → one DB transaction for the batch
+(inbox rows + effects + outbox rows) → one offset commit for the batch.
 
 At-least-once delivery with idempotent effects:
 - offsets are committed explicitly (`{tp: offset + 1}`) only after the DB commit;
@@ -20,14 +21,16 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared import metrics
-from rnpc_shared.contracts.events import CloudEvent, dlq_topic
+from rnpc_shared.contracts.events import EVENT_READER_CONTEXT, CloudEvent, dlq_topic
 from rnpc_shared.db import utc_now
 from rnpc_shared.kafka.outbox import OutboxRelay
 from rnpc_shared.kafka.producer import EventProducer
@@ -49,6 +52,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 class PermanentError(Exception):
     """A handler's verdict that this event can never be processed (goes to the DLQ)."""
+
+
+class ProvenanceError(PermanentError):
+    """The event does not match the stored record version or the stage order: dead-lettered
+    with reason `provenance` (a forged or misrouted result never becomes a case's result)."""
+
+
+LAG_EXPORT_INTERVAL_S = 5.0
 
 
 class Outcome(StrEnum):
@@ -108,6 +119,17 @@ class _RebalanceCounter(ConsumerRebalanceListener):  # type: ignore[misc]  # aio
         metrics.REBALANCES.labels(self._service).inc()
 
 
+@dataclass
+class _Item:
+    """One polled message, parsed once: either ready for its effect or already dead-lettered."""
+
+    record: ConsumerRecord
+    event_id: str
+    correlation_id: str | None
+    effect: Callable[[AsyncSession], Awaitable[None]] | None  # None: invalid, goes to the DLQ
+    error: BaseException | None = None
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -127,6 +149,7 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self.last_poll_monotonic: float | None = None
         self.started_monotonic = time.monotonic()
+        self._lag_exported_monotonic = 0.0
 
     @property
     def group_id(self) -> str:
@@ -148,28 +171,53 @@ class EventConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             request_timeout_ms=self._settings.kafka_request_timeout_ms,
+            max_partition_fetch_bytes=max(self._settings.kafka_max_message_bytes, 1_048_576),
         )
         consumer.subscribe(list(self._routes), listener=_RebalanceCounter(self._service))
         await consumer.start()
         try:
             while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=100)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self._settings.consumer_max_batch)
                 self._mark_polled()
-                for tp, records in batches.items():
-                    for record in records:
-                        if self._stopping.is_set():
-                            break
-                        outcome = await self._process(record)
-                        if outcome is Outcome.retry:
-                            # Not committed: read it again after a pause, in order.
-                            consumer.seek(tp, record.offset)
-                            await self._pause()
-                            break
-                        await self._commit(consumer, tp, record.offset + 1)
+                if batches and not self._stopping.is_set():
+                    await self._handle_poll(consumer, batches)
                 await self._export_lag(consumer)
         finally:
             # Graceful: leave the group so partitions move to another replica at once.
             await consumer.stop()
+
+    async def _handle_poll(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+        """One poll batch: parse each message once, then one transaction and one offset commit.
+
+        A batch that cannot commit as a whole (a poison event, a handler error, a rebalance
+        race) falls back to one transaction per event, so no other event is lost or doubled.
+        """
+        started = time.perf_counter()
+        items: dict[TopicPartition, list[_Item]] = {tp: [self._parse(r) for r in records] for tp, records in batches.items()}
+        good = [item for tp_items in items.values() for item in tp_items if item.effect is not None]
+        if all(item.effect is not None for tp_items in items.values() for item in tp_items):
+            try:
+                outcomes = await self._apply_batch(good)
+            except Exception as exc:  # noqa: BLE001 - any failure: retry the events one by one
+                log.info("batch fell back to per-event processing", extra={"outcome": type(exc).__name__})
+            else:
+                elapsed = time.perf_counter() - started
+                for item in good:
+                    metrics.EVENTS_CONSUMED.labels(self._service, item.record.topic, outcomes[item.event_id]).inc()
+                    metrics.EVENT_PROCESSING.labels(self._service, item.record.topic).observe(elapsed / len(good))
+                await self._commit(consumer, {tp: tp_items[-1].record.offset + 1 for tp, tp_items in items.items()})
+                return
+        for tp, tp_items in items.items():
+            for item in tp_items:
+                if self._stopping.is_set():
+                    return
+                outcome = await self._process(item)
+                if outcome is Outcome.retry:
+                    # Not committed: read it again after a pause, in order.
+                    self._seek(consumer, tp, item.record.offset)
+                    await self._pause()
+                    break
+                await self._commit(consumer, {tp: item.record.offset + 1})
 
     def _mark_polled(self) -> None:
         self.last_poll_monotonic = time.monotonic()
@@ -181,41 +229,112 @@ class EventConsumer:
         except TimeoutError:
             pass
 
-    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, next_offset: int) -> None:
+    def _seek(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         try:
-            await consumer.commit({tp: next_offset})
-        except (CommitFailedError, KafkaError):
-            # The event will be redelivered; the inbox makes that harmless.
+            consumer.seek(tp, offset)
+        except (IllegalStateError, AssertionError):
+            # Revoked by a rebalance meanwhile: its new owner starts from the committed offset.
+            log.info("partition no longer assigned; not seeking", extra={"topic": tp.topic, "partition": tp.partition})
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return  # all revoked by a rebalance: redelivered to the new owner, the inbox dedupes
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError):
+            # The events will be redelivered; the inbox makes that harmless.
             metrics.COMMIT_FAILURES.labels(self._service).inc()
-            log.warning("offset commit failed", extra={"topic": tp.topic, "partition": tp.partition})
+            log.warning("offset commit failed", extra={"topic": ",".join(sorted({tp.topic for tp in offsets}))})
 
     async def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_exported_monotonic < LAG_EXPORT_INTERVAL_S:
+            return
+        self._lag_exported_monotonic = now
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = await consumer.position(tp)
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue  # revoked meanwhile
             metrics.CONSUMER_LAG.labels(self._service, tp.topic, str(tp.partition)).set(
                 max(highwater - position, 0)
             )
 
-    async def _process(self, record: ConsumerRecord) -> Outcome:
-        started = time.perf_counter()
+    def _parse(self, record: ConsumerRecord) -> _Item:
         route = self._routes[record.topic]
         if isinstance(route, DeadLetterRoute):
             letter = _read_dead_letter(record)
-            event_id, correlation_id = f"dlq:{record.topic}:{record.partition}:{record.offset}", None
-            effect = lambda session: route.handle(session, letter)  # noqa: E731
-        else:
-            try:
-                event = CloudEvent.model_validate_json(record.value)
-                payload = route.payload_model.model_validate(event.data)
-            except (ValidationError, ValueError, TypeError) as exc:
-                return await self._dead_letter(record, exc, attempts=1)
-            event_id, correlation_id = event.id, event.correlationid
-            effect = lambda session: route.handle(session, event, payload)  # noqa: E731
+            event_id = f"dlq:{record.topic}:{record.partition}:{record.offset}"
+            return _Item(record, event_id, None, lambda session: route.handle(session, letter))
+        try:
+            event = CloudEvent.model_validate_json(record.value)
+            # Readers tolerate fields added by newer producers, at any depth (rolling deploys).
+            payload = route.payload_model.model_validate(event.data, context=EVENT_READER_CONTEXT)
+        except (ValidationError, ValueError, TypeError) as exc:
+            return _Item(record, "", None, None, exc)
+        return _Item(record, event.id, event.correlationid, lambda session: route.handle(session, event, payload))
 
-        token = correlation_id_var.set(correlation_id)
+    async def _apply_batch(self, items: list[_Item]) -> dict[str, Outcome]:
+        """Every event of the poll in one transaction: inbox rows (one bulk insert) and effects."""
+        outcomes: dict[str, Outcome] = {}
+        async with self._sessions() as session:
+            ids = [item.event_id for item in items]
+            seen = set(
+                (
+                    await session.exec(
+                        select(InboxEvent.event_id).where(
+                            InboxEvent.consumer == self.group_id, col(InboxEvent.event_id).in_(ids)
+                        )
+                    )
+                ).all()
+            )
+            fresh: list[_Item] = []
+            for item in items:
+                if item.event_id in seen:
+                    outcomes[item.event_id] = Outcome.duplicate
+                else:
+                    seen.add(item.event_id)
+                    fresh.append(item)
+                    outcomes[item.event_id] = Outcome.success
+            if fresh:
+                now = utc_now()
+                await session.exec(
+                    insert(InboxEvent),
+                    params=[
+                        {
+                            "consumer": self.group_id,
+                            "event_id": item.event_id,
+                            "topic": item.record.topic,
+                            "partition": item.record.partition,
+                            "offset": item.record.offset,
+                            "processed_at": now,
+                        }
+                        for item in fresh
+                    ],
+                )
+                for item in fresh:
+                    token = correlation_id_var.set(item.correlation_id)
+                    try:
+                        await item.effect(session)  # type: ignore[misc]
+                    finally:
+                        correlation_id_var.reset(token)
+                await session.commit()
+        self._after_db_commit()
+        return outcomes
+
+    async def _process(self, item: _Item) -> Outcome:
+        """One event in its own transaction, with retries; the fallback path of a poll batch."""
+        record = item.record
+        if item.effect is None:
+            return await self._dead_letter(record, item.error or ValueError("unreadable"), attempts=1)
+        started = time.perf_counter()
+        event_id, effect = item.event_id, item.effect
+        token = correlation_id_var.set(item.correlation_id)
         try:
             for attempt in range(1, self._settings.handler_max_attempts + 1):
                 try:
@@ -236,7 +355,6 @@ class EventConsumer:
                     metrics.EVENT_PROCESSING.labels(self._service, record.topic).observe(
                         time.perf_counter() - started
                     )
-                    log.info("event handled", extra={"event_id": event_id, "topic": record.topic, "outcome": outcome})
                     return outcome
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)  # backoff, not synchronisation
             return Outcome.retry
@@ -267,9 +385,12 @@ class EventConsumer:
                 if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
                     return Outcome.duplicate
                 raise
+        self._after_db_commit()
+        return Outcome.success
+
+    def _after_db_commit(self) -> None:
         if self._relay is not None:
             self._relay.notify()
-        return Outcome.success
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, *, attempts: int) -> Outcome:
         if isinstance(self._routes[record.topic], DeadLetterRoute):
@@ -278,9 +399,13 @@ class EventConsumer:
             metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.dlq).inc()
             return Outcome.dlq
         reason = f"{type(exc).__name__}: {exc}"[:4000]
+        error_type = type(exc).__name__
+        if isinstance(exc, ProvenanceError):
+            error_type = "provenance"
+            metrics.PROVENANCE_REJECTED.labels(self._service, record.topic).inc()
         headers = list(record.headers or []) + [
             ("dlq.reason", reason.encode()),
-            ("dlq.error_type", type(exc).__name__.encode()),
+            ("dlq.error_type", error_type.encode()),
             ("dlq.original_topic", record.topic.encode()),
             ("dlq.original_partition", str(record.partition).encode()),
             ("dlq.original_offset", str(record.offset).encode()),

@@ -1,40 +1,88 @@
-"""Transactional outbox: write events with the effect; a relay publishes them and marks them sent."""
+"""Transactional outbox: write events with the effect; a relay publishes them and marks them sent.
+
+The relay claims, per pass and in one statement, the oldest pending row of each key (so a key's
+events keep their order and one failing row holds back its own key only), sends them pipelined
+and awaits the acknowledgements together, then marks them in one statement. A row that can never
+be sent (bigger than the broker's limit) or that fails `max_attempts` times while other rows go
+through is parked: status `parked`, its reason kept, counted, and announced on `<topic>.dlq` so
+the gateway shows it on the case. Gauges and retention run on a timer, not on every pass.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func
+from aiokafka.errors import KafkaError
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared import metrics
-from rnpc_shared.contracts.events import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, new_event
+from rnpc_shared.contracts.events import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, dlq_topic, new_event
 from rnpc_shared.db import utc_now
-from rnpc_shared.kafka.producer import EventProducer
-from rnpc_shared.kafka.tables import OutboxEvent
+from rnpc_shared.kafka.producer import EventProducer, Message
+from rnpc_shared.kafka.tables import (
+    INBOX_TABLE,
+    OUTBOX_TABLE,
+    STAGE_INPUT_TABLE,
+    OutboxEvent,
+    OutboxStatus,
+)
 
 log = logging.getLogger(__name__)
 
+CONTENT_TYPE_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+# Room for the record batch, record and header framing around key and value (Kafka v2 format).
+MESSAGE_OVERHEAD_BYTES = 512
+PARKED_ERROR_TYPE = "OutboxParked"
 
-def add_to_outbox(session: AsyncSession, topic: str, event: CloudEvent) -> None:
-    """Stage an event in the caller's transaction; nothing is sent until that transaction commits."""
+
+def message_size_bytes(topic_payload: str | bytes, key: str) -> int:
+    """What an event weighs against the broker's message size limit."""
+    value = topic_payload.encode() if isinstance(topic_payload, str) else topic_payload
+    return len(value) + len(key.encode()) + MESSAGE_OVERHEAD_BYTES
+
+
+def add_to_outbox(session: AsyncSession, topic: str, event: CloudEvent, *, payload: str | None = None) -> None:
+    """Stage an event in the caller's transaction; nothing is sent until that transaction commits.
+
+    `payload`: the event already serialised by the caller (e.g. to measure it), not dumped twice."""
     session.add(
         OutboxEvent(
             id=uuid.UUID(event.id),
             topic=topic,
             key=event.subject,
-            payload=event.model_dump_json(),
+            payload=payload if payload is not None else event.model_dump_json(),
         )
     )
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long finished outbox rows and inbox rows are kept (see ServiceSettings)."""
+
+    outbox_s: float
+    inbox_s: float
+    batch_rows: int = 5000
+
+
+@dataclass
+class _Claimed:
+    id: uuid.UUID
+    topic: str
+    key: str
+    payload: str
+    attempts: int
+
+
 class OutboxRelay:
-    """Publishes pending outbox rows in creation order; at-least-once (downstream dedupes by id)."""
+    """Publishes pending outbox rows, in order per key; at-least-once (downstream dedupes by id)."""
 
     def __init__(
         self,
@@ -44,14 +92,23 @@ class OutboxRelay:
         producer: EventProducer,
         poll_interval_s: float,
         batch_size: int,
+        max_attempts: int = 10,
+        max_message_bytes: int = 1_048_576,
+        housekeeping_interval_s: float = 10.0,
+        retention: Retention | None = None,
     ) -> None:
         self._service = service
         self._sessions = session_factory
         self._producer = producer
         self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._max_message_bytes = max_message_bytes
+        self._housekeeping_interval_s = housekeeping_interval_s
+        self._retention = retention
         self._wakeup = asyncio.Event()
         self._stopping = False
+        self.oldest_pending_age_s = 0.0  # sampled by housekeeping; /readyz reads it
 
     def notify(self) -> None:
         """Called after a commit that wrote outbox rows, so they go out without waiting a poll."""
@@ -62,69 +119,216 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def run(self) -> None:
-        while not self._stopping:
-            try:
-                published = await self.publish_pending()
-            except Exception:  # the relay must survive a DB or broker outage and try again
-                log.exception("outbox relay pass failed")
-                published = 0
-            if published == 0:
+        housekeeping = asyncio.create_task(self._housekeeping_loop(), name="outbox-housekeeping")
+        try:
+            while not self._stopping:
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
-                except TimeoutError:
-                    pass
-                self._wakeup.clear()
+                    published = await self.publish_pending()
+                except Exception:  # the relay must survive a DB or broker outage and try again
+                    log.exception("outbox relay pass failed")
+                    metrics.BACKGROUND_ERRORS.labels(self._service, "outbox-relay").inc()
+                    published = 0
+                if published == 0:
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
+                    except TimeoutError:
+                        pass
+                    self._wakeup.clear()
+        finally:
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            try:
+                await self.housekeeping()
+            except Exception:  # a failed pass is logged and counted; the next one runs anyway
+                log.exception("outbox housekeeping failed")
+                metrics.BACKGROUND_ERRORS.labels(self._service, "outbox-housekeeping").inc()
+            await asyncio.sleep(self._housekeeping_interval_s)  # a schedule, not synchronisation
+
+    async def housekeeping(self) -> None:
+        if self._retention is not None:
+            await self.apply_retention(self._retention)
+        await self.refresh_gauges()
 
     async def publish_pending(self) -> int:
-        """One pass: send up to a batch of pending rows in order; stop at the first failure."""
-        published = 0
+        """One pass: claim the oldest pending row of each key, send them together, mark them."""
+        table = OUTBOX_TABLE
         async with self._sessions() as session:
-            rows = (
-                await session.exec(
-                    select(OutboxEvent)
-                    .where(col(OutboxEvent.published_at).is_(None))
-                    .order_by(col(OutboxEvent.created_at), col(OutboxEvent.id))
-                    .limit(self._batch_size)
-                    # Replicas share the table in production: each row goes to one relay.
-                    .with_for_update(skip_locked=True)
+            ranked = (
+                select(
+                    table.c.id,
+                    func.row_number()
+                    .over(partition_by=table.c.key, order_by=(table.c.created_at, table.c.id))
+                    .label("place"),
                 )
-            ).all()
-            for row in rows:
-                try:
-                    await self._producer.send(
-                        row.topic,
-                        key=row.key,
-                        value=row.payload.encode(),
-                        headers=[("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())],
-                    )
-                except Exception as exc:  # keep per-key order: stop this pass at the first failure
-                    row.attempts += 1
-                    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-                    metrics.OUTBOX_PUBLISHED.labels(self._service, "error").inc()
-                    log.warning("outbox publish failed", extra={"event_id": str(row.id), "topic": row.topic})
-                    break
-                row.published_at = utc_now()
-                published += 1
-                metrics.OUTBOX_PUBLISHED.labels(self._service, "ok").inc()
+                .where(table.c.status == OutboxStatus.pending)
+                .subquery()
+            )
+            claim = (
+                select(table.c.id, table.c.topic, table.c.key, table.c.payload, table.c.attempts)
+                .where(table.c.id.in_(select(ranked.c.id).where(ranked.c.place == 1)))
+                .order_by(table.c.created_at, table.c.id)
+                .limit(self._batch_size)
+                # Replicas share the table in production: each row goes to one relay.
+                .with_for_update(skip_locked=True)
+            )
+            rows = [_Claimed(*row) for row in (await session.execute(claim)).all()]
+            if not rows:
+                await session.commit()
+                return 0
+            oversize = {row.id for row in rows if message_size_bytes(row.payload, row.key) > self._max_message_bytes}
+            sendable = [row for row in rows if row.id not in oversize]
+            errors = await self._producer.send_many(
+                [Message(row.topic, row.key, row.payload.encode(), CONTENT_TYPE_HEADERS) for row in sendable]
+            )
+            failures: dict[uuid.UUID, BaseException] = {
+                row.id: OversizeError(message_size_bytes(row.payload, row.key), self._max_message_bytes)
+                for row in rows
+                if row.id in oversize
+            }
+            failures |= {row.id: error for row, error in zip(sendable, errors, strict=True) if error is not None}
+            published_ids = [row.id for row in rows if row.id not in failures]
+            if published_ids:
+                await session.exec(
+                    update(table)
+                    .where(table.c.id.in_(published_ids))
+                    .values(status=OutboxStatus.published, published_at=utc_now())
+                )
+                metrics.OUTBOX_PUBLISHED.labels(self._service, "ok").inc(len(published_ids))
+            if failures:
+                # A broker outage fails every row: that is not the rows' fault and must not park them.
+                broker_up = bool(published_ids) or await self._producer.broker_reachable()
+                for row in rows:
+                    if row.id in failures:
+                        await self._record_failure(session, row, failures[row.id], broker_up=broker_up)
             await session.commit()
-        await self.refresh_gauges()
-        return published
+        return len(published_ids)
+
+    async def _record_failure(
+        self, session: AsyncSession, row: _Claimed, error: BaseException, *, broker_up: bool
+    ) -> None:
+        metrics.OUTBOX_PUBLISHED.labels(self._service, "error").inc()
+        reason = f"{type(error).__name__}: {error or 'no acknowledgement'}"[:2000]
+        counts = isinstance(error, OversizeError) or broker_up or not _retriable(error)
+        attempts = row.attempts + (1 if counts else 0)
+        values: dict[str, Any] = {"attempts": attempts, "last_error": reason}
+        kind = "too_large" if isinstance(error, OversizeError) else "failing"
+        if isinstance(error, OversizeError) or attempts >= self._max_attempts:
+            values["status"] = OutboxStatus.parked
+            metrics.OUTBOX_PARKED.labels(self._service, kind).inc()
+            log.error("outbox row parked", extra={"event_id": str(row.id), "topic": row.topic, "outcome": reason})
+            await self._announce_parked(row, reason)
+        else:
+            log.warning("outbox publish failed", extra={"event_id": str(row.id), "topic": row.topic, "outcome": reason})
+        await session.exec(update(OUTBOX_TABLE).where(OUTBOX_TABLE.c.id == row.id).values(**values))
+
+    async def _announce_parked(self, row: _Claimed, reason: str) -> None:
+        """A small notice on `<topic>.dlq` (never the big payload): the gateway shows it on the case.
+
+        Best effort: when even the notice cannot be sent (the broker refuses the topic itself), the
+        row stays parked with its reason, counted and alerted on."""
+        reference = parked_reference(row.payload)
+        headers = [
+            ("dlq.reason", reason.encode()),
+            ("dlq.error_type", PARKED_ERROR_TYPE.encode()),
+            ("dlq.kind", b"outbox-parked"),
+            ("dlq.original_topic", row.topic.encode()),
+            ("dlq.consumer_group", f"rnpc-{self._service}".encode()),
+            ("dlq.event_id", str(row.id).encode()),
+            ("dlq.failed_at", utc_now().isoformat().encode()),
+        ]
+        value = json.dumps({"id": str(row.id), "type": row.topic, "subject": row.key, "data": reference}).encode()
+        [error] = await self._producer.send_many([Message(dlq_topic(row.topic), row.key, value, headers)])
+        if error is not None:
+            log.warning("could not announce a parked outbox row", extra={"event_id": str(row.id), "outcome": repr(error)})
+
+    async def apply_retention(self, retention: Retention) -> None:
+        now = utc_now()
+        outbox, inbox, inputs = OUTBOX_TABLE, INBOX_TABLE, STAGE_INPUT_TABLE
+        async with self._sessions() as session:
+            finished = (
+                select(outbox.c.id)
+                .where(outbox.c.status != OutboxStatus.pending)
+                .where(outbox.c.created_at < now - timedelta(seconds=retention.outbox_s))
+                .limit(retention.batch_rows)
+            )
+            deleted = (await session.exec(delete(outbox).where(outbox.c.id.in_(finished)))).rowcount
+            old_inbox = (
+                select(inbox.c.consumer, inbox.c.event_id)
+                .where(inbox.c.processed_at < now - timedelta(seconds=retention.inbox_s))
+                .limit(retention.batch_rows)
+            )
+            deleted_inbox = (
+                await session.exec(delete(inbox).where(tuple_(inbox.c.consumer, inbox.c.event_id).in_(old_inbox)))
+            ).rowcount
+            # Parts of a stage input that never completed (a superseded or dead-lettered version).
+            deleted_inputs = (
+                await session.exec(
+                    delete(inputs).where(inputs.c.received_at < now - timedelta(seconds=retention.inbox_s))
+                )
+            ).rowcount
+            await session.commit()
+        for table_name, count in (("outbox", deleted), ("inbox", deleted_inbox), ("stage_inputs", deleted_inputs)):
+            if count:
+                metrics.RETENTION_DELETED.labels(self._service, table_name).inc(count)
 
     async def refresh_gauges(self) -> None:
+        outbox, inbox, inputs = OUTBOX_TABLE, INBOX_TABLE, STAGE_INPUT_TABLE
         async with self._sessions() as session:
             pending, oldest = (
-                await session.exec(
-                    select(func.count(), func.min(OutboxEvent.created_at)).where(
-                        col(OutboxEvent.published_at).is_(None)
-                    )
+                await session.execute(
+                    select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == OutboxStatus.pending)
                 )
             ).one()
+            sizes = {
+                "outbox": (await session.execute(select(func.count(), func.sum(func.length(outbox.c.payload))))).one(),
+                "inbox": (
+                    await session.execute(
+                        select(
+                            func.count(),
+                            func.sum(func.length(inbox.c.event_id) + func.length(inbox.c.consumer) + func.length(inbox.c.topic)),
+                        )
+                    )
+                ).one(),
+                "stage_inputs": (await session.execute(select(func.count(), func.sum(func.length(inputs.c.data))))).one(),
+            }
         metrics.OUTBOX_PENDING.labels(self._service).set(pending)
+        for table_name, (rows, size) in sizes.items():
+            metrics.TABLE_ROWS.labels(self._service, table_name).set(rows)
+            metrics.TABLE_BYTES.labels(self._service, table_name).set(size or 0)
         age_s = 0.0
         if oldest is not None:
             oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=utc_now().tzinfo)
             age_s = (utc_now() - oldest).total_seconds()
+        self.oldest_pending_age_s = age_s
         metrics.OUTBOX_OLDEST_AGE.labels(self._service).set(age_s)
+
+
+class OversizeError(Exception):
+    def __init__(self, size_bytes: int, limit_bytes: int) -> None:
+        super().__init__(f"event of {size_bytes} bytes exceeds the broker's message limit of {limit_bytes} bytes")
+
+
+def _retriable(error: BaseException) -> bool:
+    if isinstance(error, KafkaError):
+        return bool(error.retriable)
+    return isinstance(error, (TimeoutError, ConnectionError, OSError))
+
+
+def parked_reference(payload: str) -> dict[str, Any]:
+    """The (recurrence_id, version, content_hash) an event was about, for the parked notice."""
+    try:
+        data = json.loads(payload).get("data") or {}
+    except (ValueError, AttributeError):
+        return {}
+    reference = {k: data[k] for k in ("recurrence_id", "version", "content_hash") if k in data}
+    for part in ("record", "recommendation"):
+        nested = data.get(part)
+        if isinstance(nested, dict) and "version" not in reference and isinstance(nested.get("version"), int):
+            reference |= {"recurrence_id": nested.get("recurrence_id"), "version": nested["version"]}
+    return reference
 
 
 def emit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,6 +12,13 @@ from aiokafka.errors import TopicAlreadyExistsError
 from rnpc_shared.settings import ServiceSettings
 
 Headers = list[tuple[str, bytes]]
+
+
+class Message(NamedTuple):
+    topic: str
+    key: str
+    value: bytes
+    headers: Headers
 
 
 class EventProducer:
@@ -25,6 +33,7 @@ class EventProducer:
             enable_idempotence=False,
             request_timeout_ms=settings.kafka_request_timeout_ms,
             linger_ms=0,
+            max_request_size=settings.kafka_max_message_bytes,
         )
 
     async def start(self) -> None:
@@ -39,6 +48,37 @@ class EventProducer:
             self._producer.send_and_wait(topic, value=value, key=key.encode(), headers=headers),
             timeout=self._settings.kafka_send_timeout_s,
         )
+
+    async def send_many(self, messages: list[Message]) -> list[BaseException | None]:
+        """Enqueue every message at once, then await the acknowledgements together (pipelined).
+
+        Returns one entry per message: None when acknowledged, else the error. Messages of one
+        call are enqueued concurrently (one waiting for its topic's metadata does not hold up the
+        others), so a caller passes at most one message per key per call to keep key order.
+        """
+        timeout_s = self._settings.kafka_send_timeout_s
+
+        async def enqueue(message: Message) -> asyncio.Future[object]:
+            return await asyncio.wait_for(
+                self._producer.send(message.topic, value=message.value, key=message.key.encode(), headers=message.headers),
+                timeout=timeout_s,
+            )
+
+        enqueued = await asyncio.gather(*(enqueue(m) for m in messages), return_exceptions=True)
+        results: list[BaseException | None] = [None] * len(messages)
+        futures: dict[asyncio.Future[object], int] = {}
+        for index, outcome in enumerate(enqueued):
+            if isinstance(outcome, BaseException):  # refused before sending (too large, no metadata, closed)
+                results[index] = outcome
+            else:
+                futures[outcome] = index
+        if futures:
+            done, not_done = await asyncio.wait(futures, timeout=timeout_s)
+            for future in done:
+                results[futures[future]] = future.exception()
+            for future in not_done:
+                results[futures[future]] = TimeoutError("no acknowledgement within the send timeout")
+        return results
 
     async def broker_reachable(self, timeout_s: float = 2.0) -> bool:
         try:

@@ -14,14 +14,10 @@ import os
 import runpy
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from rnpc_shared.kafka.consumer import EventConsumer, Outcome
+from rnpc_shared.kafka.consumer import EventConsumer
 
 FAULT_ENV_PREFIX = "RNPC_FAULT_"
 KILL_AFTER_DB_COMMIT_MARKER = FAULT_ENV_PREFIX + "KILL_AFTER_DB_COMMIT_MARKER"
@@ -29,19 +25,16 @@ KILL_AFTER_DB_COMMIT_MARKER = FAULT_ENV_PREFIX + "KILL_AFTER_DB_COMMIT_MARKER"
 
 def kill_after_first_db_commit(marker: Path) -> None:
     """Make every EventConsumer SIGKILL its process after its first committed transaction."""
-    apply = EventConsumer._apply
+    after_db_commit = EventConsumer._after_db_commit
 
-    async def apply_then_kill(
-        self: EventConsumer, record: Any, event_id: str, effect: Callable[[AsyncSession], Awaitable[None]]
-    ) -> Outcome:
-        outcome = await apply(self, record, event_id, effect)
-        # success = the inbox row and the effect are committed; the offset is committed later.
-        if outcome is Outcome.success and not marker.exists():
+    def kill_after_db_commit(self: EventConsumer) -> None:
+        # Called once the inbox rows and the effects are committed; the offsets are committed later.
+        if not marker.exists():
             marker.write_text(f"killed after DB commit at {datetime.now(UTC).isoformat()}\n")
             os.kill(os.getpid(), signal.SIGKILL)
-        return outcome
+        after_db_commit(self)
 
-    EventConsumer._apply = apply_then_kill  # type: ignore[method-assign]  # the injected fault
+    EventConsumer._after_db_commit = kill_after_db_commit  # type: ignore[method-assign]  # the injected fault
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ unusable is a PermanentError, so the consumer dead-letters it with the reason an
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pydantic import ConfigDict, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,21 +31,28 @@ class InboundMessage(Payload):
     model_config = ConfigDict(extra="allow")
 
 
-async def on_inbound(session: AsyncSession, event: CloudEvent, payload: InboundMessage) -> None:
-    data = event.data
-    try:
-        if data.get("resourceType") == "Bundle":
-            record = map_bundle(data).record
-        else:
-            record = RecurrenceRecord.model_validate(data)
-        accepted = await service.accept_record(session, record, correlation_id=event.correlationid)
-        # Same transaction as the write: an ingest without its audit row never commits.
-        await audit.append(session, INBOUND_AUDITOR.entry("create", record.recurrence_id, record.version, 202, accepted.outcome))
-    except MappingError as exc:
-        metrics.FHIR_INGEST.labels("kafka", "refused").inc()
-        raise PermanentError(f"FHIR Bundle cannot be used: {exc}") from exc
-    except ValidationError as exc:
-        raise PermanentError(f"invalid native record: {exc.errors(include_url=False)}") from exc
-    except ProblemError as exc:  # e.g. the same version with other content (409)
-        raise PermanentError(f"{exc.title}: {exc.detail}") from exc
-    metrics.FHIR_INGEST.labels("kafka", "accepted").inc()
+def inbound_handler(max_event_bytes: int) -> Callable[[AsyncSession, CloudEvent, InboundMessage], Awaitable[None]]:
+    """The handler, with the broker's message size limit every accepted record's events must fit."""
+
+    async def on_inbound(session: AsyncSession, event: CloudEvent, payload: InboundMessage) -> None:
+        data = event.data
+        try:
+            if data.get("resourceType") == "Bundle":
+                record = map_bundle(data).record
+            else:
+                record = RecurrenceRecord.model_validate(data)
+            accepted = await service.accept_record(
+                session, record, correlation_id=event.correlationid, max_event_bytes=max_event_bytes
+            )
+            # Same transaction as the write: an ingest without its audit row never commits.
+            await audit.append(session, INBOUND_AUDITOR.entry("create", record.recurrence_id, record.version, 202, accepted.outcome))
+        except MappingError as exc:
+            metrics.FHIR_INGEST.labels("kafka", "refused").inc()
+            raise PermanentError(f"FHIR Bundle cannot be used: {exc}") from exc
+        except ValidationError as exc:
+            raise PermanentError(f"invalid native record: {exc.errors(include_url=False)}") from exc
+        except ProblemError as exc:  # e.g. the same version with other content (409)
+            raise PermanentError(f"{exc.title}: {exc.detail}") from exc
+        metrics.FHIR_INGEST.labels("kafka", "accepted").inc()
+
+    return on_inbound

@@ -1,0 +1,95 @@
+"""Join the small events a stage needs (record, scores, evidence) by their record reference.
+
+Each part is kept in the stage's own database until all parts of one record version, pinned by
+the same content hash, are there; then the stage runs once and the parts are deleted. A part
+whose content hash differs from a part already kept for the same version is a provenance error
+(dead-lettered): results of different record contents are never combined.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_shared.contracts.events import RecordRef
+from rnpc_shared.kafka.consumer import ProvenanceError
+from rnpc_shared.kafka.tables import StageInput
+
+
+class Parts:
+    """The parts of one record version present so far: name → (value, result hash)."""
+
+    def __init__(self, ref: RecordRef, stored: list[StageInput]) -> None:
+        self.ref = ref
+        self._stored = {row.part: row for row in stored}
+        self._current: dict[str, tuple[dict[str, Any], str | None]] = {}
+
+    def add(self, part: str, value: dict[str, Any], result_hash: str | None) -> None:
+        self._current[part] = (value, result_hash)
+
+    def has(self, *parts: str) -> bool:
+        return all(part in self._stored or part in self._current for part in parts)
+
+    def value(self, part: str) -> dict[str, Any]:
+        return self._entry(part)[0]
+
+    def result_hash(self, part: str) -> str | None:
+        return self._entry(part)[1]
+
+    def _entry(self, part: str) -> tuple[dict[str, Any], str | None]:
+        if part in self._current:
+            return self._current[part]
+        data = json.loads(self._stored[part].data)
+        return data["value"], data.get("result_hash")
+
+    def new_rows(self) -> list[StageInput]:
+        return [
+            StageInput(
+                recurrence_id=self.ref.recurrence_id,
+                version=self.ref.version,
+                part=part,
+                content_hash=self.ref.content_hash,
+                data=json.dumps({"value": value, "result_hash": result_hash}, separators=(",", ":")),
+            )
+            for part, (value, result_hash) in self._current.items()
+            if part not in self._stored
+        ]
+
+
+async def gather(session: AsyncSession, ref: RecordRef, part: str, value: dict[str, Any], result_hash: str | None = None) -> Parts:
+    """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
+    stored = list(
+        (
+            await session.exec(
+                select(StageInput).where(StageInput.recurrence_id == ref.recurrence_id, StageInput.version == ref.version)
+            )
+        ).all()
+    )
+    for row in stored:
+        if row.content_hash != ref.content_hash:
+            raise ProvenanceError(
+                f"{part} of {ref.recurrence_id} version {ref.version} is for content {ref.content_hash[:12]}, "
+                f"but its {row.part} is for content {row.content_hash[:12]}"
+            )
+    parts = Parts(ref, stored)
+    parts.add(part, value, result_hash)
+    return parts
+
+
+def keep(session: AsyncSession, parts: Parts) -> None:
+    """Not complete yet: store the new part for later."""
+    session.add_all(parts.new_rows())
+
+
+async def discard(session: AsyncSession, ref: RecordRef) -> None:
+    """Complete: the stage ran; its inputs are no longer needed."""
+    await session.exec(
+        delete(StageInput).where(
+            StageInput.recurrence_id == ref.recurrence_id,  # type: ignore[arg-type]
+            StageInput.version == ref.version,  # type: ignore[arg-type]
+        )
+    )

@@ -1,0 +1,201 @@
+"""The gateway in process over a real database (no broker needed: consumer and relay off).
+
+- 60 concurrent versions of one case: only increasing versions are accepted, the latest wins;
+- a record whose event could not fit the broker's message limit is refused (413) before
+  anything is stored;
+- the re-drive loop survives a database error and re-drives once the database is back;
+- a manual re-drive does not use up the automatic budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlmodel import SQLModel, col, func, select
+
+from rnpc_gateway import service
+from rnpc_gateway.app import create_app, redrive_loop
+from rnpc_gateway.settings import GatewaySettings
+from rnpc_gateway.tables import RecordVersion
+from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.db import make_engine, make_session_factory, utc_now
+from rnpc_shared.kafka.tables import OutboxEvent
+from rnpc_shared.service import Runtime
+
+pytestmark = pytest.mark.integration
+
+
+async def eventually(predicate: Callable[[], Awaitable[Any]], deadline_s: float = 30) -> Any:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if result := await predicate():
+            return result
+        await asyncio.sleep(0.05)  # poll interval under a deadline
+    raise AssertionError("condition not met before the deadline")
+
+
+async def _create_schema(url: str) -> None:
+    engine = make_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(SQLModel.metadata.create_all)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def gateway(databases) -> AsyncIterator[tuple[httpx.AsyncClient, GatewaySettings]]:  # noqa: ANN001
+    settings = GatewaySettings(
+        database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=64_000
+    )
+    await _create_schema(settings.database_url)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client, settings
+
+
+def _version(record: dict[str, Any], recurrence_id: str, version: int) -> dict[str, Any]:
+    record = copy.deepcopy(record) | {"recurrence_id": recurrence_id, "version": version}
+    record["patient"]["age_years"] = 30 + version % 40  # each version has its own content
+    return record
+
+
+async def test_sixty_concurrent_versions_accept_only_increasing_versions_and_the_latest_wins(
+    gateway: tuple[httpx.AsyncClient, GatewaySettings], example_record: dict[str, Any]
+) -> None:
+    client, settings = gateway
+    versions = list(range(1, 61))
+    random.Random(7).shuffle(versions)
+    responses = await asyncio.gather(
+        *(client.post("/v1/recurrences", json=_version(example_record, "race-1", v)) for v in versions)
+    )
+    statuses = {v: r.status_code for v, r in zip(versions, responses, strict=True)}
+    assert set(statuses.values()) <= {202, 409}, statuses
+    for r in responses:
+        if r.status_code == 409:
+            assert r.json()["type"].endswith("/stale-version"), r.text
+    assert statuses[60] == 202
+
+    engine = make_engine(settings.database_url)
+    async with make_session_factory(engine)() as session:
+        stored = (
+            await session.exec(
+                select(RecordVersion.version).where(RecordVersion.recurrence_id == "race-1").order_by(col(RecordVersion.received_at))
+            )
+        ).all()
+        events = (
+            await session.exec(select(OutboxEvent.payload).order_by(col(OutboxEvent.created_at)))
+        ).all()
+    await engine.dispose()
+    accepted = sorted(v for v, status in statuses.items() if status == 202)
+    assert sorted(stored) == accepted
+    assert list(stored) == sorted(stored), "a version was accepted after a newer one"
+    assert len(events) == len(accepted)  # one recorded event per accepted version, none for the refused
+    case = (await client.get("/v1/recurrences/race-1")).json()
+    assert case["latest_version"] == 60 and case["versions"][-1]["superseded"] is False
+
+
+async def test_a_record_too_large_for_the_broker_is_refused_before_anything_is_stored(
+    databases, example_record: dict[str, Any]  # noqa: ANN001
+) -> None:
+    settings = GatewaySettings(
+        database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=2048
+    )
+    await _create_schema(settings.database_url)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            response = await client.post("/v1/recurrences", json=_version(example_record, "too-big-1", 1))
+            assert response.status_code == 413
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert "2048" in response.json()["detail"]
+            assert (await client.get("/v1/recurrences/too-big-1")).status_code == 404
+    engine = make_engine(settings.database_url)
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM outbox"))).scalar_one() == 0
+        assert (await connection.execute(text("SELECT count(*) FROM case_heads"))).scalar_one() == 0
+    await engine.dispose()
+
+
+async def _store_overdue_version(runtime: Runtime, record: dict[str, Any], recurrence_id: str) -> None:
+    async with runtime.sessions() as session:
+        accepted = await service.accept_record(
+            session, RecurrenceRecord.model_validate(_version(record, recurrence_id, 1)), correlation_id="c-1", max_event_bytes=1_000_000
+        )
+        accepted.record_version.received_at = utc_now() - timedelta(hours=1)
+        session.add(accepted.record_version)
+        await session.commit()
+
+
+async def _outbox_rows(runtime: Runtime) -> int:
+    async with runtime.sessions() as session:
+        return (await session.exec(select(func.count()).select_from(OutboxEvent))).one()
+
+
+def _redrive_errors() -> float:
+    return REGISTRY.get_sample_value("rnpc_background_errors_total", {"service": "gateway", "job": "redrive"}) or 0.0
+
+
+async def test_the_redrive_loop_survives_a_database_error(databases, example_record: dict[str, Any]) -> None:  # noqa: ANN001
+    settings = GatewaySettings(
+        database_url=databases.new_url("gateway"), redrive_interval_s=0.05, redrive_after_s=60, run_consumer=False
+    )
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
+    errors_before = _redrive_errors()
+    loop = asyncio.create_task(redrive_loop(runtime))
+    try:
+        # No schema yet: every pass fails with a database error, and the loop keeps running.
+        await eventually(lambda: _true(_redrive_errors() >= errors_before + 3))
+        assert not loop.done()
+        # The database is back, with an overdue case: the next pass re-drives it.
+        await _create_schema(settings.database_url)
+        await _store_overdue_version(runtime, example_record, "redrive-survives-1")
+        assert await eventually(lambda: _at_least(runtime, 2))  # the recorded event and its re-drive
+        assert not loop.done()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await engine.dispose()
+
+
+async def test_a_manual_redrive_does_not_use_up_the_automatic_budget(databases, example_record: dict[str, Any]) -> None:  # noqa: ANN001
+    settings = GatewaySettings(database_url=databases.new_url("gateway"), run_consumer=False)
+    await _create_schema(settings.database_url)
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
+    await _store_overdue_version(runtime, example_record, "manual-1")
+    for _ in range(settings.redrive_max_attempts + 2):
+        async with runtime.sessions() as session:
+            redriven = await service.redrive_overdue(
+                session, older_than=timedelta(0), max_attempts=settings.redrive_max_attempts, now=utc_now(), manual=True
+            )
+            await session.commit()
+        assert redriven == [("manual-1", 1)]
+    async with runtime.sessions() as session:
+        automatic = await service.redrive_overdue(
+            session, older_than=timedelta(0), max_attempts=settings.redrive_max_attempts, now=utc_now()
+        )
+        await session.commit()
+        row = await service.get_version(session, "manual-1", 1)
+    assert automatic == [("manual-1", 1)]
+    assert row is not None and row.redrive_count == 1
+    await engine.dispose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _at_least(runtime: Runtime, rows: int) -> bool:
+    return await _outbox_rows(runtime) >= rows
