@@ -11,7 +11,7 @@ SERVICES := gateway scoring evidence recommendation
 help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
 	@echo "make test  - unit, integration and end-to-end tests (embedded broker + SQLite)"
-	@echo "make test-postgres / check-migrations / validate-deploy / bench"
+	@echo "make test-postgres / test-kafka / check-migrations / validate-deploy / bench"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -33,6 +33,21 @@ test: sync
 test-postgres: sync
 	RNPC_TEST_DATABASE=postgres $(UV) run --frozen pytest -q -m integration
 
+# Apache Kafka from Maven Central (tools/kafka/pom.xml): no Maven, no network → this fails, loudly.
+KAFKA_LIB := $(TOOLS)/kafka/lib
+$(KAFKA_LIB)/.fetched: tools/kafka/pom.xml
+	rm -rf $(KAFKA_LIB)
+	mvn -B -q -Dstyle.color=never -f tools/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(abspath $(KAFKA_LIB))
+	@touch $@
+
+kafka-broker: $(KAFKA_LIB)/.fetched
+
+# The integration and end-to-end suites on the production parts: Apache Kafka (KRaft, SASL/SCRAM,
+# ACLs) and PostgreSQL (running on 127.0.0.1:5432, see .ci/postgres-up), plus tests/kafka.
+test-kafka: sync kafka-broker
+	RNPC_TEST_DATABASE=postgres RNPC_TEST_BROKER=kafka RNPC_KAFKA_LIB=$(abspath $(KAFKA_LIB)) \
+		$(UV) run --frozen pytest -q -m integration
+
 check-migrations: sync
 	@set -e; for s in $(SERVICES); do \
 		db=$$(mktemp -d)/$$s.db; \
@@ -46,4 +61,4 @@ validate-deploy: sync
 bench: sync
 	$(UV) run --frozen python -m benchmarks.pipeline
 
-.PHONY: help sync run test test-postgres check-migrations validate-deploy bench
+.PHONY: help sync run test test-postgres kafka-broker test-kafka check-migrations validate-deploy bench

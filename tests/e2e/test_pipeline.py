@@ -209,7 +209,7 @@ def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_
         # The record is fine, the scores are not: the evidence stage must dead-letter it.
         broken = new_event(source="urn:test", type_=TOPIC_SCORES_COMPUTED, subject="e2e-dlq-1",
                            data={"record": record, "scores": {"results": "not a mapping"}}, correlation_id=None)
-        producer = EventProducer(ServiceSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers))
+        producer = EventProducer(ServiceSettings(**stack.broker.connection.settings_fields()))
         await producer.start()
         try:
             await producer.send(TOPIC_SCORES_COMPUTED, key="e2e-dlq-1", value=broken.model_dump_json().encode(), headers=[])
