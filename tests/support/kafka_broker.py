@@ -81,7 +81,7 @@ def _java() -> str:
     return java
 
 
-def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
     """Run on a private loop in a thread: callers may be inside a running event loop."""
 
     async def main() -> T:
@@ -280,7 +280,7 @@ class KafkaBroker:
             finally:
                 await admin.close()
 
-        return _run_async(run)
+        return run_async(run)
 
     def _serves_clients(self) -> bool:
         """The admin can authenticate and read cluster metadata (broker registered and unfenced)."""
