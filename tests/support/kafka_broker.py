@@ -32,8 +32,9 @@ from pydantic import SecretStr
 from rnpc_shared.devstack import _die_with_parent, free_port, repo_root, wait_for_port, wait_until
 from rnpc_shared.kafka.access import SERVICE_ACCESS
 from rnpc_shared.kafka.connection import KafkaConnection
+from rnpc_shared.settings import KafkaSaslMechanism
 
-MECHANISM = "SCRAM-SHA-512"
+MECHANISM: KafkaSaslMechanism = "SCRAM-SHA-512"
 ADMIN = "admin"  # the harness's super user: creates topics and ACLs, reads anything in tests
 START_DEADLINE_S = 120  # JVM start-up plus log recovery on a busy 2-core machine
 
