@@ -12,7 +12,7 @@ help:
 	@echo "make run   - start the embedded broker and the four services (SQLite)"
 	@echo "make token - a bearer token for the dev profile (SCOPES=\"...\" to narrow it)"
 	@echo "make test  - ruff, mypy, unit, integration and end-to-end tests (embedded broker + SQLite)"
-	@echo "make test-postgres / check-migrations / validate-deploy / bench / bench-reevaluate / reevaluate / cds-token [AUD=url]"
+	@echo "make test-postgres / test-kafka / check-migrations / validate-deploy / bench / bench-reevaluate / reevaluate / cds-token [AUD=url]"
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -40,6 +40,21 @@ test: sync
 
 test-postgres: sync
 	RNPC_TEST_DATABASE=postgres $(UV) run --frozen pytest -q -m integration
+
+# Apache Kafka from Maven Central (tools/kafka/pom.xml): no Maven, no network → this fails, loudly.
+KAFKA_LIB := $(TOOLS)/kafka/lib
+$(KAFKA_LIB)/.fetched: tools/kafka/pom.xml
+	rm -rf $(KAFKA_LIB)
+	mvn -B -q -Dstyle.color=never -f tools/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(abspath $(KAFKA_LIB))
+	@touch $@
+
+kafka-broker: $(KAFKA_LIB)/.fetched
+
+# The integration and end-to-end suites on the production parts: Apache Kafka (KRaft, SASL/SCRAM,
+# ACLs) and PostgreSQL (running on 127.0.0.1:5432, see .ci/postgres-up), plus tests/kafka.
+test-kafka: sync kafka-broker
+	RNPC_TEST_DATABASE=postgres RNPC_TEST_BROKER=kafka RNPC_KAFKA_LIB=$(abspath $(KAFKA_LIB)) \
+		$(UV) run --frozen pytest -q -m integration
 
 check-migrations: sync
 	@set -e; for s in $(SERVICES); do \
@@ -69,4 +84,4 @@ reevaluate: sync
 cds-token: sync
 	@$(UV) run --frozen python -m rnpc_gateway.cds.devtoken "$(AUD)"
 
-.PHONY: help sync run token test test-postgres check-migrations validate-deploy bench bench-reevaluate reevaluate cds-token
+.PHONY: help sync run token test test-postgres kafka-broker test-kafka check-migrations validate-deploy bench bench-reevaluate reevaluate cds-token

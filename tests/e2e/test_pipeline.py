@@ -214,7 +214,7 @@ def test_a_dead_lettered_event_shows_on_the_case_with_its_reason(stack, example_
                            data={"recurrence_id": "e2e-dlq-1", "version": 1, "content_hash": content_hash,
                                  "scores": {"results": "not a mapping"}, "result_hash": "0" * 64},
                            correlation_id=None)
-        producer = EventProducer(ServiceSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers))
+        producer = EventProducer(ServiceSettings(**stack.broker.connection.settings_fields()))
         await producer.start()
         try:
             await producer.send(TOPIC_SCORES_COMPUTED, key="e2e-dlq-1", value=broken.model_dump_json().encode(), headers=[])

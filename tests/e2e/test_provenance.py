@@ -50,7 +50,7 @@ def _forged(genuine: dict[str, Any], recurrence_id: str, content_hash: str, *, s
 
 def _publish(stack, events: list[dict[str, Any]]) -> None:  # noqa: ANN001
     async def run() -> None:
-        producer = EventProducer(ServiceSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers))
+        producer = EventProducer(ServiceSettings(**stack.broker.connection.settings_fields()))
         await producer.start()
         try:
             for data in events:

@@ -16,14 +16,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from rnpc_shared.contracts.events import dlq_topic
 from rnpc_shared.kafka.producer import ensure_topics
+from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.replay import Selection, replay
 
 pytestmark = pytest.mark.integration
 
 
-async def topic_messages(bootstrap: str, topic: str) -> list[tuple[str, bytes, dict[str, bytes]]]:
+async def topic_messages(connection: KafkaConnection, topic: str) -> list[tuple[str, bytes, dict[str, bytes]]]:
     """(key, value, headers) of every message now in `topic` (partition 0..n, up to the end)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(**connection.client_options(), enable_auto_commit=False, fetch_max_wait_ms=20)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
@@ -44,10 +45,10 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-async def eventually_count(bootstrap: str, topic: str, count: int, deadline_s: float = 30) -> list:
+async def eventually_count(connection: KafkaConnection, topic: str, count: int, deadline_s: float = 30) -> list:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        messages = await topic_messages(bootstrap, topic)
+        messages = await topic_messages(connection, topic)
         if len(messages) >= count:
             return messages
         await asyncio.sleep(0.1)  # poll interval under a deadline
@@ -55,11 +56,11 @@ async def eventually_count(bootstrap: str, topic: str, count: int, deadline_s: f
 
 
 class Topics:
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection) -> None:
+        self.connection = connection
         self.topic = f"test.replay.{uuid.uuid4().hex[:8]}"
         self.dlq = dlq_topic(self.topic)
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+        self.producer = AIOKafkaProducer(**connection.client_options(), acks="all", enable_idempotence=False)
 
     async def dead_letter(self, key: str, value: bytes) -> None:
         headers = [("dlq.original_topic", self.topic.encode()), ("dlq.reason", b"cause persists"), ("ce_id", key.encode())]
@@ -68,10 +69,10 @@ class Topics:
 
 @pytest.fixture
 async def topics(broker, request: pytest.FixtureRequest) -> AsyncIterator[Topics]:  # noqa: ANN001
-    instance = Topics(broker.bootstrap_servers)
+    instance = Topics(broker.connection)
     # One partition unless asked: offsets 0..n-1 in send order, so a test can name messages by offset.
     partitions = getattr(request, "param", 1)
-    await ensure_topics(broker.bootstrap_servers, [instance.topic, instance.dlq], partitions=partitions)
+    await ensure_topics(broker.connection, [instance.topic, instance.dlq], partitions=partitions)
     await instance.producer.start()
     yield instance
     await instance.producer.stop()
@@ -80,7 +81,7 @@ async def topics(broker, request: pytest.FixtureRequest) -> AsyncIterator[Topics
 async def always_dead_letter(topics: Topics, forwarded: list[str]) -> None:
     """A consumer whose failure cause persists: everything it reads goes straight back to the DLQ."""
     consumer = AIOKafkaConsumer(
-        topics.topic, bootstrap_servers=topics.bootstrap, group_id=f"failing-{uuid.uuid4().hex[:8]}",
+        topics.topic, **topics.connection.client_options(), group_id=f"failing-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest", fetch_max_wait_ms=20,
     )
     await consumer.start()
@@ -102,19 +103,19 @@ async def test_replay_terminates_and_never_rereads_its_own_resends_when_the_caus
     failing = asyncio.create_task(always_dead_letter(topics, forwarded))
     try:
         group = f"replay-{uuid.uuid4().hex[:8]}"
-        first = await replay(topics.bootstrap, topics.dlq, group_id=group)
+        first = await replay(topics.connection, topics.dlq, group_id=group)
         assert (first.examined, first.replayed, first.skipped) == (5, 5, 0)
         assert first.by_topic == {topics.topic: 5}
         # Every re-send failed again and is back in the DLQ, after the first run's bound.
-        dlq = await eventually_count(topics.bootstrap, topics.dlq, 10)
+        dlq = await eventually_count(topics.connection, topics.dlq, 10)
         assert sorted(key for key, _, _ in dlq) == sorted([f"case-{i}" for i in range(5)] * 2)
         # The next run resumes at the group offset: exactly the five new failures, and stops again.
-        second = await replay(topics.bootstrap, topics.dlq, group_id=group)
+        second = await replay(topics.connection, topics.dlq, group_id=group)
         assert (second.examined, second.replayed) == (5, 5)
     finally:
         failing.cancel()
         await asyncio.gather(failing, return_exceptions=True)
-    resent = await topic_messages(topics.bootstrap, topics.topic)
+    resent = await topic_messages(topics.connection, topics.topic)
     assert len(resent) == 10
     assert all("dlq.reason" not in headers and "dlq.replayed_from_offset" in headers for _, _, headers in resent)
     assert sorted(value for _, value, _ in resent) == sorted([f"event-{i}".encode() for i in range(5)] * 2)  # values untouched
@@ -124,11 +125,11 @@ async def test_dry_run_sends_and_commits_nothing(topics: Topics) -> None:
     for i in range(3):
         await topics.dead_letter(f"case-{i}", b"x")
     group = f"replay-{uuid.uuid4().hex[:8]}"
-    dry = await replay(topics.bootstrap, topics.dlq, group_id=group, dry_run=True)
+    dry = await replay(topics.connection, topics.dlq, group_id=group, dry_run=True)
     assert (dry.examined, dry.replayed) == (3, 3)
     assert dry.messages == [f"0:{i} case-{i} → {topics.topic}" for i in range(3)]
-    assert await topic_messages(topics.bootstrap, topics.topic) == []
-    real = await replay(topics.bootstrap, topics.dlq, group_id=group)  # nothing was committed
+    assert await topic_messages(topics.connection, topics.topic) == []
+    real = await replay(topics.connection, topics.dlq, group_id=group)  # nothing was committed
     assert real.replayed == 3
 
 
@@ -137,9 +138,9 @@ async def test_selection_by_key_or_offset_replays_only_those_and_moves_no_offset
         await topics.dead_letter(f"case-{i}", f"event-{i}".encode())
     group = f"replay-{uuid.uuid4().hex[:8]}"
     chosen = await replay(
-        topics.bootstrap, topics.dlq, group_id=group, selection=Selection(messages=frozenset({(0, 3)}), keys=frozenset({"case-1"}))
+        topics.connection, topics.dlq, group_id=group, selection=Selection(messages=frozenset({(0, 3)}), keys=frozenset({"case-1"}))
     )
     assert (chosen.examined, chosen.replayed, chosen.skipped) == (4, 2, 2)
-    assert sorted(value for _, value, _ in await topic_messages(topics.bootstrap, topics.topic)) == [b"event-1", b"event-3"]
-    rest = await replay(topics.bootstrap, topics.dlq, group_id=group)  # the selection moved no offset
+    assert sorted(value for _, value, _ in await topic_messages(topics.connection, topics.topic)) == [b"event-1", b"event-3"]
+    rest = await replay(topics.connection, topics.dlq, group_id=group)  # the selection moved no offset
     assert rest.replayed == 4

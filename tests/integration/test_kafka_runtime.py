@@ -59,13 +59,14 @@ class Harness:
     def __init__(self, broker, databases) -> None:  # noqa: ANN001
         self.topic = f"test.probe.{uuid.uuid4().hex[:8]}"
         self.settings = ServiceSettings(
+            **broker.connection.settings_fields(),  # under ACLs: the admin (any topic, any group)
             service_name="probe",
-            kafka_bootstrap_servers=broker.bootstrap_servers,
             kafka_fetch_max_wait_ms=20,
             consumer_group=f"probe-{uuid.uuid4().hex[:8]}",
             database_url=databases.new_url("probe"),
             retry_backoff_s=0.01,
         )
+        self.connection = broker.connection
         self.engine = make_engine(self.settings.database_url.get_secret_value())
         self.sessions = make_session_factory(self.engine)
         self.producer = EventProducer(self.settings)
@@ -77,7 +78,7 @@ class Harness:
         session.add(ProbeEffect(subject=event.subject, value=payload.value))
 
     async def __aenter__(self) -> Harness:
-        await ensure_topics(self.settings.kafka_bootstrap_servers, [self.topic, dlq_topic(self.topic)])
+        await ensure_topics(self.connection, [self.topic, dlq_topic(self.topic)])
         async with self.engine.begin() as connection:
             await connection.run_sync(
                 SQLModel.metadata.create_all,
@@ -121,7 +122,7 @@ class Harness:
     async def dead_letters(self, count: int) -> list[Any]:
         consumer = AIOKafkaConsumer(
             dlq_topic(self.topic),
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **self.connection.client_options(),
             group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             fetch_max_wait_ms=20,
@@ -191,7 +192,7 @@ async def test_dlq_replay_sends_fixed_messages_back_through_the_consumer(harness
 
     harness.fail_permanently.clear()  # "the cause is fixed"
     group = f"replay-{uuid.uuid4().hex[:8]}"
-    assert (await replay(harness.settings.kafka_bootstrap_servers, dlq_topic(harness.topic), group_id=group)).replayed == 1
+    assert (await replay(harness.connection, dlq_topic(harness.topic), group_id=group)).replayed == 1
     assert await eventually(lambda: harness.effects("case-c")) == [21]
     # The replay group remembers its position: a second run re-sends nothing.
-    assert (await replay(harness.settings.kafka_bootstrap_servers, dlq_topic(harness.topic), group_id=group)).replayed == 0
+    assert (await replay(harness.connection, dlq_topic(harness.topic), group_id=group)).replayed == 0

@@ -31,6 +31,7 @@ from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
 from rnpc_shared.db import make_engine, make_session_factory
 from rnpc_shared.kafka.consumer import EventConsumer, Route, decode_dlq_headers
 from rnpc_shared.kafka.outbox import OutboxRelay, Retention, add_to_outbox
+from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
 from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent, OutboxStatus, StageInput
 from rnpc_shared.settings import ServiceSettings
@@ -71,7 +72,7 @@ class PoisonHarness:
         self.topic = f"test.poison.{uuid.uuid4().hex[:8]}"
         self.settings = ServiceSettings(
             service_name="probe",
-            kafka_bootstrap_servers=broker.bootstrap_servers,
+            **broker.connection.settings_fields(),
             kafka_fetch_max_wait_ms=20,
             consumer_group=f"poison-{uuid.uuid4().hex[:8]}",
             database_url=databases.new_url("poison"),
@@ -89,7 +90,7 @@ class PoisonHarness:
         session.add(PoisonEffect(subject=event.subject, value=payload.value))
 
     async def __aenter__(self) -> PoisonHarness:
-        await ensure_topics(self.settings.kafka_bootstrap_servers, [self.topic, dlq_topic(self.topic)])
+        await ensure_topics(KafkaConnection.from_settings(self.settings), [self.topic, dlq_topic(self.topic)])
         async with self.engine.begin() as connection:
             await connection.run_sync(
                 SQLModel.metadata.create_all,
@@ -148,7 +149,7 @@ class PoisonHarness:
     async def dead_letters(self, count: int) -> list[Any]:
         consumer = AIOKafkaConsumer(
             dlq_topic(self.topic),
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **KafkaConnection.from_settings(self.settings).client_options(),
             group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             fetch_max_wait_ms=20,

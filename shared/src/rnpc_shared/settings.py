@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rnpc_shared.auth import IssuerConfig
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class ConfigurationError(RuntimeError):
@@ -29,6 +32,13 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./.var/service.db")  # may hold a password: never logged
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # The embedded broker is unauthenticated on loopback; production (Strimzi) authenticates each
+    # service as its own principal (SASL/SCRAM), whose ACLs allow only the topics it owns or reads.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None  # never logged: SecretStr renders as '**********'
+    kafka_ssl_cafile: str | None = None  # CA bundle for SSL/SASL_SSL (e.g. the Strimzi cluster CA)
     # Tansu does not wake a fetch on new data, so a low wait keeps latency low there; Apache Kafka
     # wakes fetches on data, so its default (500) is right in production.
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=1, le=10_000)
@@ -96,6 +106,14 @@ class ServiceSettings(BaseSettings):
             raise ConfigurationError(
                 "no token issuer configured: set <SERVICE>_AUTH_ISSUERS (or the dev profile's DEV_ISSUER_DIR)"
             )
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name} is required when kafka_security_protocol is {self.kafka_security_protocol}")
+        return self
 
     @property
     def group_id(self) -> str:

@@ -32,6 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import EVENT_READER_CONTEXT, CloudEvent, dlq_topic
 from rnpc_shared.db import utc_now
+from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.outbox import OutboxRelay
 from rnpc_shared.kafka.producer import EventProducer
 from rnpc_shared.kafka.tables import InboxEvent
@@ -164,7 +165,7 @@ class EventConsumer:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **KafkaConnection.from_settings(self._settings).client_options(),
             group_id=self.group_id,
             client_id=f"rnpc-{self._service}",
             enable_auto_commit=False,

