@@ -224,8 +224,10 @@ OPS_PATHS = {"/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", 
 def _gateway_paths() -> set[str]:
     """Every path the gateway app documents in its OpenAPI schema, and its own (nothing is started)."""
     from rnpc_gateway.app import create_app
+    from rnpc_gateway.settings import GatewaySettings
 
-    app = create_app()
+    # The dev profile only so that the app can be built without an identity provider: routes are the same.
+    app = create_app(GatewaySettings(profile="dev", dev_issuer_dir="unused-dev-issuer"))
     return set(app.openapi()["paths"]) | {route.path for route in app.routes if hasattr(route, "path")}
 
 

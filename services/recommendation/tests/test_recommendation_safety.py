@@ -350,7 +350,10 @@ def test_the_recommendation_carries_its_basis(kit: SimpleNamespace) -> None:
     assert [(n.modality, n.text[:8]) for n in basis.evidence_notes] == [("reimrt", "Case GTV")]
     flags = {f.model: f for f in basis.provisional_flags}
     assert "reimrt" in flags["li2018_prognostic_index"].options
-    payload = RecommendationIssued(recommendation=rec, record_summary=RecordSummary(
+    payload = RecommendationIssued(
+        recurrence_id=record.recurrence_id, version=record.version, content_hash=record.content_hash(),
+        scores_hash="0" * 64, evidence_hash="0" * 64,
+        recommendation=rec, record_summary=RecordSummary(
         recurrence_id=record.recurrence_id, patient_ref=record.patient_ref,
         version=record.version, site=record.recurrence.site, t_category="T4",
         n_category="N0", m_category="M0")).model_dump(mode="json")
