@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from rnpc_gateway.tables import RecordVersion, SubscriptionState
+from rnpc_gateway.tables import AuditEntry, RecordVersion, SubscriptionState
 from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ, SCOPE_RECORD_READ, SCOPE_RECORD_WRITE
 from rnpc_shared.kafka.tables import OutboxEvent
 
@@ -49,6 +49,28 @@ async def test_bundle_post_is_accepted_with_the_native_location(gateway, fhir_wr
     assert len(await _rows(app, OutboxEvent)) == 1  # sent down the same pipeline as POST /v1/recurrences
     again = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=fhir_write)
     assert again.status_code == 202 and len(await _rows(app, OutboxEvent)) == 1  # accepted once
+
+
+async def test_fhir_routes_need_their_scope_and_are_audited(gateway, auth_headers, stored_recommendation) -> None:  # noqa: ANN001
+    app, client = gateway
+    view_id = await stored_recommendation("pt-scoped")
+    bundle = json.dumps(load_example("npc-early-local"))
+    calls = [
+        ("POST", "/fhir/r4", bundle, SCOPE_RECORD_WRITE),
+        ("POST", "/fhir/r4/notifications", json.dumps(notification("handshake", 0)), SCOPE_RECORD_WRITE),
+        ("GET", "/fhir/r4/GuidanceResponse?subject=Patient/pt-scoped", None, SCOPE_RECOMMENDATION_READ),
+        ("GET", f"/fhir/r4/GuidanceResponse/{view_id}", None, SCOPE_RECOMMENDATION_READ),
+    ]
+    for method, url, body, needed in calls:
+        other = SCOPE_RECORD_READ  # a valid token, but not the route's scope
+        assert (await client.request(method, url, content=body, headers=FHIR_JSON)).status_code == 401, url
+        assert (await client.request(method, url, content=body, headers={**FHIR_JSON, **auth_headers([other])})).status_code == 403, url
+        assert (await client.request(method, url, content=body, headers={**FHIR_JSON, **auth_headers([needed])})).status_code < 300, url
+    # the refused calls stored nothing: only the accepted Bundle and the fixture's case
+    assert sorted(r.recurrence_id for r in await _rows(app, RecordVersion)) == ["fhir-npc-early-local-rec", "rec-pt-scoped"]
+    audited = {(r.action, r.recurrence_id, r.status) for r in await _rows(app, AuditEntry)}
+    assert {("read", "rec-pt-scoped", 200)} <= audited  # both GuidanceResponse reads
+    assert any(r == "fhir-npc-early-local-rec" for _, r, _ in audited)  # the accepted Bundle
 
 
 async def test_unusable_bundle_is_a_problem_naming_resource_and_element(gateway, fhir_write) -> None:  # noqa: ANN001
