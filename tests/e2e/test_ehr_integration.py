@@ -23,7 +23,12 @@ from rnpc_shared.kafka.consumer import decode_dlq_headers
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fhir"
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def _fhir(stack) -> dict[str, str]:  # noqa: ANN001
+    """A FHIR JSON body with a bearer token (every user scope) of the stack's dev issuer."""
+    return {**FHIR_JSON, **stack.auth_headers()}
 
 
 def _example(name: str) -> dict[str, Any]:
@@ -31,7 +36,7 @@ def _example(name: str) -> dict[str, Any]:
 
 
 def _recommendation(stack, recurrence_id: str) -> dict[str, Any] | None:  # noqa: ANN001
-    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation")
+    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation", headers=stack.auth_headers())
     return response.json() if response.status_code == 200 else None
 
 
@@ -52,19 +57,19 @@ def test_subscription_handshake_heartbeat_event_end_as_exactly_one_recommendatio
     url = f"{stack.base()}/fhir/r4/notifications"
     resources = [e["resource"] for e in _example("npc-neck-only")["entry"]]
     focus = "https://ehr.test/fhir/Condition/npc-neck-only-rec"
-    assert httpx.post(url, content=json.dumps(_notification("handshake", 0, [], [])), headers=FHIR).status_code == 200
-    assert httpx.post(url, content=json.dumps(_notification("heartbeat", 0, [], [])), headers=FHIR).status_code == 200
-    event = httpx.post(url, content=json.dumps(_notification("event-notification", 1, [(1, focus)], resources)), headers=FHIR)
+    assert httpx.post(url, content=json.dumps(_notification("handshake", 0, [], [])), headers=_fhir(stack)).status_code == 200
+    assert httpx.post(url, content=json.dumps(_notification("heartbeat", 0, [], [])), headers=_fhir(stack)).status_code == 200
+    event = httpx.post(url, content=json.dumps(_notification("event-notification", 1, [(1, focus)], resources)), headers=_fhir(stack))
     assert event.status_code == 202, event.text
     body = wait_until(lambda: _recommendation(stack, "fhir-npc-neck-only-rec"), 60, "the recommendation")
     assert (body["recurrence_id"], body["version"]) == ("fhir-npc-neck-only-rec", 1)
-    case = httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-neck-only-rec").json()
+    case = httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-neck-only-rec", headers=stack.auth_headers()).json()
     assert [v["version"] for v in case["versions"]] == [1]
     assert case["record"]["recurrence"]["site"] == "regional"
     # event 2 was lost; event 3 (same content) reports the gap and adds no second record
-    gap = httpx.post(url, content=json.dumps(_notification("event-notification", 3, [(3, focus)], resources)), headers=FHIR)
+    gap = httpx.post(url, content=json.dumps(_notification("event-notification", 3, [(3, focus)], resources)), headers=_fhir(stack))
     assert any("missed events 2-2" in issue["diagnostics"] for issue in gap.json()["issue"])
-    assert [v["version"] for v in httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-neck-only-rec").json()["versions"]] == [1]
+    assert [v["version"] for v in httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-neck-only-rec", headers=stack.auth_headers()).json()["versions"]] == [1]
 
 
 async def _publish(connection: KafkaConnection, data: dict[str, Any], subject: str) -> None:
@@ -100,7 +105,7 @@ def test_bundle_on_the_inbound_topic_ends_as_a_recommendation_and_a_bad_one_is_d
     asyncio.run(_publish(stack.broker.connection, _example("npc-ecog"), "npc-ecog"))
     body = wait_until(lambda: _recommendation(stack, "fhir-npc-ecog-rec"), 60, "the recommendation")
     assert body["recurrence_id"] == "fhir-npc-ecog-rec"
-    assert httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-ecog-rec").json()["record"]["patient"]["ecog"] == 1
+    assert httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-ecog-rec", headers=stack.auth_headers()).json()["record"]["patient"]["ecog"] == 1
 
     bad = _example("npc-metastatic")
     next(e for e in bad["entry"] if e["resource"]["id"] == "mt-cn")["resource"]["valueCodeableConcept"]["coding"][0]["code"] = "42"
@@ -111,17 +116,17 @@ def test_bundle_on_the_inbound_topic_ends_as_a_recommendation_and_a_bad_one_is_d
 
 
 def test_posted_bundle_reads_back_as_guidance_response_with_eqd2(stack) -> None:  # noqa: ANN001
-    response = httpx.post(f"{stack.base()}/fhir/r4", content=json.dumps(_example("npc-two-volumes-relapse")), headers=FHIR)
+    response = httpx.post(f"{stack.base()}/fhir/r4", content=json.dumps(_example("npc-two-volumes-relapse")), headers=_fhir(stack))
     assert response.status_code == 202, response.text
     assert response.headers["location"] == "/v1/recurrences/fhir-npc-two-volumes-rec"
     recommendation = wait_until(lambda: _recommendation(stack, "fhir-npc-two-volumes-rec"), 60, "the recommendation")
-    bundle = httpx.get(f"{stack.base()}/fhir/r4/GuidanceResponse", params={"subject": "Patient/npc-two-volumes-relapse"}).json()
+    bundle = httpx.get(f"{stack.base()}/fhir/r4/GuidanceResponse", params={"subject": "Patient/npc-two-volumes-relapse"}, headers=stack.auth_headers()).json()
     by_type = {}
     for entry in bundle["entry"]:
         by_type.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
     [guidance] = by_type["GuidanceResponse"]
     assert guidance["identifier"][0]["value"] == f"fhir-npc-two-volumes-rec/v{recommendation['version']}"
-    record = httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-two-volumes-rec").json()["record"]
-    scores = httpx.post(f"{stack.base()}/v1/scores", json=record).json()
+    record = httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-two-volumes-rec", headers=stack.auth_headers()).json()["record"]
+    scores = httpx.post(f"{stack.base()}/v1/scores", json=record, headers=stack.auth_headers()).json()
     [prior] = [o for o in by_type["Observation"] if o["id"].endswith("eqd2-prior")]
     assert prior["valueQuantity"]["value"] == scores["results"]["eqd2_prior_course"]["value"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from rnpc_gateway.cds.devtoken import issuer_entry, new_private_jwk
+from rnpc_shared.devissuer import DevIssuer, ensure_dev_issuer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = PROJECT_ROOT / "examples" / "fhir"
@@ -88,6 +89,22 @@ def cds_key() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def dev_issuer(tmp_path_factory: pytest.TempPathFactory) -> DevIssuer:
+    """The dev profile's token issuer the in-process gateway trusts (a fresh key pair per run)."""
+    return ensure_dev_issuer(tmp_path_factory.mktemp("dev-issuer"))
+
+
+@pytest.fixture(scope="session")
+def auth_headers(dev_issuer: DevIssuer) -> Callable[..., dict[str, str]]:
+    """`auth_headers(scopes=None, **mint_options)`: a bearer token header (every user scope by default)."""
+
+    def make(scopes: list[str] | None = None, **options: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {dev_issuer.mint(scopes, **options)}"}
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def migrated_gateway_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The gateway's migrations applied once; each test gets a copy of this SQLite file."""
     from rnpc_devstack.stack import migrate
@@ -98,9 +115,13 @@ def migrated_gateway_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, fhir_stub: FhirStub, cds_key: dict[str, Any], migrated_gateway_db: Path) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def gateway(
+    tmp_path: Path, fhir_stub: FhirStub, cds_key: dict[str, Any], migrated_gateway_db: Path, dev_issuer: DevIssuer
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """The gateway app in-process over a real (migrated) SQLite database; no broker (no relay,
-    no consumer): the outbox rows stay in the DB. Returns (app, client)."""
+    no consumer): the outbox rows stay in the DB. The dev profile trusts `dev_issuer`: requests
+    to /v1 and /fhir/r4 carry its tokens (`auth_headers`); CDS Hooks calls carry the CDS
+    client's own JWT. Returns (app, client)."""
     import shutil
 
     from rnpc_gateway.app import create_app
@@ -113,7 +134,7 @@ async def gateway(tmp_path: Path, fhir_stub: FhirStub, cds_key: dict[str, Any], 
     settings = GatewaySettings(
         database_url=url, run_consumer=False, run_relay=False, fhir_server_url=fhir_stub.base,
         cds_trusted_issuers_file=str(issuers), scoring_url="http://127.0.0.1:9", evidence_url="http://127.0.0.1:9",
-        recommendation_url="http://127.0.0.1:9",
+        recommendation_url="http://127.0.0.1:9", profile="dev", dev_issuer_dir=str(dev_issuer.directory),
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -162,7 +183,9 @@ def stored_recommendation(gateway: tuple[Any, httpx.AsyncClient]) -> Any:
             session.add(RecordVersion(recurrence_id=recurrence_id, version=1, patient_ref=patient_ref, content_hash="h",
                                       record=record, correlation_id="c"))
             view = RecommendationView(recurrence_id=recurrence_id, version=1, status="complete",
-                                      recommendation={**recommendation, "added_by_a_later_contract": True},
+                                      rules_version=recommendation["versions"]["rules"],
+                                      evidence_version=recommendation["versions"]["evidence"],
+                                      body=json.dumps({**recommendation, "added_by_a_later_contract": True}),
                                       issued_at=datetime(2026, 11, 20, 10, tzinfo=UTC))
             session.add(view)
             await session.commit()

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from rnpc_gateway.cds.devtoken import new_private_jwk, sign
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
-from rnpc_gateway.tables import CdsFeedback
+from rnpc_gateway.tables import AuditEntry, CdsFeedback
 
 from .conftest import CDS_ISSUER
 
@@ -103,7 +103,7 @@ async def test_discovery_is_open_and_lists_the_services(gateway) -> None:  # noq
 
 
 async def test_signed_patient_view_gets_cards_from_the_stored_recommendation(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001
-    _, client = gateway
+    app, client = gateway
     await stored_recommendation("pt-cds")
     response = await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key))
     assert response.status_code == 200, response.text
@@ -112,6 +112,10 @@ async def test_signed_patient_view_gets_cards_from_the_stored_recommendation(gat
     assert_cards_follow_the_spec(cards)
     # aud as an array holding the exact URL is accepted too
     assert (await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key, aud=[PATIENT_VIEW]))).status_code == 200
+    # each call is an access to the case: audited under the CDS client's issuer
+    async with app.state.runtime.sessions() as session:
+        audited = (await session.exec(select(AuditEntry).where(AuditEntry.route == "POST /cds-services/rnpc-patient-view"))).all()
+    assert [(r.subject, r.recurrence_id, r.status) for r in audited] == [(CDS_ISSUER, "rec-pt-cds", 200)] * 2
 
 
 def _token(key: dict[str, Any], algorithm: str, signing_key: Any, **claims: Any) -> str:

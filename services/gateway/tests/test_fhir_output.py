@@ -9,6 +9,7 @@ import fhirpathpy
 from fhir.resources.R4B import get_fhir_model_class
 from fhirpathpy.models import models
 
+from rnpc_shared.contracts.scores import Scores
 from rnpc_gateway.fhir.output import CDS_HOOKS_ENDPOINT_EXT, RADIOBIOLOGIC_METRIC_EXT, eqd2_observations, guidance_response
 
 from .conftest import sample_recommendation
@@ -57,10 +58,12 @@ def test_service_requests_carry_the_schedule() -> None:
 
 
 def test_eqd2_observations_have_the_radiobiologic_metric_shape() -> None:
-    scores = {"parameters": {"alpha_beta_tumour_gy": 10.0}, "results": {
-        "eqd2_prior_course": {"computable": True, "value": 70.0, "unit": "Gy", "version": "1", "status": "exact", "citation": "MODELS.md §2"},
-        "eqd2_planned_course": {"computable": False, "missing_inputs": ["planned_reirradiation"], "citation": "MODELS.md §2"},
-    }}
+    scores = Scores.model_validate({"parameters": {"alpha_beta_tumour_gy": 10.0}, "models_version": "m1", "results": {
+        "eqd2_prior_course": {"model": "eqd2_prior_course", "computable": True, "value": 70.0, "unit": "Gy", "version": "1", "status": "exact",
+                              "citation": "MODELS.md §2"},
+        "eqd2_planned_course": {"model": "eqd2_planned_course", "computable": False, "version": "1", "status": "exact",
+                                "missing_inputs": ["planned_reirradiation"], "citation": "MODELS.md §2"},
+    }}).model_dump(mode="json")  # the Scores contract's shape, as the scoring service answers
     [prior] = eqd2_observations(scores, patient_ref="pt-out", issued_at="2026-11-20T10:00:00Z", id_prefix="3f0c")
     _validate(prior)
     assert prior["extension"] == [{"url": RADIOBIOLOGIC_METRIC_EXT, "valueString": "EQD2Gy(a/b=10)"}]

@@ -9,14 +9,27 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from rnpc_gateway.tables import RecordVersion, SubscriptionState
+from rnpc_gateway.tables import AuditEntry, RecordVersion, SubscriptionState
+from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ, SCOPE_RECORD_READ, SCOPE_RECORD_WRITE
 from rnpc_shared.kafka.tables import OutboxEvent
 
 from .conftest import MCODE_EXAMPLES, load_example
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
 SUBSCRIPTION = "https://ehr.test/fhir/Subscription/rnpc-recurrence"
 TOPIC = "https://ehr.test/SubscriptionTopic/condition-recurrence"
+
+
+@pytest.fixture
+def fhir_write(auth_headers) -> dict[str, str]:  # noqa: ANN001
+    """A FHIR JSON body with the one scope POST /fhir/r4 and /fhir/r4/notifications require."""
+    return {**FHIR_JSON, **auth_headers([SCOPE_RECORD_WRITE])}
+
+
+@pytest.fixture
+def guidance_read(auth_headers) -> dict[str, str]:  # noqa: ANN001
+    """The one scope GuidanceResponse reads require."""
+    return auth_headers([SCOPE_RECOMMENDATION_READ])
 
 
 async def _rows(app: Any, model: Any) -> list[Any]:
@@ -24,25 +37,47 @@ async def _rows(app: Any, model: Any) -> list[Any]:
         return list((await session.exec(select(model))).all())
 
 
-async def test_bundle_post_is_accepted_with_the_native_location(gateway) -> None:  # noqa: ANN001
+async def test_bundle_post_is_accepted_with_the_native_location(gateway, fhir_write, auth_headers) -> None:  # noqa: ANN001
     app, client = gateway
-    response = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=FHIR)
+    response = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=fhir_write)
     assert response.status_code == 202, response.text
     assert response.headers["location"] == "/v1/recurrences/fhir-npc-early-local-rec"
     assert response.headers["content-type"].startswith("application/fhir+json")
     assert response.json()["resourceType"] == "OperationOutcome"
-    case = (await client.get("/v1/recurrences/fhir-npc-early-local-rec")).json()
+    case = (await client.get("/v1/recurrences/fhir-npc-early-local-rec", headers=auth_headers([SCOPE_RECORD_READ]))).json()
     assert case["record"]["recurrence"]["t_category"] == "T2"
     assert len(await _rows(app, OutboxEvent)) == 1  # sent down the same pipeline as POST /v1/recurrences
-    again = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=FHIR)
+    again = await client.post("/fhir/r4", content=json.dumps(load_example("npc-early-local")), headers=fhir_write)
     assert again.status_code == 202 and len(await _rows(app, OutboxEvent)) == 1  # accepted once
 
 
-async def test_unusable_bundle_is_a_problem_naming_resource_and_element(gateway) -> None:  # noqa: ANN001
+async def test_fhir_routes_need_their_scope_and_are_audited(gateway, auth_headers, stored_recommendation) -> None:  # noqa: ANN001
+    app, client = gateway
+    view_id = await stored_recommendation("pt-scoped")
+    bundle = json.dumps(load_example("npc-early-local"))
+    calls = [
+        ("POST", "/fhir/r4", bundle, SCOPE_RECORD_WRITE),
+        ("POST", "/fhir/r4/notifications", json.dumps(notification("handshake", 0)), SCOPE_RECORD_WRITE),
+        ("GET", "/fhir/r4/GuidanceResponse?subject=Patient/pt-scoped", None, SCOPE_RECOMMENDATION_READ),
+        ("GET", f"/fhir/r4/GuidanceResponse/{view_id}", None, SCOPE_RECOMMENDATION_READ),
+    ]
+    for method, url, body, needed in calls:
+        other = SCOPE_RECORD_READ  # a valid token, but not the route's scope
+        assert (await client.request(method, url, content=body, headers=FHIR_JSON)).status_code == 401, url
+        assert (await client.request(method, url, content=body, headers={**FHIR_JSON, **auth_headers([other])})).status_code == 403, url
+        assert (await client.request(method, url, content=body, headers={**FHIR_JSON, **auth_headers([needed])})).status_code < 300, url
+    # the refused calls stored nothing: only the accepted Bundle and the fixture's case
+    assert sorted(r.recurrence_id for r in await _rows(app, RecordVersion)) == ["fhir-npc-early-local-rec", "rec-pt-scoped"]
+    audited = {(r.action, r.recurrence_id, r.status) for r in await _rows(app, AuditEntry)}
+    assert {("read", "rec-pt-scoped", 200)} <= audited  # both GuidanceResponse reads
+    assert any(r == "fhir-npc-early-local-rec" for _, r, _ in audited)  # the accepted Bundle
+
+
+async def test_unusable_bundle_is_a_problem_naming_resource_and_element(gateway, fhir_write) -> None:  # noqa: ANN001
     _, client = gateway
     bundle = load_example("npc-early-local")
     next(e for e in bundle["entry"] if e["resource"]["id"] == "el-cn")["resource"]["valueCodeableConcept"]["coding"][0]["code"] = "1"
-    response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=FHIR)
+    response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=fhir_write)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["errors"][0] == {
@@ -51,16 +86,16 @@ async def test_unusable_bundle_is_a_problem_naming_resource_and_element(gateway)
     }
 
 
-async def test_body_that_is_not_json_is_a_400(gateway) -> None:  # noqa: ANN001
+async def test_body_that_is_not_json_is_a_400(gateway, fhir_write) -> None:  # noqa: ANN001
     _, client = gateway
-    response = await client.post("/fhir/r4", content=b"<Bundle/>", headers=FHIR)
+    response = await client.post("/fhir/r4", content=b"<Bundle/>", headers=fhir_write)
     assert response.status_code == 400 and response.json()["title"] == "Body is not JSON"
 
 
 @pytest.mark.parametrize("path", sorted(MCODE_EXAMPLES.glob("Bundle-*.json")), ids=lambda p: p.name)
-async def test_mcode_example_bundles_over_http_are_refused_with_a_reason_never_500(gateway, path) -> None:  # noqa: ANN001
+async def test_mcode_example_bundles_over_http_are_refused_with_a_reason_never_500(gateway, fhir_write, path) -> None:  # noqa: ANN001
     _, client = gateway
-    response = await client.post("/fhir/r4", content=path.read_bytes(), headers=FHIR)
+    response = await client.post("/fhir/r4", content=path.read_bytes(), headers=fhir_write)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["resource"]
 
@@ -89,29 +124,29 @@ def notification(kind: str, since: int, events: list[tuple[int, str]] = (), reso
     return {"resourceType": "Bundle", "type": "history", "timestamp": "2026-11-20T10:00:00Z", "entry": entries}
 
 
-async def test_handshake_and_heartbeat_are_acknowledged_not_ingested(gateway) -> None:  # noqa: ANN001
+async def test_handshake_and_heartbeat_are_acknowledged_not_ingested(gateway, fhir_write) -> None:  # noqa: ANN001
     app, client = gateway
     for kind in ("handshake", "heartbeat"):
-        response = await client.post("/fhir/r4/notifications", content=json.dumps(notification(kind, 0)), headers=FHIR)
+        response = await client.post("/fhir/r4/notifications", content=json.dumps(notification(kind, 0)), headers=fhir_write)
         assert response.status_code == 200, response.text
     assert await _rows(app, RecordVersion) == []
     [state] = await _rows(app, SubscriptionState)
     assert (state.subscription, state.last_event_number, state.gaps_detected) == (SUBSCRIPTION, 0, 0)
 
 
-async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gateway) -> None:  # noqa: ANN001
+async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gateway, fhir_write) -> None:  # noqa: ANN001
     app, client = gateway
     resources = [e["resource"] for e in load_example("npc-early-local")["entry"]]
     focus = "https://ehr.test/fhir/Condition/npc-early-local-rec"
-    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=FHIR)
-    first = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=FHIR)
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=fhir_write)
+    first = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=fhir_write)
     assert first.status_code == 202, first.text
     assert first.headers["location"] == "/v1/recurrences/fhir-npc-early-local-rec"
-    redelivered = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=FHIR)
+    redelivered = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=fhir_write)
     assert redelivered.status_code == 200  # event 1 already seen: not ingested again
     assert len(await _rows(app, RecordVersion)) == 1 and len(await _rows(app, OutboxEvent)) == 1
     # events 2-3 never arrived: event 4 reveals the gap
-    gap = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 4, [(4, focus)], resources)), headers=FHIR)
+    gap = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 4, [(4, focus)], resources)), headers=fhir_write)
     assert any("missed events 2-3" in i["diagnostics"] for i in gap.json()["issue"])
     [state] = await _rows(app, SubscriptionState)
     assert (state.last_event_number, state.gaps_detected) == (4, 1)
@@ -120,20 +155,20 @@ async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gatewa
     assert "rnpc_fhir_subscription_event_gaps_total 1.0" in metrics
 
 
-async def test_heartbeat_reveals_missed_events(gateway) -> None:  # noqa: ANN001
+async def test_heartbeat_reveals_missed_events(gateway, fhir_write) -> None:  # noqa: ANN001
     app, client = gateway
-    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=FHIR)
-    await client.post("/fhir/r4/notifications", content=json.dumps(notification("heartbeat", 2)), headers=FHIR)
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=fhir_write)
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("heartbeat", 2)), headers=fhir_write)
     [state] = await _rows(app, SubscriptionState)
     assert (state.last_event_number, state.gaps_detected) == (2, 1)
     assert await _rows(app, RecordVersion) == []
 
 
-async def test_id_only_event_is_fetched_from_the_fhir_server(gateway, fhir_stub) -> None:  # noqa: ANN001
+async def test_id_only_event_is_fetched_from_the_fhir_server(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
     app, client = gateway
     focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
     body = notification("event-notification", 1, [(1, focus)], id_only=[focus])
-    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=FHIR)
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
     assert response.status_code == 202, response.text
     assert response.headers["location"] == "/v1/recurrences/fhir-npc-ecog-rec"
     paths = [p for p, _ in fhir_stub.requests]
@@ -142,33 +177,33 @@ async def test_id_only_event_is_fetched_from_the_fhir_server(gateway, fhir_stub)
     assert row.record["patient"]["ecog"] == 1
 
 
-async def test_id_only_focus_on_another_server_is_refused(gateway) -> None:  # noqa: ANN001
+async def test_id_only_focus_on_another_server_is_refused(gateway, fhir_write) -> None:  # noqa: ANN001
     _, client = gateway
     focus = "https://elsewhere.test/fhir/Condition/x"
-    response = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus])), headers=FHIR)
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus])), headers=fhir_write)
     assert response.status_code == 422 and response.json()["errors"][0]["rule"] == "foreign_server"
 
 
-async def test_guidance_response_search_and_read(gateway, stored_recommendation) -> None:  # noqa: ANN001
+async def test_guidance_response_search_and_read(gateway, guidance_read, stored_recommendation) -> None:  # noqa: ANN001
     from fhir.resources.R4B import get_fhir_model_class
 
     _, client = gateway
     view_id = await stored_recommendation("pt-guidance")
-    bundle = (await client.get("/fhir/r4/GuidanceResponse", params={"subject": "Patient/pt-guidance"})).json()
+    bundle = (await client.get("/fhir/r4/GuidanceResponse", params={"subject": "Patient/pt-guidance"}, headers=guidance_read)).json()
     assert bundle["resourceType"] == "Bundle" and bundle["total"] == 1
     get_fhir_model_class("Bundle").model_validate(bundle)
     guidance = bundle["entry"][0]["resource"]
     assert guidance["id"] == view_id and guidance["subject"] == {"reference": "Patient/pt-guidance"}
     # scoring is not reachable in this test: the EQD2 figures are absent and the Bundle says why
     assert bundle["entry"][1]["search"]["mode"] == "outcome"
-    read = await client.get(f"/fhir/r4/GuidanceResponse/{view_id}")
+    read = await client.get(f"/fhir/r4/GuidanceResponse/{view_id}", headers=guidance_read)
     assert read.status_code == 200 and read.json() == guidance
-    assert (await client.get("/fhir/r4/GuidanceResponse/unknown")).status_code == 404
-    empty = (await client.get("/fhir/r4/GuidanceResponse", params={"subject": "Patient/nobody"})).json()
+    assert (await client.get("/fhir/r4/GuidanceResponse/unknown", headers=guidance_read)).status_code == 404
+    empty = (await client.get("/fhir/r4/GuidanceResponse", params={"subject": "Patient/nobody"}, headers=guidance_read)).json()
     assert empty["total"] == 0
 
 
-async def test_guidance_search_needs_a_subject(gateway) -> None:  # noqa: ANN001
+async def test_guidance_search_needs_a_subject(gateway, guidance_read) -> None:  # noqa: ANN001
     _, client = gateway
-    response = await client.get("/fhir/r4/GuidanceResponse")
+    response = await client.get("/fhir/r4/GuidanceResponse", headers=guidance_read)
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "subject"
