@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -228,6 +229,36 @@ def by_kind(manifests: tuple[Manifest, ...], kind: str) -> dict[str, dict[str, A
             assert m.name not in found, f"two {kind} objects named {m.name}"
             found[m.name] = m.doc
     return found
+
+
+# --------------------------------------------------------------------------- settings as deployed
+
+SECRET_PLACEHOLDER = "value-from-a-secret"
+
+
+def k8s_env(svc: str) -> dict[str, str]:
+    """The environment of the service container as Kubernetes sets it: its ConfigMap, then the
+    Deployment's `env` (a required Secret key stands in as a placeholder; optional ones unset)."""
+    manifests = k8s_manifests()
+    pod = by_kind(manifests, "Deployment")[svc]["spec"]["template"]["spec"]
+    main = next(c for c in pod["containers"] if c["name"] == svc)
+    env: dict[str, str] = {}
+    for source in main.get("envFrom", []):
+        assert "configMapRef" in source, f"{svc}: envFrom only from ConfigMaps (secrets by key)"
+        env.update(by_kind(manifests, "ConfigMap")[source["configMapRef"]["name"]]["data"])
+    for item in main.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif not item["valueFrom"].get("secretKeyRef", {}).get("optional", False):
+            env[item["name"]] = SECRET_PLACEHOLDER
+    return env
+
+
+def settings_from(svc: str, env: dict[str, str]) -> ServiceSettings:
+    """The service's own settings class, read from exactly this environment (nothing else)."""
+    cls = type(kafka_use()[svc].settings)
+    with mock.patch.dict(os.environ, env, clear=True):
+        return cls()
 
 
 # --------------------------------------------------------------------------- PromQL helpers
