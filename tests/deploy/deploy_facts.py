@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -100,14 +101,6 @@ LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
 
 # --------------------------------------------------------------------------- Kafka use, from the code
 
-# Consumed by a service according to the issues, before its code does (issue 8: the gateway reads
-# the EHR inbound topic, and observes its dead letters like every other .dlq). Once the code
-# consumes them this adds nothing.
-PLANNED_ROUTES: dict[str, dict[str, type[Route] | type[DeadLetterRoute]]] = {
-    "gateway": {"rnpc.ehr.inbound.v1": Route, "rnpc.ehr.inbound.v1.dlq": DeadLetterRoute},
-}
-
-
 @dataclass(frozen=True)
 class KafkaUse:
     """What one service does on Kafka, as its code says."""
@@ -131,8 +124,9 @@ class KafkaUse:
 
     @property
     def writes(self) -> frozenset[str]:
-        # EventConsumer._dead_letter sends a message that failed on <topic> to dlq_topic(<topic>)
-        return self.produces | {dlq_topic(topic) for topic in self.handles}
+        # EventConsumer._dead_letter sends a message that failed on <topic> to dlq_topic(<topic>);
+        # OutboxRelay._announce_parked sends a parked row's notice to dlq_topic(<its topic>).
+        return self.produces | {dlq_topic(topic) for topic in self.handles | self.produces}
 
 
 def _create_app_arguments(app_module: ModuleType) -> dict[str, Any]:
@@ -148,8 +142,18 @@ def _create_app_arguments(app_module: ModuleType) -> dict[str, Any]:
     return captured
 
 
+def _topic_arguments(node: ast.Call) -> list[ast.expr]:
+    """The topic argument(s) of a call: any `topic=` keyword (the outbox's emit) and the second
+    positional argument of `add_to_outbox(session, topic, event)`."""
+    found = [keyword.value for keyword in node.keywords if keyword.arg == "topic"]
+    name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+    if name == "add_to_outbox" and len(node.args) >= 2:
+        found.append(node.args[1])
+    return found
+
+
 def _produced_topics(svc: str) -> frozenset[str]:
-    """Every `topic=` argument in the service's sources (the outbox's emit), resolved to its value."""
+    """Every topic the service's sources put in the outbox, resolved to its value."""
     topics: set[str] = set()
     src = ROOT / "services" / svc / "src"
     for path in sorted(src.rglob("*.py")):
@@ -157,12 +161,10 @@ def _produced_topics(svc: str) -> frozenset[str]:
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
-            for keyword in node.keywords:
-                if keyword.arg != "topic":
-                    continue
+            for argument in _topic_arguments(node):
                 if module is None:
                     module = importlib.import_module(".".join(path.relative_to(src).with_suffix("").parts))
-                value = getattr(module, keyword.value.id, None) if isinstance(keyword.value, ast.Name) else None
+                value = getattr(module, argument.id, None) if isinstance(argument, ast.Name) else None
                 assert isinstance(value, str), f"{path}:{node.lineno}: cannot tell which topic is produced"
                 topics.add(value)
     return frozenset(topics)
@@ -173,7 +175,7 @@ def kafka_use() -> dict[str, KafkaUse]:
     out: dict[str, KafkaUse] = {}
     for svc, app_module in zip(SERVICES, _service_app_modules(), strict=True):
         args = _create_app_arguments(app_module)
-        routes = {**PLANNED_ROUTES.get(svc, {}), **{t: type(r) for t, r in (args.get("routes") or {}).items()}}
+        routes = {t: type(r) for t, r in (args.get("routes") or {}).items()}
         out[svc] = KafkaUse(
             settings=args["settings"],
             produces=_produced_topics(svc),
@@ -227,6 +229,36 @@ def by_kind(manifests: tuple[Manifest, ...], kind: str) -> dict[str, dict[str, A
             assert m.name not in found, f"two {kind} objects named {m.name}"
             found[m.name] = m.doc
     return found
+
+
+# --------------------------------------------------------------------------- settings as deployed
+
+SECRET_PLACEHOLDER = "value-from-a-secret"
+
+
+def k8s_env(svc: str) -> dict[str, str]:
+    """The environment of the service container as Kubernetes sets it: its ConfigMap, then the
+    Deployment's `env` (a required Secret key stands in as a placeholder; optional ones unset)."""
+    manifests = k8s_manifests()
+    pod = by_kind(manifests, "Deployment")[svc]["spec"]["template"]["spec"]
+    main = next(c for c in pod["containers"] if c["name"] == svc)
+    env: dict[str, str] = {}
+    for source in main.get("envFrom", []):
+        assert "configMapRef" in source, f"{svc}: envFrom only from ConfigMaps (secrets by key)"
+        env.update(by_kind(manifests, "ConfigMap")[source["configMapRef"]["name"]]["data"])
+    for item in main.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif not item["valueFrom"].get("secretKeyRef", {}).get("optional", False):
+            env[item["name"]] = SECRET_PLACEHOLDER
+    return env
+
+
+def settings_from(svc: str, env: dict[str, str]) -> ServiceSettings:
+    """The service's own settings class, read from exactly this environment (nothing else)."""
+    cls = type(kafka_use()[svc].settings)
+    with mock.patch.dict(os.environ, env, clear=True):
+        return cls()
 
 
 # --------------------------------------------------------------------------- PromQL helpers

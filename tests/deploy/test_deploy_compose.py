@@ -198,3 +198,42 @@ def test_scripts_are_executable_and_parse(script: Path) -> None:
     if F.tool("shellcheck"):
         result = F.run(["shellcheck", str(script)])
         assert result.returncode == 0, result.stdout
+
+
+# --------------------------------------------------------------------------- authentication
+
+_INTERPOLATION = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def _interpolated(env: dict[str, str], dotenv: dict[str, str]) -> dict[str, str]:
+    """What compose passes to the container: ${VAR:-default} from .env (or the shell) or the default."""
+    return {k: _INTERPOLATION.sub(lambda m: dotenv.get(m.group(1)) or m.group(2), v) for k, v in env.items()}
+
+
+OPERATOR_DOTENV = {  # what deploy/README.md tells the operator to put in .env
+    "RNPC_AUTH_ISSUERS": '[{"issuer": "https://idp.example.org/realms/rnpc", '
+                         '"jwks_uri": "https://idp.example.org/realms/rnpc/protocol/openid-connect/certs"}]',
+    "RNPC_AUTH_TOKEN_URL": "https://idp.example.org/realms/rnpc/protocol/openid-connect/token",
+    "RNPC_GATEWAY_CLIENT_SECRET": "from-the-identity-provider",
+}
+
+
+@pytest.mark.parametrize("svc", sorted(F.SERVICES))
+def test_compose_services_run_the_production_profile_with_the_operators_issuer(svc: str) -> None:
+    """Secure by default: with nothing in .env each service refuses to start; with the issuer
+    (and, for the gateway, its client credential) from .env it passes its own security check."""
+    from rnpc_shared.settings import ConfigurationError
+
+    env = _env(_services()[svc])
+    prefix = F.kafka_use()[svc].env_prefix
+    assert env[f"{prefix}PROFILE"] == "production", "the dev profile binds to loopback, unreachable here"
+    assert env[f"{prefix}HOST"] == "0.0.0.0"
+    assert env[f"{prefix}AUTH_ISSUERS"] == "${RNPC_AUTH_ISSUERS:-[]}"
+    assert not {k for k in env if "DEV_ISSUER" in k}
+    with pytest.raises(ConfigurationError):
+        F.settings_from(svc, _interpolated(env, {})).check_security()
+    settings = F.settings_from(svc, _interpolated(env, OPERATOR_DOTENV))
+    settings.check_security()
+    assert settings.audience == f"rnpc-{svc}"
+    if svc == "gateway":
+        assert env["GATEWAY_SERVICE_CLIENT_SECRET"] == "${RNPC_GATEWAY_CLIENT_SECRET:-}", "no default secret"

@@ -5,6 +5,7 @@ that log in as that user."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import importlib.util
 from collections import defaultdict
 from typing import Any
@@ -60,7 +61,8 @@ def test_acls_are_exactly_what_the_code_produces_and_consumes(svc: str) -> None:
 
 
 def test_each_topic_is_written_by_its_owner_only() -> None:
-    """A service may write the topic it owns and dead letters of what it consumes, nothing else."""
+    """A service may write the topic it owns, the dead letters of what it consumes and the parked
+    notices of what it produces (both on <topic>.dlq), nothing else."""
     use = F.kafka_use()
     owners = {topic: svc for svc, u in use.items() for topic in u.produces}
     assert set(owners) == set(F.BASE_TOPICS) - {"rnpc.ehr.inbound.v1"}, "every stage topic has one owner"
@@ -74,13 +76,29 @@ def test_each_topic_is_written_by_its_owner_only() -> None:
                 if name == base:
                     assert owners.get(name) == svc, f"{svc} may write {name}, owned by {owners.get(name)}"
                 else:
-                    assert base in use[svc].handles, f"{svc} writes dead letters of {base} it does not consume"
+                    assert base in use[svc].handles | use[svc].produces, (
+                        f"{svc} writes dead letters of {base}, which it neither consumes nor produces"
+                    )
             if kind == "group":
                 assert name == f"rnpc-{svc}", f"{svc} may join another service's group {name}"
     # the issue's example, spelled out
     writers = {svc for svc, user in _users().items()
                if "Write" in _granted(user).get(("topic", "rnpc.recommendation.issued.v1"), set())}
     assert writers == {"recommendation"}
+
+
+def test_the_dlq_writers_the_acls_assume_are_in_the_code() -> None:
+    """KafkaUse.writes adds <topic>.dlq for the consumer's dead letters and the relay's parked
+    notices: if either stops sending there (or sends elsewhere), the ACLs must be revisited."""
+    from rnpc_shared.kafka.consumer import EventConsumer
+    from rnpc_shared.kafka.outbox import OutboxRelay
+
+    assert "dlq_topic(record.topic)" in inspect.getsource(EventConsumer)
+    assert "dlq_topic(row.topic)" in inspect.getsource(OutboxRelay._announce_parked)
+    # the gateway consumes the EHR inbound topic for real now, and writes its dead letters
+    gateway = F.kafka_use()["gateway"]
+    assert "rnpc.ehr.inbound.v1" in gateway.handles
+    assert "rnpc.ehr.inbound.v1.dlq" in gateway.writes
 
 
 def test_every_acl_names_an_existing_topic() -> None:

@@ -159,9 +159,12 @@ def test_service_workload_is_wired_as_agreed(svc: str) -> None:
     assert [p["containerPort"] for p in main["ports"]] == [port]
     env_from = [e.get("configMapRef", e.get("secretRef", {})).get("name") for e in main["envFrom"]]
     assert f"{svc}-config" in env_from
-    if svc == "gateway":
-        assert "rnpc-gateway-auth" in env_from
     env = _env(main)
+    if svc == "gateway":
+        for var, key, optional in (("GATEWAY_SERVICE_CLIENT_SECRET", "service-client-secret", False),
+                                   ("GATEWAY_FHIR_SERVER_TOKEN", "fhir-server-token", True)):
+            ref = env[var]["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"], ref.get("optional", False)) == ("rnpc-gateway-auth", key, optional)
     url = env[f"{prefix}_DATABASE_URL"]["value"]
     assert url.startswith("postgresql+asyncpg://") and url.endswith(f"@rnpc-pg-rw:5432/{svc}")
     for var in ("RNPC_DB_USER", "RNPC_DB_PASSWORD"):
@@ -222,12 +225,11 @@ OPS_PATHS = {"/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", 
 
 
 def _gateway_paths() -> set[str]:
-    """Every path the gateway app documents in its OpenAPI schema, and its own (nothing is started)."""
+    """Every path the gateway app documents in its OpenAPI schema, and its own (nothing is started),
+    built with the settings Kubernetes gives it (the app refuses insecure ones)."""
     from rnpc_gateway.app import create_app
-    from rnpc_gateway.settings import GatewaySettings
 
-    # The dev profile only so that the app can be built without an identity provider: routes are the same.
-    app = create_app(GatewaySettings(profile="dev", dev_issuer_dir="unused-dev-issuer"))
+    app = create_app(F.settings_from("gateway", F.k8s_env("gateway")))  # type: ignore[arg-type]
     return set(app.openapi()["paths"]) | {route.path for route in app.routes if hasattr(route, "path")}
 
 
@@ -259,6 +261,43 @@ def test_monitoring_objects_carry_the_release_label_kube_prometheus_stack_select
     assert len(objects) == len(F.SERVICES) + 1
     for doc in objects:
         assert doc["metadata"]["labels"].get("release") == "kube-prometheus-stack", doc["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- authentication
+
+SECRET_WORDS = ("SECRET", "PASSWORD", "FHIR_SERVER_TOKEN", "PRIVATE")
+
+
+@pytest.mark.parametrize("svc", sorted(F.SERVICES))
+def test_services_start_in_the_production_profile_with_the_deployed_settings(svc: str) -> None:
+    """The ConfigMap + Deployment pass the service's own start-up security check (issuer, https
+    JWKS, the gateway's client credentials), in the production profile, with no dev issuer."""
+    from rnpc_shared.settings import DEV_ISSUER, ConfigurationError
+
+    env = F.k8s_env(svc)
+    settings = F.settings_from(svc, env)
+    assert settings.profile == "production"
+    assert settings.dev_issuer_dir is None
+    issuers = settings.trusted_issuers()
+    assert issuers and all(i.issuer != DEV_ISSUER and i.jwks_uri.startswith("https://") for i in issuers)
+    assert settings.audience == f"rnpc-{svc}", "internal tokens are minted per service audience"
+    settings.check_security()  # raises ConfigurationError when the service would refuse to start
+    # ...and the check is not vacuous: without the issuer the same settings are refused
+    prefix = F.kafka_use()[svc].env_prefix
+    with pytest.raises(ConfigurationError):
+        F.settings_from(svc, {k: v for k, v in env.items() if k != f"{prefix}AUTH_ISSUERS"}).check_security()
+
+
+@pytest.mark.parametrize("svc", sorted(F.SERVICES))
+def test_no_secret_in_a_configmap(svc: str) -> None:
+    manifests = F.k8s_manifests()
+    data = F.by_kind(manifests, "ConfigMap")[f"{svc}-config"]["data"]
+    assert not [k for k in data if any(word in k for word in SECRET_WORDS)], "secrets come from a Secret"
+    fields = type(F.kafka_use()[svc].settings).model_fields
+    secret_fields = {name for name, field in fields.items() if "SecretStr" in str(field.annotation)}
+    assert "database_url" in secret_fields
+    prefix = F.kafka_use()[svc].env_prefix
+    assert not {f"{prefix}{name.upper()}" for name in secret_fields} & set(data)
 
 
 # --------------------------------------------------------------------------- network policy

@@ -56,7 +56,7 @@ async def gateway(databases) -> AsyncIterator[tuple[httpx.AsyncClient, GatewaySe
     settings = GatewaySettings(
         database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=64_000
     )
-    await _create_schema(settings.database_url)
+    await _create_schema(settings.database_url.get_secret_value())
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -86,7 +86,7 @@ async def test_sixty_concurrent_versions_accept_only_increasing_versions_and_the
             assert r.json()["type"].endswith("/stale-version"), r.text
     assert statuses[60] == 202
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url.get_secret_value())
     async with make_session_factory(engine)() as session:
         stored = (
             await session.exec(
@@ -111,7 +111,7 @@ async def test_a_record_too_large_for_the_broker_is_refused_before_anything_is_s
     settings = GatewaySettings(
         database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=2048
     )
-    await _create_schema(settings.database_url)
+    await _create_schema(settings.database_url.get_secret_value())
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
@@ -120,7 +120,7 @@ async def test_a_record_too_large_for_the_broker_is_refused_before_anything_is_s
             assert response.headers["content-type"].startswith("application/problem+json")
             assert "2048" in response.json()["detail"]
             assert (await client.get("/v1/recurrences/too-big-1")).status_code == 404
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url.get_secret_value())
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM outbox"))).scalar_one() == 0
         assert (await connection.execute(text("SELECT count(*) FROM case_heads"))).scalar_one() == 0
@@ -150,7 +150,7 @@ async def test_the_redrive_loop_survives_a_database_error(databases, example_rec
     settings = GatewaySettings(
         database_url=databases.new_url("gateway"), redrive_interval_s=0.05, redrive_after_s=60, run_consumer=False
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url.get_secret_value())
     runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
     errors_before = _redrive_errors()
     loop = asyncio.create_task(redrive_loop(runtime))
@@ -159,7 +159,7 @@ async def test_the_redrive_loop_survives_a_database_error(databases, example_rec
         await eventually(lambda: _true(_redrive_errors() >= errors_before + 3))
         assert not loop.done()
         # The database is back, with an overdue case: the next pass re-drives it.
-        await _create_schema(settings.database_url)
+        await _create_schema(settings.database_url.get_secret_value())
         await _store_overdue_version(runtime, example_record, "redrive-survives-1")
         assert await eventually(lambda: _at_least(runtime, 2))  # the recorded event and its re-drive
         assert not loop.done()
@@ -171,8 +171,8 @@ async def test_the_redrive_loop_survives_a_database_error(databases, example_rec
 
 async def test_a_manual_redrive_does_not_use_up_the_automatic_budget(databases, example_record: dict[str, Any]) -> None:  # noqa: ANN001
     settings = GatewaySettings(database_url=databases.new_url("gateway"), run_consumer=False)
-    await _create_schema(settings.database_url)
-    engine = make_engine(settings.database_url)
+    await _create_schema(settings.database_url.get_secret_value())
+    engine = make_engine(settings.database_url.get_secret_value())
     runtime = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
     await _store_overdue_version(runtime, example_record, "manual-1")
     for _ in range(settings.redrive_max_attempts + 2):

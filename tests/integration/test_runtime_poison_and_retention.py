@@ -79,7 +79,7 @@ class PoisonHarness:
             retry_backoff_s=0.01,
             kafka_send_timeout_s=1.0,
         )
-        self.engine = make_engine(self.settings.database_url)
+        self.engine = make_engine(self.settings.database_url.get_secret_value())
         self.sessions = make_session_factory(self.engine)
         self.producer = EventProducer(self.settings)
         self.crash_on = -1
