@@ -108,6 +108,12 @@ def dev_issuer(tmp_path_factory: pytest.TempPathFactory) -> DevIssuer:
 
 
 @pytest.fixture(scope="session")
+def dev_profile(dev_issuer: DevIssuer) -> dict[str, str]:
+    """Settings that put an in-process service in the dev profile, trusting the test issuer."""
+    return {"profile": "dev", "dev_issuer_dir": str(dev_issuer.directory)}
+
+
+@pytest.fixture(scope="session")
 def auth_headers(dev_issuer: DevIssuer) -> Callable[..., dict[str, str]]:
     """`auth_headers(scopes=None, **mint_options)`: a bearer token header (every user scope by default)."""
 

@@ -25,7 +25,7 @@ def _record(example: dict[str, Any], recurrence_id: str) -> dict[str, Any]:
 
 
 def _recommendation(stack, recurrence_id: str) -> dict[str, Any] | None:  # noqa: ANN001
-    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation")
+    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation", headers=stack.auth_headers())
     return response.json() if response.status_code == 200 else None
 
 
@@ -65,14 +65,14 @@ def _publish(stack, events: list[dict[str, Any]]) -> None:  # noqa: ANN001
 
 
 def _provenance_notices(stack, recurrence_id: str) -> list[dict[str, Any]]:  # noqa: ANN001
-    case = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}").json()
+    case = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}", headers=stack.auth_headers()).json()
     return [n for n in case["dead_letters"] if n["error_type"] == "provenance"]
 
 
 def test_a_forged_recommendation_on_the_topic_never_becomes_the_recommendation(stack, example_record) -> None:  # noqa: ANN001
     record = _record(example_record, "forge-1")
     content_hash = RecurrenceRecord.model_validate(record).content_hash()
-    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record).status_code == 202
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record, headers=stack.auth_headers()).status_code == 202
     genuine = wait_until(lambda: _recommendation(stack, "forge-1"), 60, "the genuine recommendation")
 
     fake = "e" * 64
@@ -93,11 +93,11 @@ def test_a_forged_recommendation_on_the_topic_never_becomes_the_recommendation(s
 
 def test_a_forged_recommendation_published_before_the_genuine_one_is_refused(stack, example_record) -> None:  # noqa: ANN001
     # A well-formed recommendation to copy (the same version again is accepted once: idempotent).
-    assert httpx.post(f"{stack.base()}/v1/recurrences", json=_record(example_record, "forge-1")).status_code == 202
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=_record(example_record, "forge-1"), headers=stack.auth_headers()).status_code == 202
     template = wait_until(lambda: _recommendation(stack, "forge-1"), 60, "a recommendation to copy")
     record = _record(example_record, "forge-2")
     content_hash = RecurrenceRecord.model_validate(record).content_hash()
-    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record).status_code == 202
+    assert httpx.post(f"{stack.base()}/v1/recurrences", json=record, headers=stack.auth_headers()).status_code == 202
     # Right case, right content hash, invented basis: published while the pipeline is still running.
     _publish(stack, [_forged(template, "forge-2", content_hash, scores_hash="d" * 64, evidence_hash="d" * 64)])
 

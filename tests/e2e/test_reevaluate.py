@@ -31,12 +31,12 @@ def _sql(database_url: str, sql: str, **params: Any) -> list[Any]:
 
 def _submit(stack, record: dict[str, Any], recurrence_id: str) -> bytes:  # noqa: ANN001
     body = copy.deepcopy(record) | {"recurrence_id": recurrence_id}
-    httpx.post(f"{stack.base()}/v1/recurrences", json=body).raise_for_status()
+    httpx.post(f"{stack.base()}/v1/recurrences", json=body, headers=stack.auth_headers()).raise_for_status()
     return wait_until(lambda: _stored_bytes(stack, recurrence_id), 60, f"the recommendation of {recurrence_id}")
 
 
 def _stored_bytes(stack, recurrence_id: str) -> bytes | None:  # noqa: ANN001
-    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation")
+    response = httpx.get(f"{stack.base()}/v1/recurrences/{recurrence_id}/recommendation", headers=stack.auth_headers())
     return response.content if response.status_code == 200 else None
 
 
@@ -52,7 +52,7 @@ def test_reevaluate_supersedes_only_recommendations_issued_under_other_versions(
     # As if "reeval-outdated" had been issued under earlier rules: both stores say so.
     _sql(stack.urls["recommendation"], "UPDATE recommendations SET rules_version = 'rules/old' WHERE recurrence_id = :r", r="reeval-outdated")
     _sql(stack.urls["gateway"], "UPDATE recommendation_views SET rules_version = 'rules/old' WHERE recurrence_id = :r", r="reeval-outdated")
-    gateway = httpx.Client(base_url=stack.base(), timeout=30)
+    gateway = httpx.Client(base_url=stack.base(), timeout=30, headers=stack.auth_headers(["user/RecurrenceRecord.write", "user/Recommendation.read", "system/Admin.write"]))
 
     dry = gateway.post("/v1/admin/reevaluate", params={"dry_run": True}).raise_for_status().json()
     assert dry["cases"] == 1

@@ -25,7 +25,11 @@ from rnpc_shared.devissuer import DevIssuer, service_audience, user_scopes
 pytestmark = pytest.mark.integration
 
 # Open without a token: probes, metrics (no patient data, only route templates; scraped in-cluster).
-PUBLIC_OPERATIONS = {("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics")}
+# CDS Hooks discovery holds no patient data (real clients call it once without a JWT): open.
+PUBLIC_OPERATIONS = {("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}
+# CDS Hooks service calls authenticate the CDS client by its own signed JWT (tests in
+# services/gateway/tests/test_cds_hooks.py), never by a gateway access token.
+CDS_JWT_OPERATIONS = {("POST", "/cds-services/{service_id}"), ("POST", "/cds-services/{service_id}/feedback")}
 PROBLEM = "application/problem+json"
 AuthHeaders = Callable[..., dict[str, str]]
 
@@ -112,12 +116,18 @@ def test_every_route_declares_a_scope_and_each_scope_opens_exactly_its_routes(st
     from rnpc_shared.auth import declared_scopes
 
     operations = declared_scopes(httpx.get(f"{stack.base()}/openapi.json").json())
-    unscoped = [op for op, scopes in operations.items() if not scopes and op not in PUBLIC_OPERATIONS]
+    unscoped = [op for op, scopes in operations.items() if not scopes and op not in PUBLIC_OPERATIONS | CDS_JWT_OPERATIONS]
     assert unscoped == [], f"routes without a declared scope: {unscoped}"
     with httpx.Client(base_url=stack.base(), timeout=60) as client:
         for (method, path), scopes in sorted(operations.items()):
             if (method, path) in PUBLIC_OPERATIONS:
                 assert client.request(method, path).status_code == 200
+                continue
+            if (method, path) in CDS_JWT_OPERATIONS:
+                url = path.replace("{service_id}", "rnpc-patient-view")
+                assert client.request(method, url, json={}).status_code == 401, (method, path)
+                # A gateway access token with every scope is not a CDS client's JWT.
+                assert client.request(method, url, json={}, headers=auth_headers()).status_code == 401, (method, path)
                 continue
             assert len(scopes) == 1 and scopes[0] in SCOPES, (method, path, scopes)
             request = _example_request(path, method, example_record, f"sec-scope-{abs(hash((method, path))) % 10**8}")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from rnpc_devstack.stack import migrate
 from rnpc_gateway.app import create_app
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import get_upstream
@@ -38,19 +39,25 @@ class HeldUpstream:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, HeldUpstream]]:
+async def gateway(
+    tmp_path: Path, dev_profile: dict[str, str], auth_headers: Callable[..., dict[str, str]]
+) -> AsyncIterator[tuple[httpx.AsyncClient, HeldUpstream]]:
     settings = GatewaySettings(
+        **dev_profile,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
         run_consumer=False,
         run_relay=False,
         evaluate_max_concurrency=1,
         evaluate_retry_after_s=2,
     )
+    await asyncio.to_thread(migrate, "gateway", settings.database_url.get_secret_value())  # calls are audited
     app = create_app(settings)
     upstream = HeldUpstream()
     app.dependency_overrides[get_upstream] = lambda: upstream
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers=auth_headers()
+        ) as client:
             yield client, upstream
 
 

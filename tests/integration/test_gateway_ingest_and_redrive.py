@@ -21,9 +21,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import col, func, select
 
 from rnpc_gateway import service
+from rnpc_devstack.stack import migrate
 from rnpc_gateway.app import create_app, redrive_loop
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import RecordVersion
@@ -45,22 +46,21 @@ async def eventually(predicate: Callable[[], Awaitable[Any]], deadline_s: float 
 
 
 async def _create_schema(url: str) -> None:
-    engine = make_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(SQLModel.metadata.create_all)
-    await engine.dispose()
+    """The gateway's real migrations (they also seed the audit chain's head row)."""
+    await asyncio.to_thread(migrate, "gateway", url)
 
 
 @pytest.fixture
-async def gateway(databases) -> AsyncIterator[tuple[httpx.AsyncClient, GatewaySettings]]:  # noqa: ANN001
+async def gateway(databases, dev_profile, auth_headers) -> AsyncIterator[tuple[httpx.AsyncClient, GatewaySettings]]:  # noqa: ANN001
     settings = GatewaySettings(
+        **dev_profile,
         database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=64_000
     )
     await _create_schema(settings.database_url.get_secret_value())
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=auth_headers()) as client:
             yield client, settings
 
 
@@ -106,15 +106,18 @@ async def test_sixty_concurrent_versions_accept_only_increasing_versions_and_the
 
 
 async def test_a_record_too_large_for_the_broker_is_refused_before_anything_is_stored(
-    databases, example_record: dict[str, Any]  # noqa: ANN001
+    databases, example_record: dict[str, Any], dev_profile, auth_headers  # noqa: ANN001
 ) -> None:
     settings = GatewaySettings(
-        database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=2048
+        **dev_profile,
+        database_url=databases.new_url("gateway"), run_consumer=False, run_relay=False, kafka_max_message_bytes=2048,
     )
     await _create_schema(settings.database_url.get_secret_value())
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers=auth_headers()
+        ) as client:
             response = await client.post("/v1/recurrences", json=_version(example_record, "too-big-1", 1))
             assert response.status_code == 413
             assert response.headers["content-type"].startswith("application/problem+json")

@@ -297,12 +297,14 @@ async def _all_published(harness: PoisonHarness) -> bool:
     return pending == 0
 
 
-async def test_readyz_reports_a_stuck_outbox(databases) -> None:  # noqa: ANN001
+async def test_readyz_reports_a_stuck_outbox(databases, dev_profile) -> None:  # noqa: ANN001
     from rnpc_shared.db import utc_now
     from rnpc_shared.service import Runtime
 
-    settings = ServiceSettings(service_name="probe-ready", database_url=databases.new_url("ready"), outbox_stuck_after_s=60)
-    engine = make_engine(settings.database_url)
+    settings = ServiceSettings(
+        **dev_profile, service_name="probe-ready", database_url=databases.new_url("ready"), outbox_stuck_after_s=60
+    )
+    engine = make_engine(settings.database_url.get_secret_value())
     async with engine.begin() as connection:
         await connection.run_sync(
             SQLModel.metadata.create_all, tables=[OutboxEvent.__table__, InboxEvent.__table__, StageInput.__table__]
