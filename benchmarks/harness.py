@@ -154,7 +154,12 @@ async def post_burst(base_url: str, bodies: list[dict[str, Any]], concurrency: i
 
         async def worker() -> None:
             while queue:
-                (await client.post("/v1/recurrences", json=queue.pop())).raise_for_status()
+                body = queue.pop()
+                response = await client.post("/v1/recurrences", json=body)
+                while response.status_code == 503:  # busy: nothing stored, retry after the server's hint
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                    response = await client.post("/v1/recurrences", json=body)
+                response.raise_for_status()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
