@@ -75,10 +75,12 @@ bench: sync
 bench-reevaluate: sync
 	$(UV) run --frozen python -m benchmarks.reevaluate
 
-# After a rules or evidence release: re-evaluate every case's latest version (GATEWAY_URL of a running stack).
+# After a rules or evidence release: re-evaluate every case's latest version (GATEWAY_URL of a running stack;
+# RNPC_TOKEN, or an admin token minted by the dev issuer of `make run`).
 GATEWAY_URL ?= http://127.0.0.1:8000
 reevaluate: sync
-	$(UV) run --frozen python -m rnpc_gateway.reevaluate --gateway $(GATEWAY_URL) $(REEVALUATE_ARGS)
+	@RNPC_TOKEN="$${RNPC_TOKEN:-$$($(UV) run --frozen python -m rnpc_devstack.token token --scopes system/Admin.write)}" \
+		$(UV) run --frozen python -m rnpc_gateway.reevaluate --gateway $(GATEWAY_URL) $(REEVALUATE_ARGS)
 
 # A signed CDS Hooks client JWT for local calls (AUD = the exact URL you will call).
 cds-token: sync

@@ -19,6 +19,8 @@ import httpx
 
 from benchmarks.loadgen import open_loop
 from rnpc_devstack.stack import EmbeddedBroker, Stack
+from rnpc_gateway.cds.devtoken import ensure_dev_identity
+from rnpc_shared.devissuer import DevIssuer
 
 EXAMPLE_RECORD = Path(__file__).resolve().parents[1] / "examples" / "recurrence_record.example.json"
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -40,11 +42,27 @@ def record(base: dict[str, Any], recurrence_id: str) -> dict[str, Any]:
     return copy.deepcopy(base) | {"recurrence_id": recurrence_id}
 
 
+def cds_key_dir(work: Path) -> Path:
+    """The bench's own CDS Hooks client identity (key + trusted-issuers.json the gateway reads)."""
+    return work / "cds-dev"
+
+
 def start_stack(work: Path) -> tuple[EmbeddedBroker, Stack]:
+    """The stack in the dev profile: its own token issuer, and the bench's CDS client trusted."""
+    ensure_dev_identity(cds_key_dir(work))
     broker = EmbeddedBroker().start(work / "broker.log")
-    stack = Stack(broker=broker, new_database_url=lambda s: f"sqlite+aiosqlite:///{work / s}.db", log_dir=work)
+    stack = Stack(
+        broker=broker, new_database_url=lambda s: f"sqlite+aiosqlite:///{work / s}.db", log_dir=work, issuer_dir=work / "dev-issuer",
+        env_overrides={"gateway": {"GATEWAY_CDS_TRUSTED_ISSUERS_FILE": str(cds_key_dir(work) / "trusted-issuers.json")}},
+    )
     stack.start()
     return broker, stack
+
+
+def auth_headers(stack: Stack, ttl_s: int = 6 * 3600) -> dict[str, str]:
+    """One long-lived bearer token per run (every user scope, admin included), minted before timing."""
+    assert stack.issuer_dir is not None
+    return {"Authorization": f"Bearer {DevIssuer(stack.issuer_dir).mint(ttl_s=ttl_s)}"}
 
 
 def db_path(database_url: str) -> str:
@@ -128,14 +146,20 @@ def fmt_ms(stats: dict[str, float], keys: Iterable[str] = ("p50", "p95", "p99"))
 # ---- load generators ---------------------------------------------------------------------------
 
 
-async def post_burst(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> None:
+async def post_burst(base_url: str, bodies: list[dict[str, Any]], concurrency: int, headers: dict[str, str]) -> None:
     """POST every record as fast as `concurrency` connections allow."""
     queue = list(reversed(bodies))
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, headers=headers) as client:
 
         async def worker() -> None:
             while queue:
-                (await client.post("/v1/recurrences", json=queue.pop())).raise_for_status()
+                body = queue.pop()
+                response = await client.post("/v1/recurrences", json=body)
+                while response.status_code == 503:  # busy: nothing stored, retry after the server's hint
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                    response = await client.post("/v1/recurrences", json=body)
+                response.raise_for_status()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -158,12 +182,13 @@ class PacedResult:
 
 
 async def paced(
-    base_url: str, method: str, path: str, *, rate_per_s: float, duration_s: float, bodies: list[bytes] | None = None
+    base_url: str, method: str, path: str, *, rate_per_s: float, duration_s: float, bodies: list[bytes] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> PacedResult:
     """Open-loop load: request i is sent at start + i/rate whatever the earlier ones are doing."""
     count = max(1, int(rate_per_s * duration_s))
     started = time.perf_counter()
-    results = await open_loop(base_url + path, method, rate_per_s, count, bodies)
+    results = await open_loop(base_url + path, method, rate_per_s, count, bodies, headers)
     elapsed = time.perf_counter() - started
     return PacedResult([latency for latency, _ in results], [status for _, status in results], count / elapsed)
 

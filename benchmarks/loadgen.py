@@ -42,18 +42,21 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status
 
 
-def build_request(url: str, method: str, body: bytes | None) -> tuple[str, int, bytes]:
+def build_request(url: str, method: str, body: bytes | None, headers: dict[str, str] | None = None) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     head = f"{method} {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return parts.hostname or "127.0.0.1", parts.port or 80, (head + "\r\n").encode() + (body or b"")
 
 
-async def open_loop(url: str, method: str, rate_per_s: float, count: int, bodies: list[bytes] | None = None) -> list[tuple[float, int]]:
+async def open_loop(
+    url: str, method: str, rate_per_s: float, count: int, bodies: list[bytes] | None = None, headers: dict[str, str] | None = None
+) -> list[tuple[float, int]]:
     """Send request i at start + i/rate on a free keep-alive connection (a new one if none is free);
     per request (seconds from its scheduled time to the end of its response, status; 0 = failed)."""
-    requests = [build_request(url, method, body)[2] for body in (bodies or [None])]
+    requests = [build_request(url, method, body, headers)[2] for body in (bodies or [None])]
     host, port, _ = build_request(url, method, None)
     pool = _Pool(host, port)
     start = time.perf_counter() + 0.1

@@ -4,11 +4,13 @@ Prints figures; asserts nothing about speed. Knobs (environment):
     BENCH_RELAY_RECORDS=2000   raw 4-hop relay records
     BENCH_BURST=2000           pipeline burst (records POSTed at once, BENCH_CONCURRENCY connections)
     BENCH_PACED_RATES=20,50    paced pipeline rates (records/s), each for BENCH_PACED_S seconds (10)
-    BENCH_HTTP_RATE=100        paced HTTP rate (req/s), each target for BENCH_HTTP_S seconds (10)
+    BENCH_HTTP_RATE=100        paced HTTP rate (req/s), each target (hello-world, stored recommendation,
+                               /v1/evaluate, CDS Hooks patient-view) for BENCH_HTTP_S seconds (10)
     BENCH_DEADLINE_S=900       longest wait for a phase's recommendations
 
 Pipeline latency = gateway accepted the record → its recommendation stored in the gateway's read
-model. CPU = user + system time from /proc/<pid>/stat of each service process and the broker.
+model. Every call carries a bearer token minted once per run by the stack's dev issuer; CDS Hooks
+calls each carry a fresh signed client JWT (pre-minted). CPU = user + system time from /proc/<pid>/stat of each service process and the broker.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ import httpx
 import uvloop
 
 from benchmarks import harness as h
+from benchmarks.cds_hooks import measure_cds_answer_time
 from benchmarks.relay import PIPELINE_HOPS, event_sizes, relay
 from rnpc_devstack.stack import free_port, stop_process, wait_for_port
+
+
+CDS_PATIENT = "bench-cds-patient"
 
 
 def section(title: str) -> None:
@@ -47,12 +53,12 @@ def run_relay(bootstrap: str, sizes: dict[str, int], count: int, broker_pid: int
     return rate, sum(cpu.values())
 
 
-def run_burst(broker, stack, base: dict, count: int, concurrency: int, deadline_s: float) -> tuple[float, float]:  # noqa: ANN001
+def run_burst(broker, stack, base: dict, count: int, concurrency: int, deadline_s: float, auth: dict[str, str]) -> tuple[float, float]:  # noqa: ANN001
     prefix = "burst-"
     sizes_before = {s: h.db_bytes(stack.urls[s]) for s in stack.urls}
     meter = h.CpuMeter(h.stack_pids(broker, stack))
     started = time.time()
-    asyncio.run(h.post_burst(stack.base(), [h.record(base, f"{prefix}{i}") for i in range(count)], concurrency))
+    asyncio.run(h.post_burst(stack.base(), [h.record(base, f"{prefix}{i}") for i in range(count)], concurrency, auth))
     ingest_s = time.time() - started
     h.wait_done(stack, prefix, count, deadline_s)
     total_s = h.last_done_epoch_s(stack, prefix) - started
@@ -70,10 +76,10 @@ def run_burst(broker, stack, base: dict, count: int, concurrency: int, deadline_
     return throughput, total_cpu
 
 
-def run_paced(stack, base: dict, rate: float, duration_s: float, deadline_s: float) -> None:  # noqa: ANN001
+def run_paced(stack, base: dict, rate: float, duration_s: float, deadline_s: float, auth: dict[str, str]) -> None:  # noqa: ANN001
     prefix = f"paced{int(rate)}-"
     bodies = [json.dumps(h.record(base, f"{prefix}{i}")).encode() for i in range(int(rate * duration_s))]
-    result = uvloop.run(h.paced(stack.base(), "POST", "/v1/recurrences", rate_per_s=rate, duration_s=duration_s, bodies=bodies))
+    result = uvloop.run(h.paced(stack.base(), "POST", "/v1/recurrences", rate_per_s=rate, duration_s=duration_s, bodies=bodies, headers=auth))
     accepted = result.statuses.get(202, 0)
     h.wait_done(stack, prefix, accepted, deadline_s)
     latencies = h.end_to_end_s(stack, prefix)
@@ -101,17 +107,21 @@ def start_hello() -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-def wrk(url: str, seconds: int = 3) -> str:
+def wrk(url: str, headers: dict[str, str] | None = None, seconds: int = 3) -> str:
     """Saturation figure from wrk (Debian), when installed: req/s and p99 with 8 connections."""
     if shutil.which("wrk") is None:
         return "wrk not installed"
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=False).stdout
+    header_args = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", *header_args, url], capture_output=True, text=True, check=False).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non_2xx:
+        return f"{non_2xx.group(1)} answers not 2xx (wrk)"
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"99%\s+([\d.]+\w+)", out)
     return f"{float(rps.group(1)):.0f} req/s, p99 {p99.group(1)}" if rps and p99 else "wrk output not understood"
 
 
-def run_http(stack, base: dict, rate: float, duration_s: float) -> None:  # noqa: ANN001
+def run_http(stack, base: dict, rate: float, duration_s: float, auth: dict[str, str], cds_key_dir: Path) -> None:  # noqa: ANN001
     hello, hello_url = start_hello()
     try:
         stored_path = "/v1/recurrences/bench-warm-up/recommendation"
@@ -120,16 +130,20 @@ def run_http(stack, base: dict, rate: float, duration_s: float) -> None:  # noqa
         )
         stored_stats = http_figures(
             f"stored recommendation GET at {rate:.0f} req/s",
-            uvloop.run(h.paced(stack.base(), "GET", stored_path, rate_per_s=rate, duration_s=duration_s)),
+            uvloop.run(h.paced(stack.base(), "GET", stored_path, rate_per_s=rate, duration_s=duration_s, headers=auth)),
         )
         body = [json.dumps(h.record(base, "bench-evaluate")).encode()]
         evaluate_stats = http_figures(
             f"POST /v1/evaluate at {rate:.0f} req/s",
-            uvloop.run(h.paced(stack.base(), "POST", "/v1/evaluate", rate_per_s=rate, duration_s=duration_s, bodies=body)),
+            uvloop.run(h.paced(stack.base(), "POST", "/v1/evaluate", rate_per_s=rate, duration_s=duration_s, bodies=body, headers=auth)),
         )
+        cds = measure_cds_answer_time(stack.base(), CDS_PATIENT, cds_key_dir, rate_per_s=rate, duration_s=duration_s)
+        print(f"CDS Hooks patient-view (stored recommendation, fresh signed JWT each) at {cds['rate_per_s']:.0f} req/s: "
+              f"p50 {cds['p50_ms']:.1f} ms  p99 {cds['p99_ms']:.1f} ms over {cds['requests']:.0f} requests, "
+              f"{cds['errors']:.0f} errors (target p99 <= 50 ms)", flush=True)
         print(f"p99 ratio to hello-world: stored recommendation {stored_stats['p99'] / hello_stats['p99']:.1f}x, "
-              f"evaluate {evaluate_stats['p99'] / hello_stats['p99']:.1f}x")
-        print(f"wrk saturation: hello-world {wrk(hello_url + '/hello')}; stored recommendation {wrk(stack.base() + stored_path)}", flush=True)
+              f"evaluate {evaluate_stats['p99'] / hello_stats['p99']:.1f}x, CDS Hooks {cds['p99_ms'] / 1000 / hello_stats['p99']:.1f}x")
+        print(f"wrk saturation: hello-world {wrk(hello_url + '/hello')}; stored recommendation {wrk(stack.base() + stored_path, auth)}", flush=True)
     finally:
         stop_process(hello)
 
@@ -149,9 +163,13 @@ def main() -> None:
     broker, stack = h.start_stack(work)
     try:
         bench_started = time.perf_counter()
-        client = httpx.Client(base_url=stack.base(), timeout=30)
+        auth = h.auth_headers(stack)
+        client = httpx.Client(base_url=stack.base(), timeout=30, headers=auth)
         client.post("/v1/recurrences", json=h.record(base, "bench-warm-up")).raise_for_status()
         h.wait_done(stack, "bench-warm-up", 1, 180)
+        # the CDS Hooks case: its own patient, so patient-view reads one stored recommendation
+        client.post("/v1/recurrences", json=h.record(base, "bench-cds") | {"patient_ref": CDS_PATIENT}).raise_for_status()
+        h.wait_done(stack, "bench-cds", 1, 180)
         print(f"cold start (first record, includes consumer group joins): {time.perf_counter() - bench_started:.1f} s")
         sizes = asyncio.run(event_sizes(broker.bootstrap_servers))
         print("event sizes (bytes): " + ", ".join(f"{topic} {size}" for topic, size in sizes.items()))
@@ -159,13 +177,13 @@ def main() -> None:
         section("raw 4-hop relay (same broker, same sizes)")
         relay_rate, relay_cpu = run_relay(broker.bootstrap_servers, sizes, relay_count, h.stack_pids(broker, stack)["broker"])
         section("pipeline burst")
-        throughput, pipeline_cpu = run_burst(broker, stack, base, burst, concurrency, deadline_s)
+        throughput, pipeline_cpu = run_burst(broker, stack, base, burst, concurrency, deadline_s, auth)
         print(f"ratio to the relay: throughput {throughput / relay_rate:.3f}x, CPU per record {pipeline_cpu / relay_cpu:.1f}x")
         section("pipeline paced latency (accepted → recommendation)")
         for rate in rates:
-            run_paced(stack, base, rate, paced_s, deadline_s)
+            run_paced(stack, base, rate, paced_s, deadline_s, auth)
         section("HTTP (paced, open loop, latency from the scheduled send time)")
-        run_http(stack, base, http_rate, http_s)
+        run_http(stack, base, http_rate, http_s, auth, h.cds_key_dir(work))
         print(f"\nbench time: {time.perf_counter() - bench_started:.0f} s", flush=True)
     finally:
         stack.stop()

@@ -28,8 +28,9 @@ def main() -> None:
     broker, stack = h.start_stack(work)
     try:
         seeded = time.perf_counter()
+        auth = h.auth_headers(stack)
         bodies = [h.record(base, f"reeval-{i}") for i in range(count)]
-        asyncio.run(h.post_burst(stack.base(), bodies, h.env_int("BENCH_CONCURRENCY", 8)))
+        asyncio.run(h.post_burst(stack.base(), bodies, h.env_int("BENCH_CONCURRENCY", 8), auth))
         h.wait_done(stack, "reeval-", count, deadline_s)
         print(f"seeded {count} cases through the pipeline in {time.perf_counter() - seeded:.1f} s", flush=True)
         # A rules release: every stored recommendation now predates the rules in force.
@@ -37,7 +38,7 @@ def main() -> None:
         h.execute(stack.urls["gateway"], "UPDATE recommendation_views SET rules_version = 'rules/previous'")
         meter = h.CpuMeter(h.stack_pids(broker, stack))
         started = time.perf_counter()
-        with httpx.Client(base_url=stack.base(), timeout=120) as client:
+        with httpx.Client(base_url=stack.base(), timeout=120, headers=auth) as client:
             result = run(client, dry_run=False, timeout_s=deadline_s)
         elapsed_s = time.perf_counter() - started
         report = result["report"]

@@ -10,11 +10,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
+
+
+def is_database_busy(exc: OperationalError) -> bool:
+    """SQLite's lock contention (SQLITE_BUSY / SQLITE_LOCKED), as opposed to a real fault."""
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message or "database table is locked" in message
 
 
 class ProblemError(Exception):
@@ -102,6 +109,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         response = problem_response(
             503, "Service overloaded", "no database connection became free in time; retry shortly",
             type_="https://rnpc.example/problems/overloaded", instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def _database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite answers "database is locked" at once when a read transaction must become a write
+        # one while another writer holds the lock (busy_timeout does not apply): the transaction
+        # was rolled back, nothing was stored, the client may retry. Anything else stays a 500.
+        if not is_database_busy(exc):
+            log.exception("unhandled database error")
+            return problem_response(500, "Internal error", "An unexpected error occurred; it has been logged.", instance=request.url.path)
+        response = problem_response(
+            503, "Database busy", "the database was busy; nothing was stored, retry shortly",
+            type_="https://rnpc.example/problems/busy", instance=request.url.path,
         )
         response.headers["Retry-After"] = "1"
         return response

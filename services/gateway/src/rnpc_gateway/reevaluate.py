@@ -1,6 +1,9 @@
 """`make reevaluate`: after a rules or evidence release, re-evaluate every case's latest version.
 
-    python -m rnpc_gateway.reevaluate [--gateway http://127.0.0.1:8000] [--dry-run] [--timeout-s 3600]
+    python -m rnpc_gateway.reevaluate [--gateway http://127.0.0.1:8000] [--token T] [--dry-run] [--timeout-s 3600]
+
+The bearer token needs the admin scope (system/Admin.write): --token, or the environment variable
+RNPC_TOKEN (`make reevaluate` mints one with the dev issuer: make token SCOPES=system/Admin.write).
 
 Starts the re-evaluation (POST /v1/admin/reevaluate), shows a progress bar while the pipeline
 issues the superseding recommendations, then prints how many changed and why.
@@ -9,6 +12,7 @@ issues the superseding recommendations, then prints how many changed and why.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -42,13 +46,18 @@ def run(client: httpx.Client, *, dry_run: bool, timeout_s: float, poll_s: float 
         time.sleep(poll_s)  # polling interval of a progress display
 
 
-def main() -> None:
+def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
+    parser.add_argument("--token", default=os.environ.get("RNPC_TOKEN", ""),
+                        help="bearer token with the admin scope (default: $RNPC_TOKEN)")
     parser.add_argument("--dry-run", action="store_true", help="count the cases that would be re-evaluated")
     parser.add_argument("--timeout-s", type=float, default=3600.0)
-    args = parser.parse_args()
-    with httpx.Client(base_url=args.gateway, timeout=60) as client:
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("a bearer token with the admin scope is required: --token or RNPC_TOKEN")
+    headers = {"Authorization": f"Bearer {args.token}"}
+    with httpx.Client(base_url=args.gateway, timeout=60, headers=headers, transport=transport) as client:
         result = run(client, dry_run=args.dry_run, timeout_s=args.timeout_s)
     start, report = result["started"], result["report"]
     current = start["current"]
