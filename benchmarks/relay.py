@@ -19,6 +19,7 @@ from rnpc_shared.contracts.events import (
     TOPIC_RECURRENCE_RECORDED,
     TOPIC_SCORES_COMPUTED,
 )
+from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.producer import ensure_topics
 
 PIPELINE_HOPS = (TOPIC_RECURRENCE_RECORDED, TOPIC_SCORES_COMPUTED, TOPIC_EVIDENCE_MATCHED, TOPIC_RECOMMENDATION_ISSUED)
@@ -75,7 +76,7 @@ async def relay(bootstrap: str, sizes: list[int], count: int) -> float:
     """Send `count` records through 4 hops with the given per-hop sizes; records/s end to end."""
     run = uuid.uuid4().hex[:8]
     topics = [f"bench.relay.{run}.{hop}" for hop in range(len(sizes))]
-    await ensure_topics(bootstrap, topics)
+    await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)  # the embedded broker: PLAINTEXT
     received: list[int] = []
     stages = [
         asyncio.create_task(
