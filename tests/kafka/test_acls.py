@@ -20,7 +20,7 @@ from aiokafka.errors import (
 )
 
 from rnpc_shared.contracts.events import TOPIC_RECOMMENDATION_ISSUED, TOPIC_SCORES_COMPUTED
-from rnpc_shared.devstack import pipeline_topics
+from rnpc_devstack.stack import pipeline_topics
 from rnpc_shared.kafka.access import SERVICE_ACCESS
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from rnpc_shared.db import make_engine
-from rnpc_shared.devstack import wait_until
+from rnpc_devstack.stack import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 from pydantic import SecretStr
 
-from rnpc_shared.devstack import _die_with_parent, free_port, repo_root, wait_for_port, wait_until
+from rnpc_devstack.stack import _die_with_parent, free_port, repo_root, wait_for_port, wait_until
 from rnpc_shared.kafka.access import SERVICE_ACCESS
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.settings import KafkaSaslMechanism
