@@ -164,6 +164,9 @@ async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upst
     if not patient_id:
         raise ProblemError(400, "context.patientId required", "the hook context names no patient",
                            errors=[{"field": "context.patientId", "rule": "required", "message": "required"}])
+    if len(patient_id) > 128 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in patient_id):
+        raise ProblemError(400, "context.patientId invalid", "a patient id is at most 128 printable characters",
+                           errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
     stored = await store.latest_views_for_patient(session, patient_id)
     if stored:
         return json.loads(stored[0][0].body), None

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from rnpc_gateway.fhir import metrics, store
@@ -59,6 +59,10 @@ def settings_of(runtime: Runtime) -> GatewaySettings:
 
 def public_base(request: Request, settings: GatewaySettings) -> str:
     return (settings.cds_public_base_url or str(request.base_url)).rstrip("/")
+
+
+# A patient reference as the record contract allows one (printable, at most 128), maybe "Patient/"-prefixed.
+PatientSearch = Annotated[str | None, Query(min_length=1, max_length=136, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _accepted_body(mapped: Mapped, outcome: str) -> dict[str, Any]:
@@ -161,7 +165,7 @@ async def _guidance_entries(
 @router.get("/GuidanceResponse", dependencies=[fhir_guidance_read])
 async def search_guidance(
     request: Request, session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: AuditorDep,
-    subject: str | None = None, patient: str | None = None,
+    subject: PatientSearch = None, patient: PatientSearch = None,
 ) -> JSONResponse:
     """`?subject=Patient/<id>` (or `patient=<id>`): the current recommendation of each recurrence."""
     wanted = subject or patient
