@@ -19,7 +19,7 @@ from rnpc_shared.kafka.producer import ensure_topics
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.replay import Selection, replay
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.kafka_gap]
 
 
 async def topic_messages(connection: KafkaConnection, topic: str) -> list[tuple[str, bytes, dict[str, bytes]]]:
@@ -41,8 +41,13 @@ async def topic_messages(connection: KafkaConnection, topic: str) -> list[tuple[
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer.topics()
-    return consumer.partitions_for_topic(topic) or set()
+    """The topic's partitions, once the client's metadata knows them (polled under a deadline)."""
+    deadline = time.monotonic() + 30
+    while True:
+        await consumer.topics()  # refreshes the cluster metadata
+        found = consumer.partitions_for_topic(topic)
+        if found or time.monotonic() > deadline:
+            return found or set()
 
 
 async def eventually_count(connection: KafkaConnection, topic: str, count: int, deadline_s: float = 30) -> list:
