@@ -5,6 +5,8 @@ The caller (route or consumer) owns the transaction; nothing here commits.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -172,6 +174,17 @@ STAGE_TOPICS = {"scoring": TOPIC_SCORES_COMPUTED, "evidence": TOPIC_EVIDENCE_MAT
 HELD = "held"  # stage_inputs part prefix: a result read before the result it is based on
 
 
+def _held_prefix(stage: str) -> str:
+    return f"{HELD}:{stage[:3]}:"
+
+
+def _held_part(stage: str, event_id: str) -> str:
+    """A held result's part name, within the column's 32 characters on PostgreSQL: the event id by
+    its digest (22 base64url characters, 132 bits), as event ids may be any string."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(event_id.encode()).digest())[:22].decode()
+    return _held_prefix(stage) + digest
+
+
 class _NotYet(Exception):
     """The previous stage's result has not been read yet (it travels on another topic)."""
 
@@ -212,7 +225,7 @@ async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data
     except ValidationError as exc:  # parsed lightly by the consumer; fully here, once
         raise PermanentError(f"invalid {stage} event: {exc}") from exc
     except _NotYet:
-        part = f"{HELD}:{stage}:{event_id}"
+        part = _held_part(stage, event_id)
         if await session.get(StageInput, (ref.recurrence_id, ref.version, part)) is None:
             session.add(
                 StageInput(
@@ -250,7 +263,7 @@ async def _release_held(session: AsyncSession, ref: RecordRef, stage: str | None
             select(StageInput).where(
                 StageInput.recurrence_id == ref.recurrence_id,
                 StageInput.version == ref.version,
-                col(StageInput.part).startswith(f"{HELD}:{stage}:"),
+                col(StageInput.part).startswith(_held_prefix(stage)),
             )
         )
     ).all()
