@@ -252,6 +252,7 @@ class KafkaBroker:
 
     def _format(self) -> None:
         """kafka-storage format, with every principal's SCRAM credential in the bootstrap metadata."""
+        # One id in 64 starts with "-": passed as "--cluster-id=…" so it is never read as an option.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         scram = [
             arg
@@ -264,7 +265,7 @@ class KafkaBroker:
                 [_java(), "-Xmx256m", "-XX:TieredStopAtLevel=1",
                  f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
                  "-cp", _classpath(), "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(self.work_dir / "server.properties"), *scram],
+                 f"--cluster-id={cluster_id}", "-c", str(self.work_dir / "server.properties"), *scram],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=START_DEADLINE_S,
