@@ -54,7 +54,7 @@ kafka-broker: $(KAFKA_LIB)/.fetched
 # ACLs) and PostgreSQL (running on 127.0.0.1:5432, see .ci/postgres-up), plus tests/kafka.
 test-kafka: sync kafka-broker
 	RNPC_TEST_DATABASE=postgres RNPC_TEST_BROKER=kafka RNPC_KAFKA_LIB=$(abspath $(KAFKA_LIB)) \
-		$(UV) run --frozen pytest -q -m "integration and not kafka_gap"
+		$(UV) run --frozen pytest -q -m integration
 
 check-migrations: sync
 	@set -e; for s in $(SERVICES); do \

@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from rnpc_shared.contracts.events import (
     TOPIC_EVIDENCE_MATCHED,
@@ -20,7 +20,7 @@ from rnpc_shared.contracts.events import (
     TOPIC_SCORES_COMPUTED,
 )
 from rnpc_shared.kafka.connection import KafkaConnection
-from rnpc_shared.kafka.producer import ensure_topics
+from rnpc_shared.kafka.producer import ensure_topics, topic_partitions
 
 PIPELINE_HOPS = (TOPIC_RECURRENCE_RECORDED, TOPIC_SCORES_COMPUTED, TOPIC_EVIDENCE_MATCHED, TOPIC_RECOMMENDATION_ISSUED)
 
@@ -31,11 +31,12 @@ async def event_sizes(bootstrap: str) -> dict[str, int]:
     await consumer.start()
     sizes: dict[str, int] = {}
     try:
-        await consumer.topics()
-        by_topic = {t: [TopicPartition(t, p) for p in sorted(consumer.partitions_for_topic(t) or ())] for t in PIPELINE_HOPS}
+        connection = KafkaConnection(bootstrap_servers=bootstrap)
+        by_topic = {t: await topic_partitions(connection, t) for t in PIPELINE_HOPS}
         for topic, partitions in by_topic.items():
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            for tp, offset in (await consumer.beginning_offsets(partitions)).items():
+                consumer.seek(tp, offset)  # explicit: seek_to_beginning can lose to a "latest" reset on Apache Kafka
             deadline = time.monotonic() + 10
             while topic not in sizes and time.monotonic() < deadline:
                 for records in (await consumer.getmany(timeout_ms=200)).values():

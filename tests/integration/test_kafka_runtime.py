@@ -184,7 +184,6 @@ async def test_invalid_events_are_dead_lettered_with_the_reason_and_the_consumer
     assert "value 13 is unprocessable" in reasons[2]["dlq.reason"]
 
 
-@pytest.mark.kafka_gap
 async def test_dlq_replay_sends_fixed_messages_back_through_the_consumer(harness: Harness) -> None:
     harness.fail_permanently.add(21)
     await harness.publish_via_outbox("case-c", 21)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import NamedTuple
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
@@ -112,3 +112,22 @@ async def ensure_topics(
                     raise error(f"creating topic {result['topic']}: {result.get('error_message')}")
     finally:
         await admin.close()
+
+
+async def topic_partitions(connection: KafkaConnection, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, asked of the cluster (empty if it does not exist or is not visible).
+
+    Not the client's cached metadata: on Apache Kafka a fresh consumer knows no topics until it is
+    assigned some, so `partitions_for_topic` gives None there (the embedded broker hands out all)."""
+    admin = AIOKafkaAdminClient(**connection.client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(topic, partition["partition"])
+        for entry in described
+        if entry["topic"] == topic and for_code(entry["error_code"]) is NoError
+        for partition in entry["partitions"]
+    )

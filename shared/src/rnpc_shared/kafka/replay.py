@@ -33,6 +33,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import SecretStr
 
 from rnpc_shared.kafka.connection import KafkaConnection
+from rnpc_shared.kafka.producer import topic_partitions
 
 DLQ_HEADER_PREFIX = "dlq."
 PASSWORD_ENV = "RNPC_KAFKA_SASL_PASSWORD"
@@ -116,11 +117,7 @@ async def replay(
     if not dry_run:
         await producer.start()
     try:
-        partition_ids = consumer.partitions_for_topic(dlq) or set()
-        if not partition_ids:
-            await consumer.topics()  # metadata not loaded yet for this topic
-            partition_ids = consumer.partitions_for_topic(dlq) or set()
-        partitions = [TopicPartition(dlq, p) for p in sorted(partition_ids)]
+        partitions = await topic_partitions(connection, dlq)
         if not partitions:
             return report
         consumer.assign(partitions)  # no group membership: nothing to rebalance, nothing to wait for
