@@ -30,9 +30,13 @@ EXCLUDING_STATUSES = frozenset({OptionStatus.not_recommended, OptionStatus.contr
 # Ranking: each pathway lists every option in its order of preference; an option's priority is
 # its place × PLACE plus the shifts modifiers add (lower = preferred, within its status group).
 PLACE = 10
+SPAN = PLACE * len(Modality)  # every place of a pathway's order lies in [0, SPAN)
 DOWN = 15  # one place behind (crosses exactly one neighbour)
-FRONT = -100  # to the front of its status group; options moved together keep their order
-BACK = 100  # to the back of its status group
+# FRONT and BACK exceed the span, so they reach the front or back from any place: smaller
+# values made the outcome depend on where other options sat, and one option moving place could
+# swap two options it has nothing to do with.
+FRONT = -SPAN  # to the front of its status group; options moved together keep their order
+BACK = SPAN  # to the back of its status group
 FIRST = 2 * FRONT  # ahead even of options other rules moved to the front
 
 # Recommendation-level precedence: an M1 case is not a local candidate whatever its workup.
