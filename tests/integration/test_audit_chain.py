@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from rnpc_gateway import audit
 from rnpc_shared.auth import Principal
-from rnpc_shared.db import make_engine, make_session_factory
+from rnpc_shared.db import GroupCommit, make_engine, make_session_factory
 from rnpc_devstack.stack import migrate, repo_root
 
 pytestmark = pytest.mark.integration
@@ -24,17 +24,26 @@ def _auditor(subject: str) -> audit.Auditor:
 
 
 async def _append_many(database_url: str, count: int) -> None:
+    """Both appenders at once: a write's row in its own session, a read's through the group commit."""
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
+    group = GroupCommit(engine)
 
-    async def one(i: int) -> None:
+    async def in_session(i: int) -> None:
         async with sessions() as session:
             await audit.append(session, _auditor(f"user-{i}").entry("read", f"case-{i % 3}", 1, 200, None))
             await session.commit()
 
+    async def standalone(i: int) -> None:
+        auditor = _auditor(f"user-{i}")
+        auditor.group_commit = group
+        async with auditor.standalone("read", f"case-{i % 3}", version=1):
+            pass
+
     try:
-        await asyncio.gather(*(one(i) for i in range(count)))
+        await asyncio.gather(*(in_session(i) if i % 2 else standalone(i) for i in range(count)))
     finally:
+        await group.stop()
         await engine.dispose()
 
 

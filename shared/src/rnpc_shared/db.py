@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
 T = TypeVar("T", bound=SQLModel)
+R = TypeVar("R")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -93,3 +95,67 @@ async def find_by_version(session: AsyncSession, table: type[T], recurrence_id: 
             select(table).where(table.recurrence_id == recurrence_id, table.version == version)  # type: ignore[attr-defined]
         )
     ).first()
+
+
+Job = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+class GroupCommit:
+    """Small independent writes of concurrent requests (an audit row, a used token id) share one
+    transaction and one commit, as a database's own group commit does for its log.
+
+    `await run(job)` returns once the job's transaction has committed, so "written before the
+    response" still holds. One writer task means no two of these writes contend for SQLite's write
+    lock. If a batch fails, each of its jobs is retried alone, so one bad job fails only itself.
+    """
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, job: Callable[[AsyncConnection], Awaitable[R]]) -> R:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write_forever(), name="group-commit")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, future))
+        return await future
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            _job, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(RuntimeError("shutting down: the write was not made"))
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._transaction([job for job, _ in batch])
+            except Exception:
+                for job, future in batch:  # alone, so only the failing job fails
+                    await self._settle(job, future)
+                continue
+            for (_job, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _transaction(self, jobs: list[Job]) -> list[Any]:
+        async with self._engine.begin() as connection:
+            return [await job(connection) for job in jobs]
+
+    async def _settle(self, job: Job, future: asyncio.Future[Any]) -> None:
+        try:
+            (result,) = await self._transaction([job])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)

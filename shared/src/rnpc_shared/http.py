@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
 
 from rnpc_shared import metrics
 from rnpc_shared.logging import correlation_id_var
@@ -93,40 +94,58 @@ async def _no_body() -> Message:
     return {"type": "http.disconnect"}
 
 
+class Observe:
+    """Correlation id in and out, request metrics, and the declared-size check: a plain ASGI
+    middleware (Starlette's BaseHTTPMiddleware runs each request through an extra task and
+    stream, a measurable share of a small request's CPU)."""
+
+    def __init__(self, app: ASGIApp, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            response = problem_response(413, "Payload too large", f"body exceeds {self.max_body_bytes} bytes", instance=scope["path"])
+            await response(scope, receive, send)
+            return
+        correlation_id = valid_correlation_id(headers.get(CORRELATION_HEADER))
+        token = correlation_id_var.set(correlation_id)
+        metered = scope["path"] not in UNMETERED_PATHS
+        method = scope["method"]
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[CORRELATION_HEADER] = correlation_id
+            await send(message)
+
+        in_progress = metrics.HTTP_IN_PROGRESS.labels(self.service, method, "(any)") if metered else None
+        if in_progress is not None:
+            in_progress.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if in_progress is not None:
+                in_progress.dec()
+                route = getattr(scope.get("route"), "path", "(unmatched)")  # the template, never the raw path (no ids)
+                metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+                metrics.HTTP_DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
+            correlation_id_var.reset(token)
+
+
 def install_http_middleware(app: FastAPI, service: str, max_body_bytes: int, body_timeout_s: float = 10.0) -> None:
     install_problem_handlers(app)
-    app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes, timeout_s=body_timeout_s)  # inside _observe
-
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return problem_response(413, "Payload too large", f"body exceeds {max_body_bytes} bytes", instance=request.url.path)
-        correlation_id = valid_correlation_id(request.headers.get(CORRELATION_HEADER))
-        token = correlation_id_var.set(correlation_id)
-        path = request.url.path
-        metered = path not in UNMETERED_PATHS
-        started = time.perf_counter()
-        route = "(unmatched)"
-        status = 500
-        in_progress = None
-        try:
-            if metered:
-                in_progress = metrics.HTTP_IN_PROGRESS.labels(service, request.method, "(any)")
-                in_progress.inc()
-            response = await call_next(request)
-            status = response.status_code
-            response.headers[CORRELATION_HEADER] = correlation_id
-            return response
-        finally:
-            if metered:
-                matched = request.scope.get("route")
-                route = getattr(matched, "path", route)  # the template, never the raw path (no ids)
-                if in_progress is not None:  # None only if labelling itself failed
-                    in_progress.dec()
-                metrics.HTTP_REQUESTS.labels(service, request.method, route, str(status)).inc()
-                metrics.HTTP_DURATION.labels(service, request.method, route).observe(time.perf_counter() - started)
-            correlation_id_var.reset(token)
+    app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.add_middleware(Observe, service=service, max_body_bytes=max_body_bytes)  # outermost: sees every answer
 
 
 def health_router(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared.auth import TokenVerifier, smart_security_scheme
-from rnpc_shared.db import make_engine, make_session_factory, ping
+from rnpc_shared.db import GroupCommit, make_engine, make_session_factory, ping
 from rnpc_shared.http import health_router, install_http_middleware
 from rnpc_shared.kafka.consumer import DeadLetterRoute, EventConsumer, Route
 from rnpc_shared.kafka.outbox import OutboxRelay, Retention
@@ -39,6 +39,10 @@ class Runtime:
     scheduled: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled on shutdown
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    group_commit: GroupCommit = field(init=False)  # small writes of concurrent requests, one commit
+
+    def __post_init__(self) -> None:
+        self.group_commit = GroupCommit(self.engine)
 
     def live(self) -> bool:
         if any(task.done() for task in [*self.tasks, *self.scheduled]):
@@ -152,6 +156,7 @@ def create_service_app(
             if runtime.producer is not None:
                 await runtime.producer.stop()
             await exit_stack.aclose()
+            await runtime.group_commit.stop()
             await engine.dispose()
             log.info("service stopped")
 

@@ -20,16 +20,18 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import update
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
 from rnpc_shared.auth import Principal, authenticate
 from rnpc_shared.contracts.record import canonical_json
-from rnpc_shared.db import make_engine, make_session_factory, utc_now
+from rnpc_shared.db import GroupCommit, Job, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError
+from rnpc_shared.service import get_runtime
 
 PURPOSE_OF_USE_HEADER = "X-Purpose-Of-Use"  # e.g. TREAT (HL7 v3 ActReason), optional
 HASHED_FIELDS = (
@@ -45,23 +47,28 @@ def row_hash(entry: AuditEntry) -> str:
 
 
 async def append(session: AsyncSession, entry: AuditEntry) -> AuditEntry:
-    """Chain `entry` after the current head, in the caller's transaction (the caller commits).
+    """Chain `entry` after the current head, in the caller's transaction (the caller commits)."""
+    await chain(await session.connection(), [entry])
+    return entry
+
+
+async def chain(connection: AsyncConnection, entries: list[AuditEntry]) -> None:
+    """Chain `entries` in order after the current head, in the connection's transaction.
 
     The head row is updated first: that takes the lock every other appender waits on."""
-    seq, prev_hash = (
-        await session.exec(
-            update(AuditChainHead)
-            .where(col(AuditChainHead.id) == 1)
-            .values(seq=AuditChainHead.seq + 1)
-            .returning(col(AuditChainHead.seq), col(AuditChainHead.row_hash))
+    head = AuditChainHead.__table__  # type: ignore[attr-defined]
+    last_seq, prev_hash = (
+        await connection.execute(
+            update(head).where(head.c.id == 1).values(seq=head.c.seq + len(entries)).returning(head.c.seq, head.c.row_hash)
         )
     ).one()
-    entry.seq = seq
-    entry.prev_hash = prev_hash
-    entry.row_hash = row_hash(entry)
-    session.add(entry)
-    await session.exec(update(AuditChainHead).where(col(AuditChainHead.id) == 1).values(row_hash=entry.row_hash))
-    return entry
+    rows = []
+    for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
+        entry.seq, entry.prev_hash = seq, prev_hash
+        entry.row_hash = prev_hash = row_hash(entry)
+        rows.append(entry.model_dump())
+    await connection.execute(insert(AuditEntry.__table__), rows)  # type: ignore[attr-defined]
+    await connection.execute(update(head).where(head.c.id == 1).values(row_hash=prev_hash))
 
 
 @dataclass
@@ -80,6 +87,7 @@ class Auditor:
     principal: Principal
     route: str
     purpose_of_use: str | None
+    group_commit: GroupCommit | None = None  # for standalone(); access() writes in the caller's session
 
     def entry(self, action: str, recurrence_id: str | None, version: int | None, status: int, detail: str | None) -> AuditEntry:
         return AuditEntry(
@@ -101,20 +109,51 @@ class Auditor:
     async def access(
         self, session: AsyncSession, action: str, recurrence_id: str | None, *, version: int | None = None, status: int = 200
     ) -> AsyncIterator[AuditNote]:
-        """Audit the block's access: on success its row is committed with the block's writes; on
+        """Audit a block that writes: on success its row is committed with the block's writes; on
         failure the writes are rolled back and the failure is recorded instead."""
         note = AuditNote(version=version)
         try:
             yield note
         except Exception as exc:
             await session.rollback()
-            failed = exc.status if isinstance(exc, ProblemError) else 500
-            title = exc.title if isinstance(exc, ProblemError) else type(exc).__name__
-            await append(session, self.entry(action, note.recurrence_id or recurrence_id, note.version, failed, title))
+            await append(session, self._failed(exc, action, note.recurrence_id or recurrence_id, note.version))
             await session.commit()
             raise
         await append(session, self.entry(action, note.recurrence_id or recurrence_id, note.version, status, note.detail))
         await session.commit()
+
+    @asynccontextmanager
+    async def standalone(
+        self, action: str, recurrence_id: str | None, *, version: int | None = None, with_write: Job | None = None
+    ) -> AsyncIterator[AuditNote]:
+        """Audit a block that writes nothing of its own (a read, a calculator run): its row (or the
+        failure's) is committed before the response, through the group commit that concurrent
+        requests share (one commit for many). `with_write` (e.g. a token's single use) commits in
+        the same transaction, on success and on failure alike; if it fails, the row is not written
+        and its error is raised."""
+        note = AuditNote(version=version)
+        try:
+            yield note
+        except Exception as exc:
+            await self._write(self._failed(exc, action, note.recurrence_id or recurrence_id, note.version), with_write)
+            raise
+        await self._write(self.entry(action, note.recurrence_id or recurrence_id, note.version, 200, note.detail), with_write)
+
+    async def _write(self, entry: AuditEntry, with_write: Job | None) -> None:
+        if self.group_commit is None:
+            raise RuntimeError("a standalone audit needs the runtime's group commit")
+
+        async def job(connection: AsyncConnection) -> None:
+            if with_write is not None:
+                await with_write(connection)
+            await chain(connection, [entry])
+
+        await self.group_commit.run(job)
+
+    def _failed(self, exc: Exception, action: str, recurrence_id: str | None, version: int | None) -> AuditEntry:
+        status = exc.status if isinstance(exc, ProblemError) else 500
+        title = exc.title if isinstance(exc, ProblemError) else type(exc).__name__
+        return self.entry(action, recurrence_id, version, status, title)
 
 
 async def get_auditor(
@@ -126,7 +165,9 @@ async def get_auditor(
     ] = None,
 ) -> Auditor:
     route = request.scope.get("route")
-    return Auditor(principal, f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use)
+    return Auditor(
+        principal, f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use, get_runtime(request).group_commit
+    )
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]

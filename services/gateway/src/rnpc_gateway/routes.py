@@ -87,7 +87,7 @@ async def post_recurrence(
 
 @router.get("/recurrences/{recurrence_id}", tags=["recurrences"], dependencies=scope(SCOPE_RECORD_READ))
 async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, auditor: AuditorDep) -> dict[str, Any]:
-    async with auditor.access(session, "read", recurrence_id) as note:
+    async with auditor.standalone("read", recurrence_id) as note:
         case = await service.case_view(session, recurrence_id)
         note.version = case["latest_version"]
     return case
@@ -102,7 +102,7 @@ async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, a
 )
 async def get_recommendation(recurrence_id: RecurrenceIdPath, session: SessionDep, auditor: AuditorDep) -> Response:
     """The latest version's recommendation, served as the stored bytes (validated when issued)."""
-    async with auditor.access(session, "read", recurrence_id) as note:
+    async with auditor.standalone("read", recurrence_id) as note:
         version, body = await service.latest_recommendation(session, recurrence_id)
         note.version = version
     return Response(body, media_type="application/json")
@@ -113,10 +113,9 @@ async def post_scores(
     record: RecurrenceRecord,
     params: Annotated[ScoringParameters, Query()],
     upstream: UpstreamDep,
-    session: SessionDep,
     auditor: AuditorDep,
 ) -> Any:
-    async with auditor.access(session, "execute", record.recurrence_id, version=record.version):
+    async with auditor.standalone("execute", record.recurrence_id, version=record.version):
         return await upstream.call("scoring", "POST", "/internal/v1/scores", json=record.model_dump(mode="json"), params=params.model_dump())
 
 
@@ -158,7 +157,6 @@ async def post_evaluate(
     record: RecurrenceRecord,
     params: Annotated[ScoringParameters, Query()],
     upstream: UpstreamDep,
-    session: SessionDep,
     auditor: AuditorDep,
     limit: Annotated[ConcurrencyLimit, Depends(evaluate_limit)],
 ) -> Response:
@@ -169,7 +167,7 @@ async def post_evaluate(
     """
     with limit.slot():
         record_json = record.model_dump_json().encode()
-        async with auditor.access(session, "execute", record.recurrence_id, version=record.version):
+        async with auditor.standalone("execute", record.recurrence_id, version=record.version):
             scores, evidence, recommendation = await evaluate_chain(upstream, record_json, params.model_dump())
     return Response(_json_object(scores=scores, evidence=evidence, recommendation=recommendation), media_type="application/json")
 
@@ -240,7 +238,7 @@ async def get_audit(
     session: SessionDep, auditor: AuditorDep, recurrence_id: AuditCaseFilter = None, after_seq: AfterSeq = 0, limit: AuditLimit = 100
 ) -> dict[str, Any]:
     """The audit trail (optionally of one case), oldest first, with each row's hash chain."""
-    async with auditor.access(session, "audit", recurrence_id):
+    async with auditor.standalone("audit", recurrence_id):
         rows = await audit.entries(session, recurrence_id=recurrence_id, after_seq=after_seq, limit=limit)
     return {"entries": [audit.as_json(row) for row in rows], "next_after_seq": rows[-1].seq if rows else after_seq}
 
@@ -250,7 +248,7 @@ async def get_audit_fhir(
     session: SessionDep, auditor: AuditorDep, recurrence_id: AuditCaseFilter = None, after_seq: AfterSeq = 0, limit: AuditLimit = 100
 ) -> dict[str, Any]:
     """The same rows as a FHIR R4 Bundle of AuditEvent resources."""
-    async with auditor.access(session, "audit", recurrence_id):
+    async with auditor.standalone("audit", recurrence_id):
         rows = await audit.entries(session, recurrence_id=recurrence_id, after_seq=after_seq, limit=limit)
     return audit.as_fhir_bundle(rows)
 

@@ -458,7 +458,7 @@ async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> tu
     statement = select(latest.c.version, views.c.body).select_from(
         latest.outerjoin(views, (views.c.recurrence_id == recurrence_id) & (views.c.version == latest.c.version))
     )
-    latest_version, body = (await session.execute(statement)).one()
+    latest_version, body = (await (await session.connection()).execute(statement)).one()  # Core: no ORM execution path
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
     if body is None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import col
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rnpc_gateway.audit import Auditor
 from rnpc_gateway.cds.cards import not_assessable_card, order_select_cards, patient_view_cards, strip_empty
@@ -30,7 +32,7 @@ from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import CdsFeedback, CdsTokenUse
 from rnpc_gateway.upstream import UpstreamDep
 from rnpc_shared.auth import Principal
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import Job, utc_now
 from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
@@ -86,7 +88,8 @@ def _unauthorised(reason: str, message: str) -> ProblemError:
 
 
 async def cds_client(request: Request, runtime: RuntimeDep) -> VerifiedClient:
-    """Every service and feedback call: a valid JWT from a trusted client, its jti used once."""
+    """Every service and feedback call: a valid JWT from a trusted client. Its jti is recorded by
+    the call's own write (see single_use), so a second use is refused."""
     settings = _settings(runtime)
     authorization = request.headers.get("authorization", "")
     if not authorization.lower().startswith("bearer "):
@@ -94,23 +97,36 @@ async def cds_client(request: Request, runtime: RuntimeDep) -> VerifiedClient:
     issuers = runtime.extras.setdefault("cds_issuers", IssuerFile(settings.cds_trusted_issuers_file))
     fetcher = runtime.extras.setdefault("cds_jku", JkuFetcher())
     try:
-        client = await verify_cds_jwt(
+        return await verify_cds_jwt(
             authorization[7:].strip(), audience=_called_url(request, settings), issuers=issuers.issuers(),
             fetch_jwks=fetcher, leeway_s=settings.cds_jwt_leeway_s, max_lifetime_s=settings.cds_jwt_max_lifetime_s,
         )
     except CdsAuthError as exc:
         raise _unauthorised(exc.reason, str(exc)) from exc
-    async with runtime.sessions() as session:  # its own transaction: a replay is refused even if the call fails later
-        session.add(CdsTokenUse(issuer=client.iss, jti=client.jti, expires_at=client.expires_at))
-        if random.random() < 0.01:  # occasional clean-up of expired ids (a replay past exp fails on exp anyway)
-            await session.exec(delete(CdsTokenUse).where(col(CdsTokenUse.expires_at) < utc_now()))  # type: ignore[call-overload]  # sqlmodel types exec() for SELECT only
-        try:
-            await session.commit()
-        except IntegrityError as exc:
-            raise _unauthorised("replay", f"jti {client.jti!r} was already used") from exc
-        except OperationalError as exc:  # e.g. SQLite busy under load: the client may retry
-            raise ProblemError(503, "Try again", "the replay check could not be recorded now", type_="https://rnpc.example/problems/busy") from exc
-    return client
+
+
+def token_use(client: VerifiedClient) -> Job:
+    """The write that spends the token: its (issuer, jti) primary key refuses a second use. Now and
+    then expired ids are dropped (a replay after exp fails on exp anyway)."""
+
+    async def spend(connection: AsyncConnection) -> None:
+        uses = CdsTokenUse.__table__  # type: ignore[attr-defined]
+        await connection.execute(insert(uses).values(issuer=client.iss, jti=client.jti, expires_at=client.expires_at))
+        if random.random() < 0.01:
+            await connection.execute(delete(uses).where(uses.c.expires_at < utc_now()))
+
+    return spend
+
+
+@contextmanager
+def single_use(client: VerifiedClient) -> Iterator[None]:
+    """Around the write that spends the token: a replay → 401, a database that cannot record it → 503."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise _unauthorised("replay", f"jti {client.jti!r} was already used") from exc
+    except OperationalError as exc:  # e.g. the database is unavailable: the client may retry
+        raise ProblemError(503, "Try again", "the replay check could not be recorded now", type_="https://rnpc.example/problems/busy") from exc
 
 
 CdsClientDep = Annotated[VerifiedClient, Depends(cds_client)]
@@ -167,9 +183,9 @@ async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upst
     if len(patient_id) > 128 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in patient_id):
         raise ProblemError(400, "context.patientId invalid", "a patient id is at most 128 printable characters",
                            errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
-    stored = await store.latest_views_for_patient(session, patient_id)
-    if stored:
-        return json.loads(stored[0][0].body), None
+    stored = await store.latest_body_for_patient(session, patient_id)
+    if stored is not None:
+        return json.loads(stored), None
     settings = _settings(runtime)
     resources = await _prefetched(call, patient_id, settings)
     try:
@@ -190,12 +206,13 @@ async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, 
     if call.hook != service["hook"]:
         raise ProblemError(400, "Wrong hook", f"{service_id} answers {service['hook']}, not {call.hook}",
                            errors=[{"field": "hook", "rule": "service_hook", "message": f"expected {service['hook']}"}])
-    auditor = Auditor(Principal(client.iss, client.iss, frozenset(), client.iss), f"POST /cds-services/{service_id}", None)
-    async with auditor.access(session, "read", None) as note:
-        recommendation, problem = await _recommendation(call, session, runtime, upstream)
-        if recommendation is not None and recommendation.get("recurrence_id"):
-            note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
-        note.detail = f"CDS Hooks {call.hook}"
+    auditor = Auditor(Principal(client.iss, client.iss, frozenset(), client.iss), f"POST /cds-services/{service_id}", None, runtime.group_commit)
+    with single_use(client):  # the token is spent in the audit row's transaction, before any answer
+        async with auditor.standalone("read", None, with_write=token_use(client)) as note:
+            recommendation, problem = await _recommendation(call, session, runtime, upstream)
+            if recommendation is not None and recommendation.get("recurrence_id"):
+                note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
+            note.detail = f"CDS Hooks {call.hook}"
     source_url = f"{(_settings(runtime).cds_public_base_url or str(request.base_url)).rstrip('/')}/fhir/r4/GuidanceResponse?subject=Patient/{call.context.get('patientId')}"
     if recommendation is None:
         cards = [not_assessable_card(problem, source_url=source_url)] if problem else []
@@ -244,7 +261,9 @@ async def post_feedback(service_id: str, body: Feedback, client: CdsClientDep, s
             service_id=service_id, card_uuid=item.card[:64], outcome=item.outcome, override_reason=item.overrideReason,
             accepted_suggestions=item.acceptedSuggestions, outcome_at=outcome_at,
         ))
-    await session.commit()
+    with single_use(client):
+        await token_use(client)(await session.connection())
+        await session.commit()
     for item in body.feedback:
         metrics.CDS_FEEDBACK.labels(service_id, item.outcome).inc()
     return {}

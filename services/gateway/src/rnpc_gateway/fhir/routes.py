@@ -175,7 +175,7 @@ async def search_guidance(
     patient_ref = wanted.rsplit("/", 1)[-1]
     entries: list[tuple[dict[str, Any], str]] = []
     for view, record in await store.latest_views_for_patient(session, patient_ref):
-        async with auditor.access(session, "read", view.recurrence_id, version=view.version):
+        async with auditor.standalone("read", view.recurrence_id, version=view.version):
             entries += await _guidance_entries(view, record, request, runtime, upstream)
     return fhir_response(searchset(entries, f"{public_base(request, settings_of(runtime))}/fhir/r4"))
 
@@ -186,7 +186,7 @@ async def read_guidance(resource_id: str, request: Request, session: SessionDep,
     if found is None:
         raise ProblemError(404, "GuidanceResponse not found", f"no GuidanceResponse/{resource_id}")
     view, record = found
-    async with auditor.access(session, "read", view.recurrence_id, version=view.version):
+    async with auditor.standalone("read", view.recurrence_id, version=view.version):
         pass  # the read is recorded before the response
     module_uri = f"{public_base(request, settings_of(runtime))}/cds-services/{PATIENT_VIEW_SERVICE}"
     return fhir_response(guidance_response(json.loads(view.body), resource_id=str(view.id), patient_ref=record.patient_ref, module_uri=module_uri))

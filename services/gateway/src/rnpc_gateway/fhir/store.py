@@ -56,6 +56,26 @@ async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> l
     return [(view, record) for view, record in rows]
 
 
+async def latest_body_for_patient(session: AsyncSession, patient_ref: str) -> str | None:
+    """The most recently issued current recommendation of the patient, as its stored JSON text
+    (CDS Hooks answers from this alone: one Core query, no ORM rows, no JSON columns decoded)."""
+    latest = (
+        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
+        .where(RecordVersion.patient_ref == patient_ref)
+        .group_by(RecordVersion.recurrence_id)
+        .subquery()
+    )
+    views = RecommendationView.__table__  # type: ignore[attr-defined]
+    statement = (
+        select(views.c.body)
+        .join(latest, and_(views.c.recurrence_id == latest.c.recurrence_id, views.c.version == latest.c.version))
+        .order_by(views.c.issued_at.desc())
+        .limit(1)
+    )
+    body: str | None = (await (await session.connection()).execute(statement)).scalar()
+    return body
+
+
 async def view_by_id(session: AsyncSession, view_id: str) -> tuple[RecommendationView, RecordVersion] | None:
     try:
         key = uuid.UUID(view_id)

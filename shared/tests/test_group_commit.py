@@ -1,0 +1,73 @@
+"""GroupCommit on a real SQLite database: concurrent small writes share a transaction, each
+caller returns only after its write committed, and one failing write fails only itself."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rnpc_shared.db import GroupCommit, make_engine
+
+metadata = MetaData()
+notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(32)))
+
+
+@pytest.fixture
+async def engine(tmp_path: Path):  # noqa: ANN201
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gc.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+def write(note_id: int):  # noqa: ANN201
+    async def job(connection: AsyncConnection) -> int:
+        await connection.execute(insert(notes).values(id=note_id, text=f"note {note_id}"))
+        return note_id
+
+    return job
+
+
+async def stored_ids(engine) -> list[int]:  # noqa: ANN001
+    async with engine.connect() as connection:
+        return sorted((await connection.execute(select(notes.c.id))).scalars())
+
+
+async def test_concurrent_writes_share_commits_and_are_durable_on_return(engine) -> None:  # noqa: ANN001
+    commits: list[int] = []
+    event.listen(engine.sync_engine, "commit", lambda _connection: commits.append(1))
+    group = GroupCommit(engine)
+    try:
+        results = await asyncio.gather(*(group.run(write(i)) for i in range(50)))
+    finally:
+        await group.stop()
+    assert results == list(range(50))
+    assert await stored_ids(engine) == list(range(50))  # every caller returned after its commit
+    assert 1 <= len(commits) < 50
+
+
+async def test_a_failing_write_fails_alone(engine) -> None:  # noqa: ANN001
+    group = GroupCommit(engine)
+    try:
+        await group.run(write(7))
+        outcomes = await asyncio.gather(group.run(write(1)), group.run(write(7)), group.run(write(2)), return_exceptions=True)
+    finally:
+        await group.stop()
+    assert outcomes[0] == 1 and outcomes[2] == 2
+    assert isinstance(outcomes[1], IntegrityError)  # the duplicate key, and only it
+    assert await stored_ids(engine) == [1, 2, 7]
+
+
+async def test_a_stopped_writer_starts_again_on_demand(engine) -> None:  # noqa: ANN001
+    group = GroupCommit(engine)
+    await group.run(write(1))
+    await group.stop()
+    assert await group.run(write(2)) == 2  # a stopped writer starts again on demand
+    await group.stop()
+    assert await stored_ids(engine) == [1, 2]
