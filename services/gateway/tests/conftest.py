@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rnpc_gateway.cds.devtoken import issuer_entry, new_private_jwk
+from rnpc_devstack.cds_token import issuer_entry, new_private_jwk
 from rnpc_shared.devissuer import DevIssuer, ensure_dev_issuer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
