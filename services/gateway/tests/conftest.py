@@ -79,7 +79,7 @@ def bundle_resources(name: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fhir_stub() -> Iterator[FhirStub]:
-    with FhirStub(bundle_resources("npc-early-local") + bundle_resources("npc-ecog")) as stub:
+    with FhirStub(bundle_resources("npc-early-local") + bundle_resources("npc-ecog") + bundle_resources("npc-restaged")) as stub:
         yield stub
 
 
