@@ -84,6 +84,6 @@ reevaluate: sync
 
 # A signed CDS Hooks client JWT for local calls (AUD = the exact URL you will call).
 cds-token: sync
-	@$(UV) run --frozen python -m rnpc_gateway.cds.devtoken "$(AUD)"
+	@$(UV) run --frozen python -m rnpc_devstack.cds_token "$(AUD)"
 
 .PHONY: help sync run token test test-postgres kafka-broker test-kafka check-migrations validate-deploy bench bench-reevaluate reevaluate cds-token

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from rnpc_gateway.cds.devtoken import DEV_ISSUER, ensure_dev_identity, sign
+from rnpc_devstack.cds_token import DEV_ISSUER, ensure_dev_identity, sign
 
 SERVICE = "rnpc-patient-view"
 

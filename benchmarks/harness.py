@@ -19,7 +19,7 @@ import httpx
 
 from benchmarks.loadgen import open_loop
 from rnpc_devstack.stack import EmbeddedBroker, Stack
-from rnpc_gateway.cds.devtoken import ensure_dev_identity
+from rnpc_devstack.cds_token import ensure_dev_identity
 from rnpc_shared.devissuer import DevIssuer
 
 EXAMPLE_RECORD = Path(__file__).resolve().parents[1] / "examples" / "recurrence_record.example.json"

@@ -6,6 +6,7 @@ Built on the shapes of the mCODE STU4 examples (CC0). Fictional patients. Edit h
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,37 @@ def node_size(oid: str, pid: str, cm: float, when: str, focus: str) -> dict[str,
             "component": [{"code": cc(LOINC, "33728-7"), "valueQuantity": {"value": cm * 10, "unit": "mm", "system": UCUM, "code": "mm"}}]}
 
 
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+NASOPHARYNX = ("71836000", "Nasopharyngeal structure (body structure)")
+WHOLE_BODY = ("38266002", "Entire body as a whole (body structure)")
+
+
+def imaging_study(iid: str, pid: str, modalities: list[str], started: str, site: tuple[str, str], description: str) -> dict[str, Any]:
+    """A DICOM study summary (R4 ImagingStudy): modalities (DCM) and the series' body site (SNOMED)."""
+    series = [{"uid": f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:rnpc-example:{iid}:{m}').int}", "modality": {"system": DCM, "code": m},
+               "bodySite": {"system": SCT, "code": site[0], "display": site[1]}} for m in modalities]
+    return {"resourceType": "ImagingStudy", "id": iid, "status": "available", "subject": {"reference": f"Patient/{pid}"},
+            "started": started, "modality": [{"system": DCM, "code": m} for m in modalities], "description": description,
+            "numberOfSeries": len(series), "series": series}
+
+
+def report(rid: str, pid: str, system: str, code: str, display: str, when: str, conclusion: str) -> dict[str, Any]:
+    return {"resourceType": "DiagnosticReport", "id": rid, "status": "final",
+            "category": [cc("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD")], "code": cc(system, code, display),
+            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when, "issued": f"{when}T16:00:00Z", "conclusion": conclusion}
+
+
+def procedure(pid_: str, pid: str, code: str, display: str, when: str, *, site: tuple[str, str] | None = None,
+              reason: str | None = None) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Procedure", "id": pid_, "status": "completed", "code": cc(SCT, code, display),
+                                "subject": {"reference": f"Patient/{pid}"}, "performedDateTime": when}
+    if site:
+        resource["bodySite"] = [cc(SCT, *site)]
+    if reason:
+        resource["reasonReference"] = [{"reference": reason}]
+    return resource
+
+
 def bundle(bid: str, kind: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
     entries = []
     for r in resources:
@@ -173,6 +205,23 @@ def examples() -> dict[str, dict[str, Any]]:
         rt_course("tv-rt", p, "2022-05-02", "2022-06-17", [("tv-neck", 5000, 25), ("tv-nasopharynx", 7000, 35)]),
         # a course summary still being updated in place: never read
         rt_course("tv-rt-ongoing", p, "2026-11-20", "2026-11-25", [("tv-boost", 2000, 10)], status="in-progress"),
+    ])
+    p = "npc-restaged"
+    out[p] = bundle(p, "collection", [
+        patient(p, "female", "1971-07-09"),
+        condition("npc-restaged-rec", p, "recurrence", "2026-10-20", icdo3="8082/3"),
+        tnm("rs-ct", p, "cT2", "2026-10-14"), tnm("rs-cn", p, "cN1", "2026-10-14"), tnm("rs-cm", p, "cM0", "2026-10-15"),
+        performance("rs-kps", p, "kps", 90, "2026-10-16"),
+        rt_course("rs-rt", p, "2021-03-01", "2021-04-15", [("rs-nasopharynx", 7000, 33)]),
+        # staging MRI of the first cancer (before the course ended): not the restaging
+        imaging_study("rs-mri-2020", p, ["MR"], "2020-12-20", NASOPHARYNX, "MRI nasopharynx, initial staging"),
+        imaging_study("rs-mri", p, ["MR"], "2026-10-12", NASOPHARYNX, "MRI nasopharynx and skull base"),
+        report("rs-petct", p, SCT, "443271005", "Positron emission tomography with computed tomography of whole body using "
+               "fluorodeoxyglucose (18-F) (procedure)", "2026-10-15", "No distant metastasis."),
+        procedure("rs-endoscopy", p, "423827005", "Endoscopy (procedure)", "2026-10-08", site=NASOPHARYNX),
+        procedure("rs-biopsy", p, "86273004", "Biopsy (procedure)", "2026-10-08", site=NASOPHARYNX, reason="Condition/npc-restaged-rec"),
+        # an ultrasound of the neck: not a restaging study this mapper reads (ignored, not an error)
+        procedure("rs-us-neck", p, "241453007", "Ultrasound scan of neck (procedure)", "2026-10-05"),
     ])
     return out
 

@@ -130,3 +130,22 @@ def test_posted_bundle_reads_back_as_guidance_response_with_eqd2(stack) -> None:
     scores = httpx.post(f"{stack.base()}/v1/scores", json=record, headers=stack.auth_headers()).json()
     [prior] = [o for o in by_type["Observation"] if o["id"].endswith("eqd2-prior")]
     assert prior["valueQuantity"]["value"] == scores["results"]["eqd2_prior_course"]["value"]
+
+
+def test_restaging_mri_before_the_prior_rt_end_reaches_the_workup_rule(stack) -> None:  # noqa: ANN001
+    """The mapper passes a pre-RT MRI through as is; the recommendation's workup rule names it."""
+    bundle = _example("npc-restaged")
+    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["id"] != "rs-mri"]  # only the 2020 staging MRI is left
+    text = json.dumps(bundle).replace("npc-restaged-rec", "npc-restaged-pre-rt-rec")
+    response = httpx.post(f"{stack.base()}/fhir/r4", content=text, headers=_fhir(stack))
+    assert response.status_code == 202, response.text
+    recommendation = wait_until(lambda: _recommendation(stack, "fhir-npc-restaged-pre-rt-rec"), 60, "the recommendation")
+    record = httpx.get(f"{stack.base()}/v1/recurrences/fhir-npc-restaged-pre-rt-rec", headers=stack.auth_headers()).json()["record"]
+    assert record["restaging"] == {"mri_on": "2020-12-20", "pet_ct_on": "2026-10-15", "endoscopy_on": "2026-10-08",
+                                   "nbi_used": None, "biopsy_confirmed": True}
+    assert recommendation["status"] == "workup_incomplete"
+    workup = recommendation["required_workup"]
+    assert any(w.startswith("MRI of the nasopharynx and skull base: the one recorded (2020-12-20) is not after the end of the prior RT")
+               for w in workup), workup
+    # the PET/CT and the histology were mapped and are current: the rule does not ask for them
+    assert not any("PET/CT" in w or "histological" in w for w in workup), workup

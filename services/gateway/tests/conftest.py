@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rnpc_gateway.cds.devtoken import issuer_entry, new_private_jwk
+from rnpc_devstack.cds_token import issuer_entry, new_private_jwk
 from rnpc_shared.devissuer import DevIssuer, ensure_dev_issuer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -79,7 +79,7 @@ def bundle_resources(name: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fhir_stub() -> Iterator[FhirStub]:
-    with FhirStub(bundle_resources("npc-early-local") + bundle_resources("npc-ecog")) as stub:
+    with FhirStub(bundle_resources("npc-early-local") + bundle_resources("npc-ecog") + bundle_resources("npc-restaged")) as stub:
         yield stub
 
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from sqlmodel import select
 
-from rnpc_gateway.cds.devtoken import new_private_jwk, sign
+from rnpc_devstack.cds_token import new_private_jwk, sign
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
 from rnpc_gateway.tables import AuditEntry, CdsFeedback
 

@@ -1,16 +1,17 @@
-"""The mCODE → record mapper: tables cell by cell, five nasopharyngeal Bundles field by field,
-every copied mCODE example parsed or refused with a named reason."""
+"""The mCODE → record mapper: tables cell by cell, the nasopharyngeal Bundles field by field (the
+restaging too), every copied mCODE example parsed or refused with a named reason."""
 
 from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 from typing import Any
 
 import pytest
 
 from rnpc_gateway.fhir import terminology as t
-from rnpc_gateway.fhir.mapping import MappingError, map_bundle, rt_technique, site_of
+from rnpc_gateway.fhir.mapping import MappingError, map_bundle, restaging_kind, rt_technique, site_of
 from rnpc_shared.contracts.record import NCategory, RtTechnique, Site, TCategory
 
 from .conftest import MCODE_EXAMPLES, load_example
@@ -230,3 +231,174 @@ def test_every_copied_mcode_example_parses_or_is_refused_with_a_reason(path) -> 
         map_bundle(bundle)
     issue = info.value.issues[0]
     assert issue.resource and issue.element and issue.rule and issue.message
+
+
+# ---------------------------------------------------------------- restaging
+
+DECISION = date(2026, 11, 1)  # the bundles' decision date: after the npc-restaged workup of Oct 2026
+SCT_HN_MRI, SCT_PETCT, SCT_MRI, SCT_ENDOSCOPY, SCT_BIOPSY = "702725003", "443271005", "113091000", "423827005", "86273004"
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "kind"),
+    [(SCT, SCT_HN_MRI, "mri"), ("http://loinc.org", "30860-1", "mri"), (SCT, SCT_PETCT, "pet_ct"),
+     (SCT, SCT_BIOPSY, "histology"), ("http://loinc.org", "11529-5", "histology")],
+)
+def test_restaging_code_table(system: str, code: str, kind: str) -> None:
+    assert t.RESTAGING_CODES[(system, code)] == kind
+
+
+@pytest.mark.parametrize(("code", "kind", "sites"), [(SCT_MRI, "mri", {"71836000", "774007"}), (SCT_ENDOSCOPY, "endoscopy", {"71836000"})])
+def test_sited_code_table(code: str, kind: str, sites: set[str]) -> None:
+    assert t.SITED_CODES[(SCT, code)] == kind and t.RESTAGING_SITES[kind] == sites
+
+
+def _procedure(code: str, site: str | None = None, when: str = "2026-10-10", system: str = SCT) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Procedure", "id": "p", "status": "completed", "code": {"coding": [{"system": system, "code": code}]},
+                                "subject": {"reference": "Patient/x"}, "performedDateTime": when}
+    if site:
+        resource["bodySite"] = [{"coding": [{"system": SCT, "code": site}]}]
+    return resource
+
+
+def _study(modalities: list[str], site: str) -> dict[str, Any]:
+    dcm = "http://dicom.nema.org/resources/ontology/DCM"
+    return {"resourceType": "ImagingStudy", "id": "s", "status": "available", "started": "2026-10-10",
+            "modality": [{"system": dcm, "code": m} for m in modalities],
+            "series": [{"uid": "1.2", "modality": {"system": dcm, "code": m}, "bodySite": {"system": SCT, "code": site}} for m in modalities]}
+
+
+@pytest.mark.parametrize(
+    ("resource", "kind"),
+    [(_procedure(SCT_HN_MRI), "mri"), (_procedure(SCT_PETCT), "pet_ct"),
+     (_procedure(SCT_MRI, "71836000"), "mri"), (_procedure(SCT_MRI, "774007"), "mri"),
+     (_procedure(SCT_MRI, "72696002"), None),  # an MRI of the knee is no restaging
+     (_procedure(SCT_MRI), None),  # a generic MRI without a site: region unknown
+     (_procedure(SCT_ENDOSCOPY, "71836000"), "endoscopy"), (_procedure(SCT_ENDOSCOPY, "774007"), None),
+     (_procedure("241453007"), None),  # ultrasound of the neck: not in the table
+     ({**_procedure(SCT_HN_MRI), "status": "in-progress"}, None), ({**_procedure(SCT_HN_MRI), "status": "not-done"}, None),
+     (_study(["MR"], "71836000"), "mri"), (_study(["MR"], "38266002"), None), (_study(["PT", "CT"], "38266002"), "pet_ct"),
+     (_study(["PT", "CT"], "71836000"), None),  # PET/CT of the head only cannot exclude distant disease
+     (_study(["CT"], "38266002"), None), ({**_study(["MR"], "71836000"), "status": "registered"}, None)],
+)
+def test_restaging_kind_cell_by_cell(resource: dict[str, Any], kind: str | None) -> None:
+    assert restaging_kind(resource) == kind
+
+
+def _restaged() -> dict[str, Any]:
+    return copy.deepcopy(load_example("npc-restaged"))
+
+
+def _without(bundle: dict[str, Any], *ids: str) -> dict[str, Any]:
+    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["id"] not in ids]
+    return bundle
+
+
+def test_restaging_from_mri_petct_endoscopy_and_biopsy_field_by_field() -> None:
+    mapped = map_bundle(_restaged(), decision_on=DECISION)
+    restaging = mapped.record.model_dump(mode="json")["restaging"]
+    # the 2020 staging MRI (before the first course ended) loses to the restaging MRI of 2026;
+    # the neck ultrasound is not read; NBI is not coded anywhere, so it stays unknown
+    assert restaging == {"mri_on": "2026-10-12", "pet_ct_on": "2026-10-15", "endoscopy_on": "2026-10-08",
+                         "nbi_used": None, "biopsy_confirmed": True}
+    assert "restaging mri on 2026-10-12 from ImagingStudy/rs-mri" in mapped.notes
+    assert "biopsy_confirmed from Procedure/rs-biopsy" in mapped.notes
+    assert mapped.record.recurrence.m_category == "M0"  # the rest of the record is mapped as before
+
+
+def test_imaging_before_the_prior_rt_end_is_mapped_as_is() -> None:
+    # only the 2020 staging MRI is left: passed through (not hidden as "not recorded") so that the
+    # workup rule can say it predates the end of the prior course
+    record = map_bundle(_without(_restaged(), "rs-mri"), decision_on=DECISION).record
+    assert record.restaging is not None and str(record.restaging.mri_on) == "2020-12-20"
+    assert record.restaging.mri_on <= record.prior_treatment.rt_end_on
+
+
+def test_imaging_after_the_decision_date_is_mapped_as_is() -> None:
+    record = map_bundle(_without(_restaged(), "rs-mri-2020"), decision_on=date(2026, 10, 13)).record
+    assert record.restaging is not None
+    # the MRI of 10-12 is current on 10-13; the PET/CT of 10-15 is the only one and is kept
+    assert (str(record.restaging.mri_on), str(record.restaging.pet_ct_on)) == ("2026-10-12", "2026-10-15")
+
+
+def test_bundle_without_restaging_has_none() -> None:
+    assert map_bundle(load_example("npc-early-local"), decision_on=DECISION).record.restaging is None
+    record = map_bundle(_without(_restaged(), "rs-mri", "rs-mri-2020", "rs-petct", "rs-endoscopy", "rs-biopsy"), decision_on=DECISION).record
+    assert record.restaging is None
+
+
+def test_only_some_restaging_leaves_the_rest_unknown_not_false() -> None:
+    restaging = map_bundle(_without(_restaged(), "rs-petct", "rs-biopsy"), decision_on=DECISION).record.restaging
+    assert restaging is not None and (restaging.pet_ct_on, restaging.biopsy_confirmed) == (None, None)
+
+
+def test_biopsy_not_linked_to_the_recurrence_is_not_a_confirmation() -> None:
+    bundle = _restaged()
+    del _resource(bundle, "rs-biopsy")["reasonReference"]
+    mapped = map_bundle(bundle, decision_on=DECISION)
+    assert mapped.record.restaging is not None and mapped.record.restaging.biopsy_confirmed is None
+    assert any("Procedure/rs-biopsy: histology not linked" in n for n in mapped.notes)
+
+
+def test_biopsy_linked_through_condition_evidence() -> None:
+    bundle = _restaged()
+    del _resource(bundle, "rs-biopsy")["reasonReference"]
+    _resource(bundle, "npc-restaged-rec")["evidence"] = [{"detail": [{"reference": "Procedure/rs-biopsy"}]}]
+    assert map_bundle(bundle, decision_on=DECISION).record.restaging.biopsy_confirmed is True  # type: ignore[union-attr]
+
+
+def test_biopsy_of_an_unconfirmed_recurrence_confirms_nothing() -> None:
+    bundle = _restaged()
+    _resource(bundle, "npc-restaged-rec")["verificationStatus"]["coding"][0]["code"] = "provisional"
+    assert map_bundle(bundle, decision_on=DECISION).record.restaging.biopsy_confirmed is None  # type: ignore[union-attr]
+
+
+def test_biopsy_before_the_prior_rt_end_is_the_first_diagnosis() -> None:
+    bundle = _restaged()
+    _resource(bundle, "rs-biopsy")["performedDateTime"] = "2021-01-05"
+    mapped = map_bundle(bundle, decision_on=DECISION)
+    assert mapped.record.restaging.biopsy_confirmed is None  # type: ignore[union-attr]
+    assert any("Procedure/rs-biopsy: histology of 2021-01-05" in n for n in mapped.notes)
+
+
+def _histology_obs(value: str) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": "rs-histology", "status": "final",
+            "meta": {"profile": [t.MCODE_SD + "mcode-histologic-behavior-and-type"]},
+            "extension": [{"url": t.RELATED_CONDITION_EXT, "valueReference": {"reference": "Condition/npc-restaged-rec"}}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "31206-6"}]}, "subject": {"reference": "Patient/npc-restaged"},
+            "effectiveDateTime": "2026-10-09", "valueCodeableConcept": {"coding": [{"system": t.ICDO3, "code": value}]}}
+
+
+@pytest.mark.parametrize(("value", "confirmed"), [("8082/3", True), ("8071/3", True), ("8000/6", True), ("8000/0", None), ("8010/2", None)])
+def test_mcode_histology_observation_confirms_a_malignant_recurrence(value: str, confirmed: bool | None) -> None:
+    bundle = _without(_restaged(), "rs-biopsy")
+    bundle["entry"].append({"resource": _histology_obs(value)})
+    assert map_bundle(bundle, decision_on=DECISION).record.restaging.biopsy_confirmed is confirmed  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("rid", "element", "value"),
+    [("rs-mri", "started", "2026-10"), ("rs-petct", "effectiveDateTime", "2026"), ("rs-endoscopy", "performedDateTime", "2026-10"),
+     ("rs-endoscopy", "performedPeriod", {"start": "2026-10"}), ("rs-biopsy", "performedString", "last week")],
+)
+def test_recognised_restaging_with_an_unusable_date_names_resource_and_element(rid: str, element: str, value: Any) -> None:
+    bundle = _restaged()
+    resource = _resource(bundle, rid)
+    for key in ("started", "effectiveDateTime", "performedDateTime"):
+        resource.pop(key, None)
+    resource[element] = value
+    issue = _issue(bundle)
+    assert (issue["resource"].split("/")[1], issue["element"], issue["rule"]) == (rid, element, "full_date_required")
+
+
+def test_recognised_restaging_without_a_date_names_the_choice_element() -> None:
+    bundle = _restaged()
+    del _resource(bundle, "rs-petct")["effectiveDateTime"]
+    issue = _issue(bundle)
+    assert (issue["resource"], issue["element"]) == ("DiagnosticReport/rs-petct", "effective[x]")
+
+
+def test_unrecognised_resource_with_a_bad_date_is_ignored() -> None:
+    bundle = _restaged()
+    _resource(bundle, "rs-us-neck")["performedDateTime"] = "2026"
+    assert map_bundle(bundle, decision_on=DECISION).record.restaging is not None

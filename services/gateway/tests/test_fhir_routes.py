@@ -177,6 +177,20 @@ async def test_id_only_event_is_fetched_from_the_fhir_server(gateway, fhir_write
     assert row.record["patient"]["ecog"] == 1
 
 
+async def test_id_only_event_reads_the_restaging_imaging_and_reports(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    focus = f"{fhir_stub.base}/Condition/npc-restaged-rec"
+    body = notification("event-notification", 1, [(1, focus)], id_only=[focus])
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
+    assert response.status_code == 202, response.text
+    paths = [p for p, _ in fhir_stub.requests]
+    assert any(p.startswith("/fhir/ImagingStudy?patient=npc-restaged") for p in paths)
+    assert any(p.startswith("/fhir/DiagnosticReport?patient=npc-restaged") for p in paths)
+    [row] = await _rows(app, RecordVersion)
+    assert row.record["restaging"] == {"mri_on": "2026-10-12", "pet_ct_on": "2026-10-15", "endoscopy_on": "2026-10-08",
+                                       "nbi_used": None, "biopsy_confirmed": True}
+
+
 async def test_id_only_focus_on_another_server_is_refused(gateway, fhir_write) -> None:  # noqa: ANN001
     _, client = gateway
     focus = "https://elsewhere.test/fhir/Condition/x"

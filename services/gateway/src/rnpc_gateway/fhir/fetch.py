@@ -75,7 +75,8 @@ class FhirReader:
         async with httpx.AsyncClient(timeout=self._timeout_s) as client:
             patient = await self._get(client, self.url_of(f"Patient/{patient_id}"))
             resources = [patient]
-            for kind in ("Condition", "Observation", "Procedure"):
+            # ImagingStudy and DiagnosticReport: the restaging MRI / PET-CT (mapping.restaging)
+            for kind in ("Condition", "Observation", "Procedure", "ImagingStudy", "DiagnosticReport"):
                 resources += await self.search(client, f"{kind}?patient={patient_id}&_count=200")
         ids = {(r.get("resourceType"), r.get("id")) for r in resources}
         return resources if (focus.get("resourceType"), focus.get("id")) in ids else [focus, *resources]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,6 +31,7 @@ from rnpc_shared.contracts.record import (
     PriorTreatment,
     Recurrence,
     RecurrenceRecord,
+    Restaging,
     RtTechnique,
     Site,
     TCategory,
@@ -354,6 +355,161 @@ def ebv_dna(observations: list[Resource]) -> tuple[float | None, list[str]]:
     return float(quantity["value"]), [f"ebv_dna_copies_per_ml from {ref_of(latest)}"]
 
 
+# ---------------------------------------------------------------- restaging
+
+
+# Where each resource type says when it was done: (element named in a problem, choice keys read).
+_DATE_ELEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Procedure": ("performed[x]", ("performedDateTime", "performedPeriod")),
+    "ImagingStudy": ("started", ("started",)),
+    "DiagnosticReport": ("effective[x]", ("effectiveDateTime", "effectivePeriod")),  # not `issued`: the report's release
+    "Observation": ("effective[x]", ("effectiveDateTime", "effectivePeriod", "effectiveInstant")),
+}
+
+
+def event_date(resource: Resource) -> date:
+    """The day a study or procedure was done (a period's start). A recognised restaging resource
+    without a usable full date is a problem naming the element: it cannot be placed against the
+    end of the prior radiotherapy, and leaving it out would hide that it exists."""
+    element, keys = _DATE_ELEMENTS[resource["resourceType"]]
+    for key in keys:
+        value = resource.get(key)
+        if value is None:
+            continue
+        text = (value.get("start") or value.get("end")) if isinstance(value, dict) else value
+        day = _date(text)
+        if day is None:
+            raise _fail(ref_of(resource), key, "full_date_required",
+                        f"{key} {text!r} is not a full date (YYYY-MM-DD): the study cannot be placed against the prior radiotherapy")
+        return day
+    other = next((k for k in resource if k.startswith(element.removesuffix("[x]")) and k not in keys), None)
+    raise _fail(ref_of(resource), other or element, "full_date_required",
+                f"{other or element} gives no date (YYYY-MM-DD) of the study: needed to place it against the prior radiotherapy")
+
+
+def _coded_kind(concepts: list[Any]) -> str | None:
+    for concept in concepts:
+        for c in codings(concept):
+            kind = t.RESTAGING_CODES.get((str(c.get("system")), str(c.get("code"))))
+            if kind is not None:
+                return kind
+    return None
+
+
+def _sited_kind(resource: Resource) -> str | None:
+    """A generic code (MRI, endoscopy) read only with a restaging body site."""
+    sites = {str(c.get("code")) for concept in resource.get("bodySite") or [] for c in codings(concept) if c.get("system") == t.SNOMED}
+    for c in codings(resource.get("code")):
+        kind = t.SITED_CODES.get((str(c.get("system")), str(c.get("code"))))
+        if kind is not None and sites & t.RESTAGING_SITES[kind]:
+            return kind
+    return None
+
+
+def _imaging_study_kind(study: Resource) -> str | None:
+    """DICOM modalities of the study and its series; body site from the series."""
+    series = [s for s in study.get("series") or [] if isinstance(s, dict)]
+    modalities = {
+        str(c.get("code")) for c in [*(study.get("modality") or []), *(s.get("modality") for s in series)]
+        if isinstance(c, dict) and c.get("system") == t.DCM
+    }
+    sites = {str(b.get("code")) for s in series if isinstance(b := s.get("bodySite"), dict) and b.get("system") == t.SNOMED}
+    if t.DCM_PET_CT <= modalities and sites & t.RESTAGING_SITES[t.PET_CT]:
+        return t.PET_CT
+    if t.DCM_MR in modalities and sites & t.RESTAGING_SITES[t.MRI]:
+        return t.MRI
+    return None
+
+
+def restaging_kind(resource: Resource) -> str | None:
+    """t.MRI / t.PET_CT / t.ENDOSCOPY / t.HISTOLOGY when the resource records one, done; None for
+    anything else (an unknown code is ignored, not an error)."""
+    kind = resource["resourceType"]
+    if resource.get("status") not in t.DONE_STATUSES.get(kind, frozenset()):
+        return None
+    if kind == "Procedure":
+        return _coded_kind([resource.get("code")]) or _sited_kind(resource)
+    if kind == "DiagnosticReport":  # R4 has no bodySite here: only codes that name the region
+        return _coded_kind([resource.get("code")])
+    if kind == "ImagingStudy":
+        return _coded_kind(resource.get("procedureCode") or []) or _imaging_study_kind(resource)
+    if kind == "Observation" and has_code(resource.get("code"), t.LOINC, t.LOINC_HISTOLOGIC_BEHAVIOR_AND_TYPE):
+        return t.HISTOLOGY
+    return None
+
+
+def _tied_to(resource: Resource, recurrence: Resource) -> bool:
+    """The resource names the recurrence (reasonReference, focus, mcode-related-condition), or the
+    recurrence lists it as evidence (Condition.evidence.detail)."""
+    refs = _references(resource, "reasonReference") + _references(resource, "focus") + [
+        str((e.get("valueReference") or {}).get("reference")) for e in _extensions(resource, t.RELATED_CONDITION_EXT)
+    ]
+    if ref_of(recurrence) in {local_ref(r) for r in refs}:
+        return True
+    evidence = {local_ref(r) for e in recurrence.get("evidence") or [] for r in _references(e, "detail")}
+    return ref_of(resource) in evidence
+
+
+def _confirms_carcinoma(resource: Resource, recurrence: Resource) -> bool:
+    """A histology Observation: a malignant ICD-O-3 behaviour in its value. A biopsy or pathology
+    report carries no coded result, so it confirms only a recurrence verified as `confirmed`."""
+    if resource["resourceType"] == "Observation":
+        codes = [str(c.get("code")) for c in codings(resource.get("valueCodeableConcept")) if c.get("system") == t.ICDO3]
+        return any(code.rpartition("/")[2] in t.MALIGNANT_BEHAVIOURS for code in codes)  # "8082/3" → "3"
+    return has_code(recurrence.get("verificationStatus"), t.CONDITION_VERIFICATION, "confirmed")
+
+
+def latest_restaging(dated: list[tuple[date, Resource]], rt_end_on: date, decision_on: date) -> tuple[date, Resource] | None:
+    """The latest study after the prior RT ended and on or before the decision date; when none is,
+    the latest of them all, passed through as is. Not filtered out: a study before the end of the
+    prior course or after the decision is recorded but not current, and the workup rule
+    (R1.workup_gate) names it as such; dropping it here would turn "done at the wrong time" into
+    "not recorded" and hide the bad date from the clinician."""
+    current = [(day, r) for day, r in dated if rt_end_on < day <= decision_on]
+    return max(current or dated, key=lambda pair: pair[0], default=None)
+
+
+def restaging(resources: list[Resource], recurrence: Resource, rt_end_on: date, decision_on: date) -> tuple[Restaging | None, list[str]]:
+    """MRI / PET-CT / endoscopy dates and the histological confirmation of the recurrence. Unknown
+    stays None (never False); None as a whole when the Bundle holds no restaging at all."""
+    dated: dict[str, list[tuple[date, Resource]]] = {}
+    notes: list[str] = []
+    for resource in resources:
+        kind = restaging_kind(resource)
+        if kind is None:
+            continue
+        if kind == t.HISTOLOGY and not _tied_to(resource, recurrence):
+            notes.append(f"{ref_of(resource)}: histology not linked to {ref_of(recurrence)} (reasonReference, focus, "
+                         "mcode-related-condition or Condition.evidence): not read as its confirmation")
+            continue
+        dated.setdefault(kind, []).append((event_date(resource), resource))
+    on: dict[str, date] = {}
+    for kind in (t.MRI, t.PET_CT, t.ENDOSCOPY):
+        chosen = latest_restaging(dated.get(kind, []), rt_end_on, decision_on)
+        if chosen is not None:
+            on[kind] = chosen[0]
+            notes.append(f"restaging {kind} on {chosen[0]} from {ref_of(chosen[1])}")
+    confirmed: bool | None = None
+    for day, resource in dated.get(t.HISTOLOGY, []):
+        # No date field to pass through here (biopsy_confirmed is a yes): out of the window, it is
+        # the first diagnosis or an error, so it does not confirm this recurrence.
+        if not rt_end_on < day <= decision_on:
+            notes.append(f"{ref_of(resource)}: histology of {day} is not between the end of the prior RT ({rt_end_on}) "
+                         f"and the decision ({decision_on}): not read as confirmation of the recurrence")
+        elif _confirms_carcinoma(resource, recurrence):
+            confirmed = True
+            notes.append(f"biopsy_confirmed from {ref_of(resource)}")
+        else:
+            notes.append(f"{ref_of(resource)}: no malignant ICD-O-3 behaviour, or the recurrence is not verified "
+                         "'confirmed': biopsy_confirmed left unknown")
+    if not on and confirmed is None:
+        return None, notes
+    return (
+        Restaging(mri_on=on.get(t.MRI), pet_ct_on=on.get(t.PET_CT), endoscopy_on=on.get(t.ENDOSCOPY), biopsy_confirmed=confirmed),
+        notes,
+    )
+
+
 @cache
 def _modality_technique_invariants() -> list[tuple[str, str]]:
     """The `mcode-radiotherapy-modality-and-technique` constraints (key, FHIRPath) of the profile."""
@@ -480,8 +636,11 @@ def version_of(condition: Resource) -> int:
     return int(version_id) if version_id.isdigit() and int(version_id) >= 1 else 1
 
 
-def map_resources(resources: list[Resource], *, source_system: str = "fhir", focus: str | None = None) -> Mapped:
-    """Validated resources (one patient, one recurrence) → the native record."""
+def map_resources(
+    resources: list[Resource], *, source_system: str = "fhir", focus: str | None = None, decision_on: date | None = None
+) -> Mapped:
+    """Validated resources (one patient, one recurrence) → the native record. `decision_on`
+    (default: today, UTC, as the recommendation's issue date) bounds which restaging is current."""
     recurrence = find_recurrence(resources, focus)
     onset = _date(recurrence.get("onsetDateTime")) or _date(recurrence.get("recordedDate"))
     patient_resource, patient = map_patient(resources, onset)
@@ -508,6 +667,7 @@ def map_resources(resources: list[Resource], *, source_system: str = "fhir", foc
     volume_cm3, largest_node_cm, size_notes = tumour_measurements(observations, {ref_of(c) for c in nodal})
     ebv, ebv_notes = ebv_dna(observations)
     histology, keratinizing = _histology(resources, recurrence)
+    restaged, restaging_notes = restaging(resources, recurrence, prior.rt_end_on, decision_on or datetime.now(UTC).date())
     record = RecurrenceRecord(
         recurrence_id=recurrence_id_of(recurrence),
         patient_ref=str(patient_resource.get("id") or "unknown"),
@@ -525,20 +685,23 @@ def map_resources(resources: list[Resource], *, source_system: str = "fhir", foc
             neck=Neck(largest_node_cm=largest_node_cm) if largest_node_cm is not None else None,
             keratinizing=keratinizing,
         ),
+        restaging=restaged,
         biomarkers=Biomarkers(ebv_dna_copies_per_ml=ebv) if ebv is not None else None,
         prior_treatment=prior,
     )
-    return Mapped(record=record, notes=notes + size_notes + ebv_notes + prior_notes)
+    return Mapped(record=record, notes=notes + size_notes + ebv_notes + prior_notes + restaging_notes)
 
 
-def map_bundle(bundle: Any, *, source_system: str = "fhir") -> Mapped:
+def map_bundle(bundle: Any, *, source_system: str = "fhir", decision_on: date | None = None) -> Mapped:
     """A posted Bundle → the record (validation with fhir.resources first)."""
-    return map_validated(parse_bundle(bundle), source_system=source_system)
+    return map_validated(parse_bundle(bundle), source_system=source_system, decision_on=decision_on)
 
 
-def map_validated(resources: list[Resource], *, source_system: str = "fhir", focus: str | None = None) -> Mapped:
+def map_validated(
+    resources: list[Resource], *, source_system: str = "fhir", focus: str | None = None, decision_on: date | None = None
+) -> Mapped:
     try:
-        return map_resources(resources, source_system=source_system, focus=focus)
+        return map_resources(resources, source_system=source_system, focus=focus, decision_on=decision_on)
     except ValidationError as exc:  # mapped values that break the record's own rules
         raise MappingError(record_validation_issues(exc)) from exc
 

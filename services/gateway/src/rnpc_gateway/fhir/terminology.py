@@ -112,3 +112,69 @@ PHOTONS: Final = "1156506007"
 
 # Dose units accepted on totalDoseDelivered (UCUM) → factor to Gy.
 DOSE_UNITS_TO_GY: Final[dict[str, float]] = {"cGy": 0.01, "Gy": 1.0}
+
+# ---------------------------------------------------------------- restaging (record.restaging)
+# Which resources say "MRI / PET-CT / endoscopy / histology of the recurrence was done". Kept short
+# on purpose (conservative): a code not listed here leaves the field empty ("not recorded"), which
+# the workup rule treats as missing, never as done. Sources, per code:
+#   [DICOM-100]  DICOM PS3.16 CID 100 "Quantitative Diagnostic Imaging Procedure"
+#   [DICOM-7601] DICOM PS3.16 CID 7601 "Head and Neck Cancer Anatomic Site"
+#   [DICOM-BPE]  DICOM PS3.16 Annex L, Body Part Examined → SNOMED CT (HEADNECK, WHOLEBODY)
+#   [BE-IMG]     Belgian eHealth eReferral ValueSet be-vs-diagnostic-imaging-procedure (SNOMED CT)
+#   [MCODE]      mCODE STU4 (hl7.fhir.us.mcode 4.0.0): mcode-histologic-behavior-and-type profile
+#                (Observation.code pattern), mcode-related-condition extension, and the
+#                cancer-disease-status evidence-type value set (252416005 Histopathology test)
+#   [LOINC]      LOINC radiology / pathology document codes (C-CDA "LOINC Imaging Document Codes",
+#                Azure Radiology Insights' LOINC list for 30860-1)
+#   [FHIR-R4]    FHIR R4 ImagingStudy: modality codes from DICOM (system DCM), e.g. "CT"
+DCM: Final = "http://dicom.nema.org/resources/ontology/DCM"
+
+MRI: Final = "mri"
+PET_CT: Final = "pet_ct"
+ENDOSCOPY: Final = "endoscopy"
+HISTOLOGY: Final = "histology"  # histological confirmation of the recurrence → biopsy_confirmed
+
+# Codes that name the study *and* its region: enough on their own (Procedure.code,
+# DiagnosticReport.code, ImagingStudy.procedureCode).
+RESTAGING_CODES: Final[dict[tuple[str, str], str]] = {
+    (SNOMED, "702725003"): MRI,  # Magnetic resonance imaging of head and neck (procedure) [SNOMED CT, as coded in a
+    # public FHIR head-and-neck disease-assessment ActivityDefinition; its MRA siblings 702726002/702727006 are in BE-IMG]
+    (LOINC, "30860-1"): MRI,  # MR Nasopharynx [LOINC]
+    (SNOMED, "443271005"): PET_CT,  # PET with CT of whole body using FDG (18-F) (procedure) [DICOM-100, BE-IMG]
+    (SNOMED, "86273004"): HISTOLOGY,  # Biopsy (procedure): counts only when tied to the recurrence (see mapping)
+    (LOINC, "11529-5"): HISTOLOGY,  # Surgical pathology study [LOINC]: idem
+}
+# Generic codes that need a body site from RESTAGING_SITES (Procedure.bodySite): an MRI of the
+# knee is no restaging; a generic endoscopy is read only when it is of the nasopharynx.
+SITED_CODES: Final[dict[tuple[str, str], str]] = {
+    (SNOMED, "113091000"): MRI,  # Magnetic resonance imaging (procedure)
+    (SNOMED, "423827005"): ENDOSCOPY,  # Endoscopy (procedure)
+}
+NASOPHARYNX_SITE: Final = "71836000"  # Nasopharyngeal structure [DICOM-7601]
+HEAD_AND_NECK_SITE: Final = "774007"  # Structure of head and/or neck [DICOM-BPE HEADNECK]
+WHOLE_BODY_SITE: Final = "38266002"  # Entire body as a whole [DICOM-BPE WHOLEBODY]
+# SNOMED body sites (bodySite / ImagingStudy.series.bodySite) that make a generic study a restaging.
+RESTAGING_SITES: Final[dict[str, frozenset[str]]] = {
+    MRI: frozenset({NASOPHARYNX_SITE, HEAD_AND_NECK_SITE}),
+    PET_CT: frozenset({WHOLE_BODY_SITE}),  # a PET/CT of one region cannot exclude distant disease
+    ENDOSCOPY: frozenset({NASOPHARYNX_SITE}),
+}
+# ImagingStudy modalities [FHIR-R4, DICOM]: MR alone = MRI; PT with CT in one study = PET/CT.
+DCM_MR: Final = "MR"
+DCM_PET_CT: Final = frozenset({"PT", "CT"})
+
+# mCODE histologic behavior and type (Observation.code pattern, LOINC) [MCODE]; its value is an
+# ICD-O-3 morphology/behaviour code: behaviour 3 (malignant, primary site), 6 (malignant,
+# metastatic site) or 9 (malignant, uncertain whether primary or metastatic) = carcinoma confirmed.
+LOINC_HISTOLOGIC_BEHAVIOR_AND_TYPE: Final = "31206-6"
+MALIGNANT_BEHAVIOURS: Final = frozenset({"3", "6", "9"})
+RELATED_CONDITION_EXT: Final = MCODE_SD + "mcode-related-condition"
+CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+# Statuses under which a resource says the study/procedure was done and reported.
+DONE_STATUSES: Final[dict[str, frozenset[str]]] = {
+    "Procedure": frozenset({"completed"}),
+    "ImagingStudy": frozenset({"available"}),
+    "DiagnosticReport": frozenset({"final", "amended", "corrected", "appended"}),
+    "Observation": frozenset({"final", "amended", "corrected"}),
+}

@@ -1,8 +1,10 @@
 """Local CDS Hooks client identity: an ES384 key pair, its trusted-issuers entry, signed tokens.
 
 `make cds-token [AUD=<url called>]` writes .var/cds-dev/{key.json,trusted-issuers.json} on first
-use (the gateway reads the latter by default) and prints a token for that exact URL. Development
-only: production lists the real EHR issuers and their JWKS / jku in GATEWAY_CDS_TRUSTED_ISSUERS_FILE.
+use (the gateway reads the latter by default) and prints a token for that exact URL. Also used
+by the gateway's tests and the benchmarks. Development only, hence here in rnpc_devstack and not in
+the gateway package production images install: production lists the real EHR issuers and their
+JWKS / jku in GATEWAY_CDS_TRUSTED_ISSUERS_FILE.
 """
 
 from __future__ import annotations
