@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import select
 
 from rnpc_devstack.cds_token import new_private_jwk, sign
+from rnpc_gateway.cds.routes import PREFETCH
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
 from rnpc_gateway.tables import AuditEntry, CdsFeedback
 
@@ -168,7 +169,7 @@ async def test_missing_prefetch_without_a_fhir_server_is_412_and_null_means_no_d
     _, client = gateway
     missing = await client.post("/cds-services/rnpc-patient-view", json=_hook(patient="pt-new"), headers=_auth(cds_key))
     assert missing.status_code == 412
-    nulls = _hook(patient="pt-new", prefetch={"patient": None, "conditions": None, "observations": None, "procedures": None})
+    nulls = _hook(patient="pt-new", prefetch=dict.fromkeys(PREFETCH))
     response = await client.post("/cds-services/rnpc-patient-view", json=nulls, headers=_auth(cds_key))
     assert response.status_code == 200 and response.json() == {"cards": []}  # no recurrence: nothing to say
 

@@ -45,6 +45,8 @@ PREFETCH = {
     "conditions": f"Condition?patient={PATIENT}",
     "observations": f"Observation?patient={PATIENT}",
     "procedures": f"Procedure?patient={PATIENT}",
+    "imaging": f"ImagingStudy?patient={PATIENT}",  # restaging MRI / PET-CT
+    "reports": f"DiagnosticReport?patient={PATIENT}",  # restaging and pathology reports
 }
 SERVICES: dict[str, dict[str, Any]] = {
     "rnpc-patient-view": {
