@@ -3,6 +3,7 @@ discovery, cards against the spec's rules, order-select, prefetch rules, feedbac
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from sqlmodel import select
 
 from rnpc_devstack.cds_token import new_private_jwk, sign
+from rnpc_gateway.audit import verify as verify_chain
 from rnpc_gateway.cds.routes import PREFETCH
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
 from rnpc_gateway.tables import AuditEntry, CdsFeedback
@@ -117,6 +119,22 @@ async def test_signed_patient_view_gets_cards_from_the_stored_recommendation(gat
     async with app.state.runtime.sessions() as session:
         audited = (await session.exec(select(AuditEntry).where(AuditEntry.route == "POST /cds-services/rnpc-patient-view"))).all()
     assert [(r.subject, r.recurrence_id, r.status) for r in audited] == [(CDS_ISSUER, "rec-pt-cds", 200)] * 2
+
+
+async def test_more_concurrent_calls_than_pooled_connections_are_all_answered(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001
+    """Each call holds a pooled connection for its read while it awaits its audit row and token
+    spend: the group commit's own connection keeps that from deadlocking on the pool."""
+    app, client = gateway
+    await stored_recommendation("pt-cds")
+    calls = 3 * (app.state.runtime.engine.pool.size() + app.state.runtime.engine.pool._max_overflow)  # noqa: SLF001
+    answers = await asyncio.gather(*(
+        client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key)) for _ in range(calls)
+    ))
+    assert [a.status_code for a in answers] == [200] * calls
+    async with app.state.runtime.sessions() as session:
+        audited = (await session.exec(select(AuditEntry).where(AuditEntry.route == "POST /cds-services/rnpc-patient-view"))).all()
+        assert await verify_chain(session) == []
+    assert len(audited) == calls
 
 
 def _token(key: dict[str, Any], algorithm: str, signing_key: Any, **claims: Any) -> str:

@@ -53,12 +53,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(database_url: str) -> AsyncEngine:
+def make_engine(database_url: str, *, pool_size: int | None = None) -> AsyncEngine:
+    """`pool_size` fixes the pool (no overflow): e.g. 1 for a single writer's own connection."""
     url = make_url(database_url)
+    pool: dict[str, Any] = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # DBAPI objects: untyped
@@ -70,7 +72,7 @@ def make_engine(database_url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_async_engine(url, pool_pre_ping=True, **(pool or {"pool_size": 5, "max_overflow": 5}))
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -107,10 +109,14 @@ class GroupCommit:
     `await run(job)` returns once the job's transaction has committed, so "written before the
     response" still holds. One writer task means no two of these writes contend for SQLite's write
     lock. If a batch fails, each of its jobs is retried alone, so one bad job fails only itself.
+
+    Give it an engine of its own (`make_engine(url, pool_size=1)`): a request that holds a pooled
+    connection while it awaits its write must never wait for that same pool (a deadlock once as
+    many requests as the pool holds do so at once).
     """
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 256) -> None:
-        self._engine = engine
+        self.engine = engine
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -123,6 +129,7 @@ class GroupCommit:
         return await future
 
     async def stop(self) -> None:
+        """Stop writing; pending callers get an error (the engine stays the owner's to dispose)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -147,7 +154,7 @@ class GroupCommit:
                     future.set_result(result)
 
     async def _transaction(self, jobs: list[Job]) -> list[Any]:
-        async with self._engine.begin() as connection:
+        async with self.engine.begin() as connection:
             return [await job(connection) for job in jobs]
 
     async def _settle(self, job: Job, future: asyncio.Future[Any]) -> None:

@@ -42,7 +42,8 @@ class Runtime:
     group_commit: GroupCommit = field(init=False)  # small writes of concurrent requests, one commit
 
     def __post_init__(self) -> None:
-        self.group_commit = GroupCommit(self.engine)
+        # Its own connection: requests holding a pooled one await it (see GroupCommit).
+        self.group_commit = GroupCommit(make_engine(self.settings.database_url.get_secret_value(), pool_size=1))
 
     def live(self) -> bool:
         if any(task.done() for task in [*self.tasks, *self.scheduled]):
@@ -157,6 +158,7 @@ def create_service_app(
                 await runtime.producer.stop()
             await exit_stack.aclose()
             await runtime.group_commit.stop()
+            await runtime.group_commit.engine.dispose()
             await engine.dispose()
             log.info("service stopped")
 
