@@ -4,6 +4,7 @@ discovery, cards against the spec's rules, order-select, prefetch rules, feedbac
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -14,11 +15,12 @@ from sqlmodel import select
 
 from rnpc_devstack.cds_token import new_private_jwk, sign
 from rnpc_gateway.audit import verify as verify_chain
+from rnpc_gateway.cds.cards import card_basis, order_select_cards, patient_view_cards
 from rnpc_gateway.cds.routes import PREFETCH
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
 from rnpc_gateway.tables import AuditEntry, CdsFeedback
 
-from .conftest import CDS_ISSUER
+from .conftest import CDS_ISSUER, sample_recommendation
 
 # The example of the CDS Hooks 2.0 specification (§ Security and Safety, "Example"): header,
 # payload, JWK Set and the complete signed JWT, verbatim.
@@ -209,3 +211,17 @@ async def test_feedback_is_stored_and_counted(gateway, cds_key) -> None:  # noqa
     assert next(r for r in rows if r.outcome == "overridden").override_reason["userComment"] == "declined"
     metrics = (await client.get("/metrics")).text
     assert 'rnpc_cds_feedback_total{outcome="overridden",service_id="rnpc-patient-view"} 1.0' in metrics
+
+
+def test_card_basis_gives_the_cards_of_the_whole_recommendation() -> None:
+    body = json.dumps(sample_recommendation("rec-basis"))
+    full, basis = json.loads(body), card_basis(body)
+
+    def without_uuid(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in card.items() if k != "uuid"} for card in cards]
+
+    assert without_uuid(patient_view_cards(basis, source_url="https://x")) == without_uuid(patient_view_cards(full, source_url="https://x"))
+    orders = [{"resourceType": "ServiceRequest", "code": {"text": f"{name} nasopharynx"}} for name in ("Carbon ion re-irradiation", "Endoscopic nasopharyngectomy")]
+    assert len(order_select_cards(full, orders)) == 2
+    assert without_uuid(order_select_cards(basis, orders)) == without_uuid(order_select_cards(full, orders))
+    assert card_basis(body) is basis  # parsed once per stored body

@@ -120,6 +120,7 @@ class GroupCommit:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._connection: AsyncConnection | None = None
 
     async def run(self, job: Callable[[AsyncConnection], Awaitable[R]]) -> R:
         if self._task is None or self._task.done():
@@ -133,6 +134,7 @@ class GroupCommit:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._drop_connection()
         while not self._queue.empty():
             _job, future = self._queue.get_nowait()
             if not future.done():
@@ -154,8 +156,24 @@ class GroupCommit:
                     future.set_result(result)
 
     async def _transaction(self, jobs: list[Job]) -> list[Any]:
-        async with self.engine.begin() as connection:
-            return [await job(connection) for job in jobs]
+        # One connection held across batches (no checkout and reset per batch); after any
+        # failure it is dropped and the next batch opens a fresh one.
+        if self._connection is None:
+            self._connection = await self.engine.connect()
+        try:
+            async with self._connection.begin():
+                return [await job(self._connection) for job in jobs]
+        except Exception:
+            await self._drop_connection()
+            raise
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:  # already broken: nothing left to release
+                pass
 
     async def _settle(self, job: Job, future: asyncio.Future[Any]) -> None:
         try:

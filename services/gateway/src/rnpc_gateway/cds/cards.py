@@ -4,6 +4,8 @@ with `display`; never a null or empty value (omit the key instead)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import uuid
 from typing import Any
@@ -37,6 +39,25 @@ def _source(source_url: str | None) -> dict[str, str]:
     if source_url:
         source["url"] = source_url
     return source
+
+
+CARD_FIELDS = ("recurrence_id", "version", "status", "warnings", "required_workup", "disclaimer")
+
+
+@functools.lru_cache(maxsize=128)
+def card_basis(stored_body: str) -> dict[str, Any]:
+    """What the cards read of a stored recommendation, parsed once per stored body (a stored body
+    never changes: a new version is a new body). Parsing the whole ~64 KB body cost more than the
+    rest of a CDS Hooks call; the kept fields are small, so the cache is too. Shared: read only."""
+    full = json.loads(stored_body)
+    options = [
+        {
+            "rank": o.get("rank"), "modality": o.get("modality"), "status": o.get("status"),
+            "reasons": [r for r in o.get("reasons") or [] if isinstance(r, dict) and r.get("text")][:1],
+        }
+        for o in full.get("options") or [] if isinstance(o, dict)
+    ]
+    return {**{name: full.get(name) for name in CARD_FIELDS}, "options": options}
 
 
 def _options(recommendation: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ allowlist BEFORE anything is fetched (PyJWKClient does neither check, so it is n
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -101,6 +102,12 @@ class JkuFetcher:
         return dict(jwks)
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key(jwk_json: str, alg: str) -> Any:
+    """A JWK's key object, built once (building it costs more than checking a signature)."""
+    return PyJWK(json.loads(jwk_json), algorithm=alg).key
+
+
 def _key_for(jwks: dict[str, Any], kid: str) -> dict[str, Any] | None:
     return next((k for k in jwks.get("keys") or [] if isinstance(k, dict) and k.get("kid") == kid), None)
 
@@ -141,9 +148,8 @@ async def verify_cds_jwt(
     if jwk is None:
         raise CdsAuthError("kid", f"no key {kid!r} for {issuer.iss}")
     try:
-        key = PyJWK(jwk, algorithm=alg)
         claims = jwt.decode(
-            token, key.key, algorithms=[alg], audience=audience, issuer=issuer.iss,
+            token, _public_key(json.dumps(jwk, sort_keys=True), alg), algorithms=[alg], audience=audience, issuer=issuer.iss,
             options={"require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
     except jwt.InvalidAudienceError as exc:

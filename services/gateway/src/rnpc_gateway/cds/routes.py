@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rnpc_gateway.audit import Auditor
-from rnpc_gateway.cds.cards import not_assessable_card, order_select_cards, patient_view_cards, strip_empty
+from rnpc_gateway.cds.cards import card_basis, not_assessable_card, order_select_cards, patient_view_cards, strip_empty
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, IssuerFile, JkuFetcher, VerifiedClient, verify_cds_jwt
 from rnpc_gateway.fhir import metrics, store
 from rnpc_gateway.fhir.mapping import MappingError, Resource, map_validated, validate_resource
@@ -187,7 +187,7 @@ async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upst
                            errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
     stored = await store.latest_body_for_patient(session, patient_id)
     if stored is not None:
-        return json.loads(stored), None
+        return card_basis(stored), None
     settings = _settings(runtime)
     resources = await _prefetched(call, patient_id, settings)
     try:
