@@ -64,13 +64,14 @@ class Runtime:
         return checks
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain-def dependency in a worker thread, a hop per request for nothing
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_runtime(request).sessions() as session:
+    async with (await get_runtime(request)).sessions() as session:
         yield session
 
 

@@ -166,7 +166,7 @@ async def get_auditor(
 ) -> Auditor:
     route = request.scope.get("route")
     return Auditor(
-        principal, f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use, get_runtime(request).group_commit
+        principal, f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use, (await get_runtime(request)).group_commit
     )
 
 

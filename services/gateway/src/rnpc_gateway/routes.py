@@ -129,7 +129,7 @@ async def get_schedules(
     return await upstream.call("scoring", "GET", "/internal/v1/schedules", params=params)
 
 
-def evaluate_limit(request: Request) -> ConcurrencyLimit:
+async def evaluate_limit(request: Request) -> ConcurrencyLimit:
     return request.app.state.runtime.extras["evaluate_limit"]
 
 

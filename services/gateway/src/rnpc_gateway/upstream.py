@@ -91,7 +91,7 @@ def service_tokens(settings: GatewaySettings, client: httpx.AsyncClient) -> Serv
     )
 
 
-def get_upstream(request: Request) -> Upstream:
+async def get_upstream(request: Request) -> Upstream:
     return request.app.state.runtime.extras["upstream"]
 
 
