@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import Select, String, and_, bindparam, exists, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -447,18 +447,26 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
     }
 
 
-async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> tuple[int, str]:
-    """The latest version and its recommendation as stored JSON text (one Core query, no ORM rows)."""
-    latest = (
-        select(func.max(RecordVersion.version).label("version"))
-        .where(RecordVersion.recurrence_id == recurrence_id)
-        .subquery()
-    )
+def _latest_recommendation_statement() -> Select[Any]:
+    """Built once, with the id as a parameter: the hot read skips building the statement and its
+    cache key on every call."""
+    recurrence_id = bindparam("recurrence_id", type_=String)
+    versions = RecordVersion.__table__  # type: ignore[attr-defined]
     views = RecommendationView.__table__  # type: ignore[attr-defined]
-    statement = select(latest.c.version, views.c.body).select_from(
+    latest = select(func.max(versions.c.version).label("version")).where(versions.c.recurrence_id == recurrence_id).subquery()
+    return select(latest.c.version, views.c.body).select_from(
         latest.outerjoin(views, (views.c.recurrence_id == recurrence_id) & (views.c.version == latest.c.version))
     )
-    latest_version, body = (await (await session.connection()).execute(statement)).one()  # Core: no ORM execution path
+
+
+LATEST_RECOMMENDATION = _latest_recommendation_statement()
+
+
+async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> tuple[int, str]:
+    """The latest version and its recommendation as stored JSON text (one Core query, no ORM rows)."""
+    connection = await session.connection()  # Core: no ORM execution path
+    row = (await connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id})).one()
+    latest_version, body = row[0], row[1]
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
     if body is None:
