@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from rnpc_devstack.stack import migrate
+from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ
+from rnpc_shared.devissuer import user_scopes
 from rnpc_gateway.app import create_app
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import get_upstream
@@ -83,3 +85,20 @@ async def test_evaluate_beyond_the_concurrency_limit_answers_503_with_retry_afte
     }
     again = await client.post("/v1/evaluate", json=example_record)  # the slot was given back
     assert again.status_code == 200
+
+
+async def test_a_refused_scope_is_audited_and_an_anonymous_probe_is_not(gateway, auth_headers) -> None:  # noqa: ANN001
+    client, _ = gateway
+    without_read = [s for s in user_scopes() if s != SCOPE_RECOMMENDATION_READ]
+    refused = await client.get("/v1/recurrences/case-7/recommendation", headers=auth_headers(without_read))
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+    junk_id = await client.get("/v1/recurrences/" + "x" * 300 + "/recommendation", headers=auth_headers(without_read))
+    assert junk_id.status_code == 403
+    assert (await client.get("/v1/recurrences/case-7/recommendation", headers={"Authorization": "Bearer nonsense"})).status_code == 401
+
+    trail = (await client.get("/v1/audit")).json()["entries"]
+    refusals = [(e["action"], e["route"], e["recurrence_id"], e["status"], e["detail"]) for e in trail if e["action"] == "refused"]
+    route = "GET /v1/recurrences/{recurrence_id}/recommendation"
+    assert refusals == [("refused", route, "case-7", 403, "insufficient_scope"), ("refused", route, None, 403, "insufficient_scope")]
+    assert len(trail) == 2  # the 401 left no row (this read of the trail is recorded after its answer is built)
+    assert {e["subject"] for e in trail} == {"dev-user"}

@@ -80,7 +80,10 @@ class Principal:
 class AuthError(ProblemError):
     """401/403 with the RFC 6750 `WWW-Authenticate` challenge."""
 
-    def __init__(self, status: int, error: str | None, description: str, *, scope: str | None = None) -> None:
+    def __init__(
+        self, status: int, error: str | None, description: str, *, scope: str | None = None, principal: Principal | None = None
+    ) -> None:
+        self.principal = principal  # who was refused, when known (403): the gateway audits it
         params = [f'realm="{REALM}"']
         if error is not None:
             params.append(f'error="{error}"')
@@ -267,7 +270,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
 
     async def dependency(principal: Annotated[Principal, Security(authenticate, scopes=[scope])]) -> Principal:
         if scope not in principal.scopes:
-            raise AuthError(403, "insufficient_scope", f"this route needs the scope {scope}", scope=scope)
+            raise AuthError(403, "insufficient_scope", f"this route needs the scope {scope}", scope=scope, principal=principal)
         return principal
 
     return dependency

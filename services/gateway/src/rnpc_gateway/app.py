@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import service
+from rnpc_gateway.audit import audit_refusal
 from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.cds.routes import router as cds_router
 from rnpc_gateway.fhir.inbound import InboundMessage, inbound_handler
@@ -30,6 +31,7 @@ from rnpc_shared.contracts.events import (
     dlq_topic,
 )
 from rnpc_shared.kafka.consumer import DeadLetter, DeadLetterRoute, Route
+from rnpc_shared.auth import AuthError
 from rnpc_shared.service import Runtime, create_service_app
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def limits_resource(runtime: Runtime):  # noqa: ANN201 - an async context manage
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    return create_service_app(
+    app = create_service_app(
         settings=settings,
         title="rNPC retreatment advisor — gateway",
         routers=[router, fhir_router, cds_router],
@@ -93,3 +95,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         extra_tasks=[redrive_loop] if settings.run_consumer else [],
         resources=[upstream_resource, limits_resource],
     )
+    app.add_exception_handler(AuthError, audit_refusal)  # 403s are audited (see audit_refusal)
+    return app

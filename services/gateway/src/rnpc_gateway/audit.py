@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,20 +21,22 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
-from rnpc_shared.auth import Principal, authenticate
-from rnpc_shared.contracts.record import canonical_json
+from rnpc_shared.auth import AuthError, Principal, authenticate
+from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, canonical_json
 from rnpc_shared.db import GroupCommit, Job, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
-from rnpc_shared.problems import ProblemError
+from rnpc_shared.problems import ProblemError, problem_response
 from rnpc_shared.service import get_runtime
 
 PURPOSE_OF_USE_HEADER = "X-Purpose-Of-Use"  # e.g. TREAT (HL7 v3 ActReason), optional
+_CASE_ID = re.compile(RECURRENCE_ID_PATTERN)  # a refused path's id is recorded only if it is one
 HASHED_FIELDS = (
     "seq", "recorded_at", "action", "route", "subject", "client_id", "recurrence_id", "version",
     "status", "detail", "correlation_id", "purpose_of_use", "prev_hash",
@@ -135,11 +138,12 @@ class Auditor:
         try:
             yield note
         except Exception as exc:
-            await self._write(self._failed(exc, action, note.recurrence_id or recurrence_id, note.version), with_write)
+            await self.record(self._failed(exc, action, note.recurrence_id or recurrence_id, note.version), with_write)
             raise
-        await self._write(self.entry(action, note.recurrence_id or recurrence_id, note.version, 200, note.detail), with_write)
+        await self.record(self.entry(action, note.recurrence_id or recurrence_id, note.version, 200, note.detail), with_write)
 
-    async def _write(self, entry: AuditEntry, with_write: Job | None) -> None:
+    async def record(self, entry: AuditEntry, with_write: Job | None = None) -> None:
+        """Commit one row (and `with_write`) through the group commit."""
         if self.group_commit is None:
             raise RuntimeError("a standalone audit needs the runtime's group commit")
 
@@ -171,6 +175,23 @@ async def get_auditor(
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+async def audit_refusal(request: Request, exc: Exception) -> JSONResponse:
+    """An authenticated caller refused a route for want of a scope (403) attempted an access: it is
+    recorded like any other, before the answer. A 401 names nobody verifiable, so it is only
+    answered (and counted by the HTTP metrics): recording anonymous probes would let anyone fill
+    the trail."""
+    assert isinstance(exc, AuthError)  # registered for AuthError only
+    if exc.status == 403 and exc.principal is not None:
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        case = request.path_params.get("recurrence_id")
+        case = case if isinstance(case, str) and len(case) <= 128 and _CASE_ID.fullmatch(case) and case not in (".", "..") else None
+        auditor = Auditor(exc.principal, f"{request.method} {route}"[:255], None, (await get_runtime(request)).group_commit)
+        await auditor.record(auditor.entry(
+            "refused", case, None, 403, "insufficient_scope"
+        ))
+    return problem_response(exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, headers=exc.headers, **exc.extra)
 
 
 # --- reading, export, verification ----------------------------------------------------------
