@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka_broker import KafkaBroker, run_async  # tests/support
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
@@ -19,11 +19,12 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from rnpc_shared.contracts.events import TOPIC_RECOMMENDATION_ISSUED, TOPIC_SCORES_COMPUTED
+from rnpc_shared.contracts.events import TOPIC_RECOMMENDATION_ISSUED, TOPIC_SCORES_COMPUTED, dlq_topic
 from rnpc_devstack.stack import pipeline_topics
-from rnpc_shared.kafka.access import SERVICE_ACCESS
+from rnpc_shared.kafka.access import DLQ_REPLAY, SERVICE_ACCESS
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
+from rnpc_shared.kafka.replay import Selection, replay
 from rnpc_shared.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -93,3 +94,19 @@ async def test_a_service_principal_cannot_create_topics(broker) -> None:  # noqa
     # ensure_topics reports the broker's refusal instead of swallowing it.
     with pytest.raises(TopicAuthorizationFailedError):
         await ensure_topics(broker.connection_for("scoring"), [f"rnpc.not-declared.{uuid.uuid4().hex[:8]}"])
+
+
+async def test_the_replay_principal_replays_dead_letters_and_reads_nothing_else(broker) -> None:  # noqa: ANN001
+    dlq = dlq_topic(TOPIC_SCORES_COMPUTED)
+    assert set(DLQ_REPLAY.reads) == {dlq_topic(t) for t in DLQ_REPLAY.writes}
+    key = f"replay-probe-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(**broker.connection.client_options(), acks="all", enable_idempotence=False)
+    await producer.start()
+    try:  # a dead letter, as a consumer writes it
+        await producer.send_and_wait(dlq, key=key.encode(), value=b'{"probe": true}', headers=[("dlq.original_topic", TOPIC_SCORES_COMPUTED.encode())])
+    finally:
+        await producer.stop()
+    report = await replay(broker.connection_for(DLQ_REPLAY.principal), dlq, selection=Selection(keys=frozenset({key})))
+    assert (report.replayed, report.by_topic) == (1, {TOPIC_SCORES_COMPUTED: 1})
+    with pytest.raises(TopicAuthorizationFailedError):  # a pipeline topic itself: not the tool's to read
+        await _read_one_batch(broker.connection_for(DLQ_REPLAY.principal), TOPIC_SCORES_COMPUTED, DLQ_REPLAY.group)

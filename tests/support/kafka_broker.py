@@ -30,7 +30,7 @@ from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 from pydantic import SecretStr
 
 from rnpc_devstack.stack import _die_with_parent, free_port, repo_root, wait_for_port, wait_until
-from rnpc_shared.kafka.access import SERVICE_ACCESS
+from rnpc_shared.kafka.access import PRINCIPALS
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.settings import KafkaSaslMechanism
 
@@ -95,7 +95,7 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
 def acl_bindings() -> list[tuple[int, str, str, int]]:
     """(resource type, resource name, principal, operation) allowed, one per ACL, from the access table."""
     bindings: list[tuple[int, str, str, int]] = []
-    for access in SERVICE_ACCESS.values():
+    for access in PRINCIPALS:
         principal = f"User:{access.principal}"
         bindings += [(RESOURCE_TOPIC, topic, principal, OPERATION_WRITE) for topic in access.writes]
         bindings += [(RESOURCE_TOPIC, topic, principal, OPERATION_READ) for topic in access.reads]
@@ -111,7 +111,7 @@ class KafkaBroker:
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     passwords: dict[str, str] = field(
-        default_factory=lambda: {user: secrets.token_urlsafe(24) for user in (ADMIN, *SERVICE_ACCESS)}
+        default_factory=lambda: {user: secrets.token_urlsafe(24) for user in (ADMIN, *(a.principal for a in PRINCIPALS))}
     )
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None

@@ -5,6 +5,11 @@ topic (the relay's notice of a parked outbox row) and the dead-letter topics of 
 consumes; it reads the topics it consumes, with its consumer group. Stages join their inputs from
 several topics (small events), so evidence and recommendation read the earlier topics too. The
 gateway also reads every dead-letter topic, to show a case's failed stage, and the EHR inbound topic.
+
+Operator tools have principals of their own: the DLQ replay (`python -m rnpc_shared.kafka.replay`)
+reads the dead-letter topics with its group and writes back to the topics they came from, and
+nothing else; its credential is an operator's secret, and the consumers' provenance checks still
+apply to what it re-sends.
 """
 
 from __future__ import annotations
@@ -60,3 +65,23 @@ SERVICE_ACCESS: dict[str, ServiceAccess] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class ToolAccess:
+    """An operator tool's principal: the topics it reads (with its own group) and writes."""
+
+    principal: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        return f"rnpc-{self.principal}"  # the tool's default --group-id
+
+
+REPLAYABLE_TOPICS = (*PIPELINE_TOPICS, TOPIC_EHR_INBOUND)
+DLQ_REPLAY = ToolAccess(
+    "dlq-replay", reads=tuple(dlq_topic(topic) for topic in REPLAYABLE_TOPICS), writes=REPLAYABLE_TOPICS
+)
+PRINCIPALS: tuple[ServiceAccess | ToolAccess, ...] = (*SERVICE_ACCESS.values(), DLQ_REPLAY)

@@ -16,8 +16,9 @@ dropped and a `dlq.replayed_from_offset` header added; consumers dedupe by event
 
 Against a broker with SASL, add e.g. `--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512
 --sasl-username <principal>` and put the password in the environment as RNPC_KAFKA_SASL_PASSWORD
-(never on the command line). The principal needs READ on the DLQ and its group, WRITE on the
-original topic.
+(never on the command line). Use the tool's own principal, `dlq-replay` (KafkaUser rnpc-dlq-replay
+in deploy/k8s; rnpc_shared.kafka.access.DLQ_REPLAY): READ on the dead-letter topics and its group,
+WRITE on the topics they came from, nothing else.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import SecretStr
 
+from rnpc_shared.kafka.access import DLQ_REPLAY
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.producer import topic_partitions
 
@@ -101,7 +103,7 @@ async def replay(
     connection: KafkaConnection,
     dlq: str,
     *,
-    group_id: str = "rnpc-dlq-replay",
+    group_id: str = DLQ_REPLAY.group,
     dry_run: bool = False,
     selection: Selection | None = None,
     fetch_timeout_ms: int = 500,
@@ -171,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--dlq", required=True, help="the dead-letter topic, e.g. rnpc.scores.computed.v1.dlq")
-    parser.add_argument("--group-id", default="rnpc-dlq-replay")
+    parser.add_argument("--group-id", default=DLQ_REPLAY.group)
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed; send and commit nothing")
     parser.add_argument("--message", action="append", default=[], metavar="PARTITION:OFFSET", help="replay only this message (repeatable)")
     parser.add_argument("--key", action="append", default=[], help="replay only messages with this key, e.g. a recurrence_id (repeatable)")
