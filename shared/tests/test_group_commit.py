@@ -11,7 +11,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rnpc_shared.db import GroupCommit, make_engine
+from rnpc_shared.db import Deferred, GroupCommit, make_engine
 
 metadata = MetaData()
 notes = Table("notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(32)))
@@ -71,3 +71,26 @@ async def test_a_stopped_writer_starts_again_on_demand(engine) -> None:  # noqa:
     assert await group.run(write(2)) == 2  # a stopped writer starts again on demand
     await group.stop()
     assert await stored_ids(engine) == [1, 2]
+
+
+async def test_deferred_items_of_a_batch_are_written_by_one_flush_in_order(engine) -> None:  # noqa: ANN001
+    flushes: list[list[int]] = []
+
+    async def flush(connection: AsyncConnection, ids: list[int]) -> None:
+        flushes.append(ids)
+        await connection.execute(insert(notes), [{"id": i, "text": "deferred"} for i in ids])
+
+    def deferred(note_id: int):  # noqa: ANN202
+        async def job(connection: AsyncConnection) -> Deferred:
+            return Deferred(flush, note_id)
+
+        return job
+
+    group = GroupCommit(engine)
+    try:
+        results = await asyncio.gather(*(group.run(deferred(i)) for i in range(20)))
+    finally:
+        await group.stop()
+    assert results == [None] * 20
+    assert [i for ids in flushes for i in ids] == list(range(20)) and len(flushes) < 20
+    assert await stored_ids(engine) == list(range(20))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,12 +103,21 @@ async def find_by_version(session: AsyncSession, table: type[T], recurrence_id: 
 Job = Callable[[AsyncConnection], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A job's item that the batch writes together with the other jobs' items of the same
+    `flush` (e.g. audit rows: one chain call for the whole batch), after every job has run."""
+
+    flush: Callable[[AsyncConnection, list[Any]], Awaitable[None]]
+    item: Any
+
+
 class GroupCommit:
     """Small independent writes of concurrent requests (an audit row, a used token id) share one
     transaction and one commit, as a database's own group commit does for its log.
 
     `await run(job)` returns once the job's transaction has committed, so "written before the
-    response" still holds. One writer task means no two of these writes contend for SQLite's write
+    response" still holds. A job may return a `Deferred` item: the batch writes those together. One writer task means no two of these writes contend for SQLite's write
     lock. If a batch fails, each of its jobs is retried alone, so one bad job fails only itself.
 
     Give it an engine of its own (`make_engine(url, pool_size=1)`): a request that holds a pooled
@@ -162,7 +172,14 @@ class GroupCommit:
             self._connection = await self.engine.connect()
         try:
             async with self._connection.begin():
-                return [await job(self._connection) for job in jobs]
+                results = [await job(self._connection) for job in jobs]
+                deferred: dict[Any, list[Any]] = {}
+                for result in results:
+                    if isinstance(result, Deferred):
+                        deferred.setdefault(result.flush, []).append(result.item)
+                for flush, items in deferred.items():
+                    await flush(self._connection, items)
+                return [None if isinstance(result, Deferred) else result for result in results]
         except Exception:
             await self._drop_connection()
             raise

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
 from rnpc_shared.auth import AuthError, Principal, authenticate
 from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, canonical_json
-from rnpc_shared.db import GroupCommit, Job, make_engine, make_session_factory, utc_now
+from rnpc_shared.db import Deferred, GroupCommit, Job, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError, problem_response
 from rnpc_shared.service import get_runtime
@@ -147,10 +147,10 @@ class Auditor:
         if self.group_commit is None:
             raise RuntimeError("a standalone audit needs the runtime's group commit")
 
-        async def job(connection: AsyncConnection) -> None:
+        async def job(connection: AsyncConnection) -> Deferred:
             if with_write is not None:
                 await with_write(connection)
-            await chain(connection, [entry])
+            return Deferred(chain, entry)  # chained with the batch's other rows: one head update
 
         await self.group_commit.run(job)
 
