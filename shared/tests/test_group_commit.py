@@ -94,3 +94,18 @@ async def test_deferred_items_of_a_batch_are_written_by_one_flush_in_order(engin
     assert results == [None] * 20
     assert [i for ids in flushes for i in ids] == list(range(20)) and len(flushes) < 20
     assert await stored_ids(engine) == list(range(20))
+
+
+async def test_stopping_mid_batch_fails_its_callers_instead_of_leaving_them_waiting(engine) -> None:  # noqa: ANN001
+    started = asyncio.Event()
+
+    async def stuck(connection: AsyncConnection) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never set: the batch is in flight when stop() comes
+
+    group = GroupCommit(engine)
+    pending = asyncio.create_task(group.run(stuck))
+    await asyncio.wait_for(started.wait(), 10)
+    await group.stop()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await asyncio.wait_for(pending, 10)

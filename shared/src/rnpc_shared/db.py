@@ -156,14 +156,23 @@ class GroupCommit:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await self._transaction([job for job, _ in batch])
-            except Exception:
-                for job, future in batch:  # alone, so only the failing job fails
-                    await self._settle(job, future)
-                continue
-            for (_job, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+                await self._write(batch)
+            except asyncio.CancelledError:  # stopped mid-batch: its callers learn it, never hang
+                for _job, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError("shutting down: the write was not made"))
+                raise
+
+    async def _write(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._transaction([job for job, _ in batch])
+        except Exception:
+            for job, future in batch:  # alone, so only the failing job fails
+                await self._settle(job, future)
+            return
+        for (_job, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def _transaction(self, jobs: list[Job]) -> list[Any]:
         # One connection held across batches (no checkout and reset per batch); after any
