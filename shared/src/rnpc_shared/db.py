@@ -117,8 +117,9 @@ class GroupCommit:
     transaction and one commit, as a database's own group commit does for its log.
 
     `await run(job)` returns once the job's transaction has committed, so "written before the
-    response" still holds. A job may return a `Deferred` item: the batch writes those together. One writer task means no two of these writes contend for SQLite's write
-    lock. If a batch fails, each of its jobs is retried alone, so one bad job fails only itself.
+    response" still holds. A job may return a `Deferred` item: the batch writes those together.
+    One writer task means no two of these writes contend for SQLite's write lock. If a batch
+    fails, each of its jobs is retried alone, so one bad job fails only itself.
 
     Give it an engine of its own (`make_engine(url, pool_size=1)`): a request that holds a pooled
     connection while it awaits its write must never wait for that same pool (a deadlock once as
