@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 from pydantic import SecretStr
 
-from rnpc_devstack.stack import _die_with_parent, free_port, repo_root, wait_for_port, wait_until
+from rnpc_devstack.stack import _die_with_parent, free_port, repo_root, stop_process, wait_for_port, wait_until
 from rnpc_shared.kafka.access import PRINCIPALS
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.settings import KafkaSaslMechanism
@@ -172,13 +172,8 @@ class KafkaBroker:
 
     def stop(self) -> None:
         """SIGTERM: controlled shutdown, logs flushed and closed cleanly."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout_s=60)
         self._release()
 
     def kill(self) -> None:
