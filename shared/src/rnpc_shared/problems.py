@@ -38,6 +38,11 @@ class ProblemError(Exception):
         self.type = type_
         self.extra = extra
 
+    def response(self, instance: str | None) -> JSONResponse:
+        return problem_response(
+            self.status, self.title, self.detail, type_=self.type, instance=instance, headers=self.headers, **self.extra
+        )
+
 
 def problem_response(
     status: int,
@@ -93,9 +98,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(
-            exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, headers=exc.headers, **exc.extra
-        )
+        return exc.response(instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

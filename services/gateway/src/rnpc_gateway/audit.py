@@ -32,7 +32,7 @@ from rnpc_shared.auth import AuthError, Principal, authenticate
 from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, canonical_json
 from rnpc_shared.db import Deferred, GroupCommit, Job, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
-from rnpc_shared.problems import ProblemError, problem_response
+from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import get_runtime
 
 PURPOSE_OF_USE_HEADER = "X-Purpose-Of-Use"  # e.g. TREAT (HL7 v3 ActReason), optional
@@ -191,7 +191,7 @@ async def audit_refusal(request: Request, exc: Exception) -> JSONResponse:
         await auditor.record(auditor.entry(
             "refused", case, None, 403, "insufficient_scope"
         ))
-    return problem_response(exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path, headers=exc.headers, **exc.extra)
+    return exc.response(instance=request.url.path)
 
 
 # --- reading, export, verification ----------------------------------------------------------
