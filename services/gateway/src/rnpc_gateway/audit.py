@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -29,14 +29,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
 from rnpc_shared.auth import AuthError, Principal, authenticate
-from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, canonical_json
+from rnpc_shared.contracts.record import RecurrenceId, canonical_json
 from rnpc_shared.db import Deferred, GroupCommit, Job, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import get_runtime
 
 PURPOSE_OF_USE_HEADER = "X-Purpose-Of-Use"  # e.g. TREAT (HL7 v3 ActReason), optional
-_CASE_ID = re.compile(RECURRENCE_ID_PATTERN)  # a refused path's id is recorded only if it is one
+_CASE_ID: TypeAdapter[str] = TypeAdapter(RecurrenceId)  # a refused path's id is recorded only if it is one
 HASHED_FIELDS = (
     "seq", "recorded_at", "action", "route", "subject", "client_id", "recurrence_id", "version",
     "status", "detail", "correlation_id", "purpose_of_use", "prev_hash",
@@ -177,6 +177,13 @@ async def get_auditor(
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
 
 
+def _valid_case_id(value: object) -> str | None:
+    try:
+        return _CASE_ID.validate_python(value)
+    except ValidationError:
+        return None
+
+
 async def audit_refusal(request: Request, exc: Exception) -> JSONResponse:
     """An authenticated caller refused a route for want of a scope (403) attempted an access: it is
     recorded like any other, before the answer. A 401 names nobody verifiable, so it is only
@@ -185,8 +192,7 @@ async def audit_refusal(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)  # registered for AuthError only
     if exc.status == 403 and exc.principal is not None:
         route = getattr(request.scope.get("route"), "path", request.url.path)
-        case = request.path_params.get("recurrence_id")
-        case = case if isinstance(case, str) and len(case) <= 128 and _CASE_ID.fullmatch(case) and case not in (".", "..") else None
+        case = _valid_case_id(request.path_params.get("recurrence_id"))
         auditor = Auditor(exc.principal, f"{request.method} {route}"[:255], None, (await get_runtime(request)).group_commit)
         await auditor.record(auditor.entry(
             "refused", case, None, 403, "insufficient_scope"

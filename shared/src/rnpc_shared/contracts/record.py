@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -49,6 +50,11 @@ def not_dot_segment(value: str) -> str:
     if value in (".", ".."):
         raise PydanticCustomError("dot_segment", "'.' and '..' are not valid ids", {})
     return value
+
+
+RecurrenceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=RECURRENCE_ID_PATTERN), AfterValidator(not_dot_segment)
+]
 
 
 # Dose per fraction accepted for any course (MODELS.md §1: "dose per fraction 0.5–25 Gy").
@@ -312,9 +318,7 @@ class PlannedReirradiation(Strict):
 
 
 class RecurrenceRecord(Strict):
-    recurrence_id: Annotated[str, AfterValidator(not_dot_segment)] = Field(
-        min_length=1, max_length=128, pattern=RECURRENCE_ID_PATTERN
-    )
+    recurrence_id: RecurrenceId
     patient_ref: str = Field(
         min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$", description="Pseudonymous patient id"
     )
