@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import and_, func
+from sqlalchemy import Subquery, and_, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,14 +37,19 @@ async def note_notification(session: AsyncSession, notification: Notification) -
     return tracking
 
 
-async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> list[tuple[RecommendationView, RecordVersion]]:
-    """Per recurrence of the patient, the recommendation of its latest version (if issued)."""
-    latest = (
+def _latest_versions(patient_ref: str) -> Subquery:
+    """(recurrence_id, version): the latest version of each of the patient's recurrences."""
+    return (
         select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
         .where(RecordVersion.patient_ref == patient_ref)
         .group_by(RecordVersion.recurrence_id)
         .subquery()
     )
+
+
+async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> list[tuple[RecommendationView, RecordVersion]]:
+    """Per recurrence of the patient, the recommendation of its latest version (if issued)."""
+    latest = _latest_versions(patient_ref)
     rows = (
         await session.exec(
             select(RecommendationView, RecordVersion)
@@ -59,12 +64,7 @@ async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> l
 async def latest_body_for_patient(session: AsyncSession, patient_ref: str) -> str | None:
     """The most recently issued current recommendation of the patient, as its stored JSON text
     (CDS Hooks answers from this alone: one Core query, no ORM rows, no JSON columns decoded)."""
-    latest = (
-        select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
-        .where(RecordVersion.patient_ref == patient_ref)
-        .group_by(RecordVersion.recurrence_id)
-        .subquery()
-    )
+    latest = _latest_versions(patient_ref)
     views = RecommendationView.__table__  # type: ignore[attr-defined]
     statement = (
         select(views.c.body)
