@@ -147,9 +147,7 @@ class GroupCommit:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._drop_connection()
         while not self._queue.empty():
-            _job, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_exception(RuntimeError("shutting down: the write was not made"))
+            _refuse([self._queue.get_nowait()])
 
     async def _write_forever(self) -> None:
         while True:
@@ -159,9 +157,7 @@ class GroupCommit:
             try:
                 await self._write(batch)
             except asyncio.CancelledError:  # stopped mid-batch: its callers learn it, never hang
-                for _job, future in batch:
-                    if not future.done():
-                        future.set_exception(RuntimeError("shutting down: the write was not made"))
+                _refuse(batch)
                 raise
 
     async def _write(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
@@ -211,3 +207,10 @@ class GroupCommit:
         else:
             if not future.done():
                 future.set_result(result)
+
+
+def _refuse(batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+    """Callers of writes that will not be made (the writer stopped) get an error, never a hang."""
+    for _job, future in batch:
+        if not future.done():
+            future.set_exception(RuntimeError("shutting down: the write was not made"))
