@@ -183,7 +183,7 @@ class PacedResult:
 
 async def paced(
     base_url: str, method: str, path: str, *, rate_per_s: float, duration_s: float, bodies: list[bytes] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | list[dict[str, str]] | None = None,
 ) -> PacedResult:
     """Open-loop load: request i is sent at start + i/rate whatever the earlier ones are doing."""
     count = max(1, int(rate_per_s * duration_s))

@@ -52,11 +52,18 @@ def build_request(url: str, method: str, body: bytes | None, headers: dict[str, 
 
 
 async def open_loop(
-    url: str, method: str, rate_per_s: float, count: int, bodies: list[bytes] | None = None, headers: dict[str, str] | None = None
+    url: str, method: str, rate_per_s: float, count: int, bodies: list[bytes] | None = None,
+    headers: dict[str, str] | list[dict[str, str]] | None = None,
 ) -> list[tuple[float, int]]:
     """Send request i at start + i/rate on a free keep-alive connection (a new one if none is free);
-    per request (seconds from its scheduled time to the end of its response, status; 0 = failed)."""
-    requests = [build_request(url, method, body, headers)[2] for body in (bodies or [None])]
+    per request (seconds from its scheduled time to the end of its response, status; 0 = failed).
+    Request i takes body i and headers i modulo their counts (a list of headers: e.g. one token each)."""
+    header_sets = headers if isinstance(headers, list) else [headers or {}]
+    variants = max(len(bodies or [None]), len(header_sets))
+    requests = [
+        build_request(url, method, (bodies or [None])[i % len(bodies or [None])], header_sets[i % len(header_sets)])[2]
+        for i in range(variants)
+    ]
     host, port, _ = build_request(url, method, None)
     pool = _Pool(host, port)
     start = time.perf_counter() + 0.1
