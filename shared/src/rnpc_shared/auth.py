@@ -36,6 +36,10 @@ ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS38
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 JWKS_MIN_REFRESH_S = 30.0  # an unknown kid re-fetches the JWKS at most this often (no fetch storms)
 JWKS_MAX_AGE_S = 3600.0  # keys are re-read at least hourly (rotation without restarts)
+# A verified token is trusted again without its signature check for at most this long (never past
+# its exp): a key withdrawn from the issuer's JWKS stops being honoured within it.
+VERIFIED_TOKEN_TTL_S = 60.0
+VERIFIED_TOKEN_CACHE_SIZE = 4096
 REALM = "rnpc"
 
 # One scope per capability, SMART-style `<context>/<resource>.<permission>`.
@@ -168,8 +172,28 @@ class TokenVerifier:
         self.audience = audience
         self._leeway_s = leeway_s
         self._required_typ = required_typ
+        # token → (principal, exp epoch s, trusted until monotonic s); oldest first, bounded
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
 
     async def verify(self, token: str) -> Principal:
+        """The token's principal. A token verified in the last VERIFIED_TOKEN_TTL_S is not checked
+        again (the signature check is most of an API call's authentication cost); its expiry is."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, exp_s, trusted_until_s = cached
+            if time.time() > exp_s + self._leeway_s:
+                del self._verified[token]
+                raise invalid_token("token expired")
+            if time.monotonic() < trusted_until_s:
+                return principal
+            del self._verified[token]
+        principal = await self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_TOKEN_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, float(principal.claims["exp"]), time.monotonic() + VERIFIED_TOKEN_TTL_S)
+        return principal
+
+    async def _verify_signed(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
