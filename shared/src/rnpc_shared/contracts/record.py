@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -79,10 +80,17 @@ class Strict(BaseModel):
     def _drop_added_fields_for_event_readers(cls, data: Any, info: ValidationInfo) -> Any:
         if not (info.context and info.context.get(TOLERATE_ADDED_FIELDS) and isinstance(data, dict)):
             return data
-        known = {name for name in cls.model_fields} | {
-            f.alias for f in cls.model_fields.values() if f.alias is not None
-        }
+        known = _known_keys(cls)
+        if data.keys() <= known:
+            return data  # the usual case: nothing added, nothing to copy
         return {key: value for key, value in data.items() if key in known}
+
+
+@cache
+def _known_keys(model: type[BaseModel]) -> frozenset[str]:
+    """A model's field names and aliases (once per class: every event reader validates with them)."""
+    fields = model.model_fields
+    return frozenset(fields) | frozenset(f.alias for f in fields.values() if f.alias is not None)
 
 
 class Sex(StrEnum):
