@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Select, String, and_, bindparam, exists, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -462,10 +463,11 @@ def _latest_recommendation_statement() -> Select[Any]:
 LATEST_RECOMMENDATION = _latest_recommendation_statement()
 
 
-async def latest_recommendation(session: AsyncSession, recurrence_id: str) -> tuple[int, str]:
-    """The latest version and its recommendation as stored JSON text (one Core query, no ORM rows)."""
-    connection = await session.connection()  # Core: no ORM execution path
-    row = (await connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id})).one()
+async def latest_recommendation(engine: AsyncEngine, recurrence_id: str) -> tuple[int, str]:
+    """The latest version and its recommendation as stored JSON text: one Core query on a
+    connection held only for it (no ORM session, and none held while the audit row commits)."""
+    async with engine.connect() as connection:
+        row = (await connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id})).one()
     latest_version, body = row[0], row[1]
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -176,7 +177,7 @@ async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettin
     return resources
 
 
-async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
+async def _recommendation(call: CdsRequest, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
     """(stored or computed recommendation, or None with the reason it cannot be assessed)."""
     patient_id = str(call.context.get("patientId") or "")
     if not patient_id:
@@ -185,7 +186,7 @@ async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upst
     if len(patient_id) > 128 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in patient_id):
         raise ProblemError(400, "context.patientId invalid", "a patient id is at most 128 printable characters",
                            errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
-    stored = await store.latest_body_for_patient(session, patient_id)
+    stored = await store.latest_body_for_patient(runtime.engine, patient_id)
     if stored is not None:
         return card_basis(stored), None
     settings = _settings(runtime)
@@ -201,7 +202,7 @@ async def _recommendation(call: CdsRequest, session: Any, runtime: Runtime, upst
 
 
 @router.post("/{service_id}")
-async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, request: Request, session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep) -> dict[str, Any]:
+async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, request: Request, runtime: RuntimeDep, upstream: UpstreamDep) -> JSONResponse:
     service = SERVICES.get(service_id)
     if service is None:
         raise ProblemError(404, "Unknown CDS service", f"no CDS service {service_id!r}")
@@ -211,7 +212,7 @@ async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, 
     auditor = Auditor(Principal(client.iss, client.iss, frozenset(), client.iss), f"POST /cds-services/{service_id}", None, runtime.group_commit)
     with single_use(client):  # the token is spent in the audit row's transaction, before any answer
         async with auditor.standalone("read", None, with_write=token_use(client)) as note:
-            recommendation, problem = await _recommendation(call, session, runtime, upstream)
+            recommendation, problem = await _recommendation(call, runtime, upstream)
             if recommendation is not None and recommendation.get("recurrence_id"):
                 note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
             note.detail = f"CDS Hooks {call.hook}"
@@ -227,7 +228,7 @@ async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, 
     else:
         cards = patient_view_cards(recommendation, source_url=source_url)
     metrics.CDS_REQUESTS.labels(service_id, "cards" if cards else "empty").inc()
-    return {"cards": strip_empty(cards)}
+    return JSONResponse({"cards": strip_empty(cards)})  # plain JSON already: no response-model pass
 
 
 class FeedbackItem(BaseModel):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
-from sqlalchemy import Subquery, and_, func
+from sqlalchemy import Select, Subquery, and_, bindparam, func
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,42 +39,52 @@ async def note_notification(session: AsyncSession, notification: Notification) -
     return tracking
 
 
-def _latest_versions(patient_ref: str) -> Subquery:
-    """(recurrence_id, version): the latest version of each of the patient's recurrences."""
+def _latest_versions() -> Subquery:
+    """(recurrence_id, version): the latest version of each recurrence of the patient bound as
+    `patient_ref` (a bound parameter: the statements below are built, and compiled, once)."""
     return (
         select(RecordVersion.recurrence_id, func.max(RecordVersion.version).label("version"))
-        .where(RecordVersion.patient_ref == patient_ref)
+        .where(RecordVersion.patient_ref == bindparam("patient_ref"))
         .group_by(RecordVersion.recurrence_id)
         .subquery()
     )
 
 
-async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> list[tuple[RecommendationView, RecordVersion]]:
-    """Per recurrence of the patient, the recommendation of its latest version (if issued)."""
-    latest = _latest_versions(patient_ref)
-    rows = (
-        await session.exec(
-            select(RecommendationView, RecordVersion)
-            .join(latest, and_(col(RecommendationView.recurrence_id) == latest.c.recurrence_id, col(RecommendationView.version) == latest.c.version))
-            .join(RecordVersion, and_(col(RecordVersion.recurrence_id) == latest.c.recurrence_id, col(RecordVersion.version) == latest.c.version))
-            .order_by(col(RecommendationView.issued_at).desc())
-        )
-    ).all()
-    return [(view, record) for view, record in rows]
-
-
-async def latest_body_for_patient(session: AsyncSession, patient_ref: str) -> str | None:
-    """The most recently issued current recommendation of the patient, as its stored JSON text
-    (CDS Hooks answers from this alone: one Core query, no ORM rows, no JSON columns decoded)."""
-    latest = _latest_versions(patient_ref)
+def _latest_body_statement() -> Select[Any]:
+    latest = _latest_versions()
     views = RecommendationView.__table__  # type: ignore[attr-defined]
-    statement = (
+    return (
         select(views.c.body)
         .join(latest, and_(views.c.recurrence_id == latest.c.recurrence_id, views.c.version == latest.c.version))
         .order_by(views.c.issued_at.desc())
         .limit(1)
     )
-    body: str | None = (await (await session.connection()).execute(statement)).scalar()
+
+
+LATEST_BODY_FOR_PATIENT = _latest_body_statement()
+
+
+async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> list[tuple[RecommendationView, RecordVersion]]:
+    """Per recurrence of the patient, the recommendation of its latest version (if issued)."""
+    latest = _latest_versions()
+    rows = (
+        await session.exec(
+            select(RecommendationView, RecordVersion)
+            .join(latest, and_(col(RecommendationView.recurrence_id) == latest.c.recurrence_id, col(RecommendationView.version) == latest.c.version))
+            .join(RecordVersion, and_(col(RecordVersion.recurrence_id) == latest.c.recurrence_id, col(RecordVersion.version) == latest.c.version))
+            .order_by(col(RecommendationView.issued_at).desc()),
+            params={"patient_ref": patient_ref},
+        )
+    ).all()
+    return [(view, record) for view, record in rows]
+
+
+async def latest_body_for_patient(engine: AsyncEngine, patient_ref: str) -> str | None:
+    """The most recently issued current recommendation of the patient, as its stored JSON text
+    (CDS Hooks answers from this alone: one Core query on a connection held only for it, no ORM
+    rows, no JSON columns decoded)."""
+    async with engine.connect() as connection:
+        body: str | None = (await connection.execute(LATEST_BODY_FOR_PATIENT, {"patient_ref": patient_ref})).scalar()
     return body
 
 
