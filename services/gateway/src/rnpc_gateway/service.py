@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, String, and_, bindparam, exists, func, or_, update
+from sqlalchemy import Select, String, and_, bindparam, case, exists, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
@@ -561,41 +561,52 @@ async def outdated_latest(session: AsyncSession, current: CurrentVersions) -> li
     return [(rid, version) for rid, version in (await session.exec(_latest_views(current))).all()]
 
 
+async def outdated_count(session: AsyncSession, current: CurrentVersions) -> int:
+    return int((await session.exec(select(func.count()).select_from(_latest_views(current).subquery()))).one())
+
+
 async def reevaluate(session: AsyncSession, current: CurrentVersions) -> list[tuple[str, int]]:
     """Send the latest version of every case whose advice predates `current` through the pipeline
     again: evidence and recommendation recompute under the new versions and issue a superseding
     recommendation (store_recommendation keeps the old one with what changed)."""
-    targets = await outdated_latest(session, current)
-    for recurrence_id, version in targets:
-        row = await get_version(session, recurrence_id, version)
-        if row is None:
-            continue
-        # The gateway itself asks for new stage results: their provenance is checked afresh.
-        for stage in STAGES:
-            state = await session.get(StageState, (recurrence_id, version, stage))
-            if state is not None:
-                state.state, state.result_hash, state.updated_at = "pending", None, utc_now()
-                session.add(state)
+    # A few set-based statements whatever the count (thousands of cases after a release).
+    targets = _latest_views(current).subquery()
+    rows = (
+        await session.exec(
+            select(RecordVersion).join(
+                targets, and_(col(RecordVersion.recurrence_id) == targets.c.recurrence_id, col(RecordVersion.version) == targets.c.version)
+            )
+        )
+    ).all()
+    # The gateway itself asks for new stage results: their provenance is checked afresh.
+    await session.exec(
+        update(StageState)
+        .where(tuple_(col(StageState.recurrence_id), col(StageState.version)).in_(select(targets.c.recurrence_id, targets.c.version)))
+        .values(state="pending", result_hash=None, updated_at=utc_now())
+    )
+    for row in rows:
         event = recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id)
         add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event)
-    return targets
+    return [(row.recurrence_id, row.version) for row in rows]
 
 
 async def reevaluation_report(session: AsyncSession, current: CurrentVersions, since: datetime) -> dict:
     """Progress and outcome of a re-evaluation started at `since`: what is left, what changed, why."""
-    remaining = len(await outdated_latest(session, current))
-    superseded = (
-        await session.exec(select(SupersededRecommendation).where(SupersededRecommendation.superseded_at >= since))
+    # Counted by the database: a progress display polls this while thousands of superseded
+    # bodies (~64 KB each) accumulate, and loading them starved the pipeline it reports on.
+    superseded = SupersededRecommendation.__table__  # type: ignore[attr-defined]
+    tallies = (
+        await session.exec(
+            select(superseded.c.reason, func.count(), func.sum(case((superseded.c.changed, 1), else_=0)))
+            .where(superseded.c.superseded_at >= since)
+            .group_by(superseded.c.reason)
+        )
     ).all()
-    reasons: dict[str, dict[str, int]] = {}
-    for row in superseded:
-        tally = reasons.setdefault(row.reason, {"superseded": 0, "changed": 0})
-        tally["superseded"] += 1
-        tally["changed"] += int(row.changed)
+    reasons = {reason: {"superseded": int(count), "changed": int(changed or 0)} for reason, count, changed in tallies}
     return {
         "current": {"rules": current.rules, "evidence": current.evidence},
-        "remaining": remaining,
-        "superseded": len(superseded),
-        "changed": sum(1 for row in superseded if row.changed),
+        "remaining": await outdated_count(session, current),
+        "superseded": sum(tally["superseded"] for tally in reasons.values()),
+        "changed": sum(tally["changed"] for tally in reasons.values()),
         "by_reason": reasons,
     }
