@@ -25,7 +25,7 @@ def progress_bar(done: int, total: int, width: int = 40) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
-def run(client: httpx.Client, *, dry_run: bool, timeout_s: float, poll_s: float = 0.5, out: Any = sys.stderr) -> dict[str, Any]:
+def run(client: httpx.Client, *, dry_run: bool, timeout_s: float, poll_s: float = 2.0, out: Any = sys.stderr) -> dict[str, Any]:
     started = client.post("/v1/admin/reevaluate", params={"dry_run": dry_run})
     started.raise_for_status()
     start = started.json()

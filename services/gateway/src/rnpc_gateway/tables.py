@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from rnpc_shared.db import UtcDateTime, utc_now
@@ -61,7 +61,12 @@ class RecommendationView(SQLModel, table=True):
     """
 
     __tablename__ = "recommendation_views"
-    __table_args__ = (UniqueConstraint("recurrence_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("recurrence_id", "version"),
+        # Covers "which cases predate today's rules or evidence" (re-evaluation and its progress):
+        # answered from the index, never from rows whose ~64 KB body spans overflow pages.
+        Index("ix_recommendation_views_versions", "recurrence_id", "version", "rules_version", "evidence_version"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     recurrence_id: str = Field(max_length=128, index=True)
@@ -78,6 +83,9 @@ class SupersededRecommendation(SQLModel, table=True):
     """A recommendation replaced by a re-evaluation, and what changed (the re-evaluation report)."""
 
     __tablename__ = "superseded_recommendations"
+    # Covers the re-evaluation report (counts by reason since a start): `reason` and `changed` sit
+    # after the body in the row, so without it every count walked each body's overflow pages.
+    __table_args__ = (Index("ix_superseded_recommendations_report", "superseded_at", "reason", "changed"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     recurrence_id: str = Field(max_length=128, index=True)
@@ -86,7 +94,7 @@ class SupersededRecommendation(SQLModel, table=True):
     evidence_version: str = Field(max_length=64)
     body: str = Field(sa_column=Column(Text, nullable=False))
     issued_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
-    superseded_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False, index=True)
+    superseded_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
     reason: str = Field(max_length=255)  # which versions changed, e.g. "rules r1 → r2"
     changed: bool  # did the advice itself (status or options) change
 
