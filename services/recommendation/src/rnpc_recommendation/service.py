@@ -9,8 +9,9 @@ is recomputed and supersedes the stored one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_recommendation.domain import RULES_VERSION, recommend
@@ -34,6 +35,7 @@ from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
 RECORD, SCORES, EVIDENCE = "record", "scores", "evidence"
+M = TypeVar("M", bound=BaseModel)
 
 
 def summarise(record: RecurrenceRecord) -> RecordSummary:
@@ -56,13 +58,15 @@ def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
 async def on_recorded(
     session: AsyncSession, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str, policy: Policy
 ) -> None:
-    await _collect(session, payload, RECORD, raw["record"], None, correlation_id=correlation_id, policy=policy)
+    await _collect(session, payload, RECORD, raw["record"], None, payload.record, correlation_id=correlation_id, policy=policy)
 
 
 async def on_scored(
     session: AsyncSession, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str, policy: Policy
 ) -> None:
-    await _collect(session, payload, SCORES, raw["scores"], payload.result_hash, correlation_id=correlation_id, policy=policy)
+    await _collect(
+        session, payload, SCORES, raw["scores"], payload.result_hash, payload.scores, correlation_id=correlation_id, policy=policy
+    )
 
 
 async def on_matched(
@@ -82,7 +86,9 @@ async def on_matched(
             correlation_id=correlation_id,
         )
         return
-    await _collect(session, payload, EVIDENCE, raw["evidence"], payload.result_hash, correlation_id=correlation_id, policy=policy)
+    await _collect(
+        session, payload, EVIDENCE, raw["evidence"], payload.result_hash, payload.evidence, correlation_id=correlation_id, policy=policy
+    )
 
 
 async def _collect(
@@ -91,19 +97,28 @@ async def _collect(
     part: str,
     value: dict[str, Any],
     result_hash: str | None,
+    validated: BaseModel,
     *,
     correlation_id: str,
     policy: Policy,
 ) -> None:
+    """`value` is the arriving part as read (kept until the others come); `validated` is the same
+    part as its event reader already validated it (not validated a second time when it is last)."""
     # Parts are kept even when this version was issued already: only the evidence event tells
     # whether a re-drive re-emits the stored advice or a re-evaluation recomputes it.
     parts = await stage_inputs.gather(session, ref, part, value, result_hash)
     if not parts.has(RECORD, SCORES, EVIDENCE):
         stage_inputs.keep(session, parts)
         return
-    record = RecurrenceRecord.model_validate(parts.value(RECORD), context=EVENT_READER_CONTEXT)
-    scores = Scores.model_validate(parts.value(SCORES), context=EVENT_READER_CONTEXT)
-    evidence = EvidenceBundle.model_validate(parts.value(EVIDENCE), context=EVENT_READER_CONTEXT)
+
+    def part_model(name: str, model: type[M]) -> M:
+        if name == part and isinstance(validated, model):
+            return validated
+        return model.model_validate(parts.value(name), context=EVENT_READER_CONTEXT)
+
+    record = part_model(RECORD, RecurrenceRecord)
+    scores = part_model(SCORES, Scores)
+    evidence = part_model(EVIDENCE, EvidenceBundle)
     recommendation = recommend(record, scores, evidence, issued_at=utc_now(), policy=policy)
     recommendation_json = recommendation.model_dump(mode="json")
     summary_json = summarise(record).model_dump(mode="json")
