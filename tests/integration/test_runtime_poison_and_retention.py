@@ -320,3 +320,25 @@ async def test_readyz_reports_a_stuck_outbox(databases, dev_profile) -> None:  #
     await relay.refresh_gauges()
     assert (await runtime.ready())["outbox"] is False
     await engine.dispose()
+
+
+async def test_table_gauges_count_outbox_rows_and_payload_bytes(databases, dev_profile) -> None:  # noqa: ANN001
+    """The bytes gauge is the UTF-8 size of the payloads written, summed without reading them."""
+    settings = ServiceSettings(**dev_profile, service_name="probe-bytes", database_url=databases.new_url("bytes"))
+    engine = make_engine(settings.database_url.get_secret_value())
+    async with engine.begin() as connection:
+        await connection.run_sync(
+            SQLModel.metadata.create_all, tables=[OutboxEvent.__table__, InboxEvent.__table__, StageInput.__table__]
+        )
+    sessions = make_session_factory(engine)
+    relay = OutboxRelay(service="probe-bytes", session_factory=sessions, producer=EventProducer(settings), poll_interval_s=1, batch_size=10)
+    events = [new_event(source="probe", type_="t", subject=f"case-{i}", data={"note": "é" * i}, correlation_id=None) for i in (1, 500)]
+    async with sessions() as session:
+        for event in events:
+            add_to_outbox(session, "rnpc.probe.v1", event)
+        await session.commit()
+    await relay.refresh_gauges()
+    sample = lambda name: REGISTRY.get_sample_value(name, {"service": "probe-bytes", "table": "outbox"})  # noqa: E731
+    assert sample("rnpc_table_rows") == 2
+    assert sample("rnpc_table_bytes") == sum(len(event.model_dump_json().encode()) for event in events)
+    await engine.dispose()

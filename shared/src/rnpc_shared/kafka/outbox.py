@@ -53,13 +53,9 @@ def add_to_outbox(session: AsyncSession, topic: str, event: CloudEvent, *, paylo
     """Stage an event in the caller's transaction; nothing is sent until that transaction commits.
 
     `payload`: the event already serialised by the caller (e.g. to measure it), not dumped twice."""
+    payload = payload if payload is not None else event.model_dump_json()
     session.add(
-        OutboxEvent(
-            id=uuid.UUID(event.id),
-            topic=topic,
-            key=event.subject,
-            payload=payload if payload is not None else event.model_dump_json(),
-        )
+        OutboxEvent(id=uuid.UUID(event.id), topic=topic, key=event.subject, payload=payload, payload_bytes=len(payload.encode()))
     )
 
 
@@ -283,7 +279,7 @@ class OutboxRelay:
                 )
             ).one()
             sizes = {
-                "outbox": (await session.execute(select(func.count(), func.sum(func.length(outbox.c.payload))))).one(),
+                "outbox": (await session.execute(select(func.count(), func.sum(outbox.c.payload_bytes)))).one(),
                 "inbox": (
                     await session.execute(
                         select(
