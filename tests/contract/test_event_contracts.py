@@ -19,7 +19,6 @@ from rnpc_recommendation.domain import recommend
 from rnpc_recommendation.service import summarise
 from rnpc_scoring.domain import compute_scores
 from rnpc_shared.contracts.events import (
-    EVENT_READER_CONTEXT,
     RECOMMENDATION_EVENT_BUDGET_BYTES,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
@@ -33,7 +32,7 @@ from rnpc_shared.contracts.events import (
     StageResult,
     new_event,
 )
-from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
+from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash, read_tolerant
 from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.db import utc_now
 
@@ -124,15 +123,23 @@ def test_an_event_from_a_newer_producer_with_added_fields_is_read_by_todays_cons
 ) -> None:
     newer = _add_fields(pipeline_events[topic])
     for _reader, model in READERS[topic]:
-        read = model.model_validate(newer, context=EVENT_READER_CONTEXT)
-        today = model.model_validate(pipeline_events[topic], context=EVENT_READER_CONTEXT)
+        read = read_tolerant(model, newer)
+        today = read_tolerant(model, pipeline_events[topic])
         assert read == today  # the added fields are ignored, nothing else changes
 
 
 def test_strictness_stays_at_the_http_ingest(pipeline_events: dict[str, dict[str, Any]]) -> None:
     record = _add_fields(pipeline_events[TOPIC_RECURRENCE_RECORDED])["record"]
     with pytest.raises(ValidationError, match="added_in_a_newer_version"):
-        RecurrenceRecord.model_validate(record)  # the ingest path: no reader context
+        RecurrenceRecord.model_validate(record)  # the ingest path: not read_tolerant
     # ...and without the reader context the added nested fields would dead-letter the event.
     with pytest.raises(ValidationError):
         RecurrenceRecorded.model_validate(_add_fields(pipeline_events[TOPIC_RECURRENCE_RECORDED]))
+
+
+def test_a_reader_refuses_a_newer_event_for_its_real_errors_only(pipeline_events: dict[str, dict[str, Any]]) -> None:
+    newer = _add_fields(pipeline_events[TOPIC_RECURRENCE_RECORDED])
+    newer["record"]["version"] = 0  # a real error beside the added fields
+    with pytest.raises(ValidationError) as refused:
+        read_tolerant(RecurrenceRecorded, newer)
+    assert [(error["loc"], error["type"]) for error in refused.value.errors()] == [(("record", "version"), "greater_than_equal")]

@@ -16,14 +16,13 @@ from rnpc_evidence.domain.matching import match_evidence
 from rnpc_evidence.repository import find_match, load_base
 from rnpc_evidence.tables import EvidenceMatch
 from rnpc_shared.contracts.events import (
-    EVENT_READER_CONTEXT,
     TOPIC_EVIDENCE_MATCHED,
     EvidenceMatched,
     RecordRef,
     RecurrenceRecorded,
     ScoresComputed,
 )
-from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
+from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash, read_tolerant
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
@@ -59,8 +58,8 @@ async def _match_when_complete(session: AsyncSession, parts: stage_inputs.Parts,
     if not parts.has(RECORD, SCORES):
         stage_inputs.keep(session, parts)
         return
-    record = RecurrenceRecord.model_validate(parts.value(RECORD), context=EVENT_READER_CONTEXT)
-    scores = Scores.model_validate(parts.value(SCORES), context=EVENT_READER_CONTEXT)
+    record = read_tolerant(RecurrenceRecord, parts.value(RECORD))
+    scores = read_tolerant(Scores, parts.value(SCORES))
     bundle = match_evidence(record, scores, await load_base(session)).model_dump(mode="json")
     ref = parts.ref
     stored = await find_match(session, ref.recurrence_id, ref.version)  # present: made under an older evidence base

@@ -30,7 +30,6 @@ from rnpc_gateway.tables import (
 )
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import (
-    EVENT_READER_CONTEXT,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_RECURRENCE_RECORDED,
@@ -42,7 +41,7 @@ from rnpc_shared.contracts.events import (
     new_event,
 )
 from rnpc_shared.contracts.recommendation import Recommendation
-from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
 from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka.consumer import DeadLetter, PermanentError, ProvenanceError
 from rnpc_shared.kafka.tables import StageInput
@@ -220,7 +219,7 @@ async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *
 async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data: dict[str, Any]) -> None:
     """A stage event read by the gateway: applied if its provenance holds; held if it overtook
     the result it is based on (applied or refused when that one is read); else dead-lettered."""
-    ref = RecordRef.model_validate(data, context=EVENT_READER_CONTEXT)
+    ref = read_tolerant(RecordRef, data)
     try:
         await _apply(session, stage, data)
     except ValidationError as exc:  # parsed lightly by the consumer; fully here, once
@@ -243,9 +242,9 @@ async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data
 
 async def _apply(session: AsyncSession, stage: str, data: dict[str, Any]) -> None:
     if stage == "recommendation":
-        await store_recommendation(session, RecommendationIssued.model_validate(data, context=EVENT_READER_CONTEXT))
+        await store_recommendation(session, read_tolerant(RecommendationIssued, data))
         return
-    result = StageResult.model_validate(data, context=EVENT_READER_CONTEXT)
+    result = read_tolerant(StageResult, data)
     state = await _check_provenance(session, result, stage, based_on=result.scores_hash)
     if state.state == "done" and state.result_hash not in (None, result.result_hash):
         raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")

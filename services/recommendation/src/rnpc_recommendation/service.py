@@ -18,7 +18,6 @@ from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.tables import IssuedRecommendation
 from rnpc_shared.contracts.events import (
-    EVENT_READER_CONTEXT,
     TOPIC_RECOMMENDATION_ISSUED,
     EvidenceMatched,
     RecommendationIssued,
@@ -28,7 +27,7 @@ from rnpc_shared.contracts.events import (
     ScoresComputed,
 )
 from rnpc_shared.contracts.evidence import EvidenceBundle
-from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka import stage_inputs
@@ -114,7 +113,7 @@ async def _collect(
     def part_model(name: str, model: type[M]) -> M:
         if name == part and isinstance(validated, model):
             return validated
-        return model.model_validate(parts.value(name), context=EVENT_READER_CONTEXT)
+        return read_tolerant(model, parts.value(name))
 
     record = part_model(RECORD, RecurrenceRecord)
     scores = part_model(SCORES, Scores)

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.recommendation import Recommendation
-from rnpc_shared.contracts.record import TOLERATE_ADDED_FIELDS, RecurrenceRecord
+from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
 
 TOPIC_RECURRENCE_RECORDED = "rnpc.recurrence.recorded.v1"
@@ -25,10 +25,6 @@ PIPELINE_TOPICS = (
     TOPIC_RECOMMENDATION_ISSUED,
 )
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
-
-
-# Validation context for every event reader (see Strict): tolerate fields added by newer producers.
-EVENT_READER_CONTEXT = {TOLERATE_ADDED_FIELDS: True}
 
 
 def dlq_topic(topic: str) -> str:

@@ -30,7 +30,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared import metrics
-from rnpc_shared.contracts.events import EVENT_READER_CONTEXT, CloudEvent, dlq_topic
+from rnpc_shared.contracts.events import CloudEvent, dlq_topic
+from rnpc_shared.contracts.record import read_tolerant
 from rnpc_shared.db import utc_now
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.outbox import OutboxRelay
@@ -275,7 +276,7 @@ class EventConsumer:
         try:
             event = CloudEvent.model_validate_json(record.value)
             # Readers tolerate fields added by newer producers, at any depth (rolling deploys).
-            payload = route.payload_model.model_validate(event.data, context=EVENT_READER_CONTEXT)
+            payload = read_tolerant(route.payload_model, event.data)
         except (ValidationError, ValueError, TypeError) as exc:
             return _Item(record, "", None, None, exc)
         return _Item(record, event.id, event.correlationid, lambda session: route.handle(session, event, payload))
