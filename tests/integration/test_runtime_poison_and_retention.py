@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func
 from sqlmodel import select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from aiokafka import AIOKafkaConsumer
@@ -297,6 +298,23 @@ async def _all_published(harness: PoisonHarness) -> bool:
     return pending == 0
 
 
+async def _relay_on_runtime_tables(
+    settings: ServiceSettings,
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], OutboxRelay]:
+    """(engine, sessions, relay) of a service's runtime tables (outbox, inbox, stage inputs), created
+    fresh: for the relay's housekeeping (gauges, readiness), which needs no broker."""
+    engine = make_engine(settings.database_url.get_secret_value())
+    async with engine.begin() as connection:
+        await connection.run_sync(
+            SQLModel.metadata.create_all, tables=[OutboxEvent.__table__, InboxEvent.__table__, StageInput.__table__]
+        )
+    sessions = make_session_factory(engine)
+    relay = OutboxRelay(
+        service=settings.service_name, session_factory=sessions, producer=EventProducer(settings), poll_interval_s=1, batch_size=10
+    )
+    return engine, sessions, relay
+
+
 async def test_readyz_reports_a_stuck_outbox(databases, dev_profile) -> None:  # noqa: ANN001
     from rnpc_shared.db import utc_now
     from rnpc_shared.service import Runtime
@@ -304,13 +322,7 @@ async def test_readyz_reports_a_stuck_outbox(databases, dev_profile) -> None:  #
     settings = ServiceSettings(
         **dev_profile, service_name="probe-ready", database_url=databases.new_url("ready"), outbox_stuck_after_s=60
     )
-    engine = make_engine(settings.database_url.get_secret_value())
-    async with engine.begin() as connection:
-        await connection.run_sync(
-            SQLModel.metadata.create_all, tables=[OutboxEvent.__table__, InboxEvent.__table__, StageInput.__table__]
-        )
-    sessions = make_session_factory(engine)
-    relay = OutboxRelay(service="probe-ready", session_factory=sessions, producer=EventProducer(settings), poll_interval_s=1, batch_size=10)
+    engine, sessions, relay = await _relay_on_runtime_tables(settings)
     runtime = Runtime(settings=settings, engine=engine, sessions=sessions, relay=relay)
     await relay.refresh_gauges()
     assert (await runtime.ready())["outbox"] is True
@@ -325,13 +337,7 @@ async def test_readyz_reports_a_stuck_outbox(databases, dev_profile) -> None:  #
 async def test_table_gauges_count_outbox_rows_and_payload_bytes(databases, dev_profile) -> None:  # noqa: ANN001
     """The bytes gauge is the UTF-8 size of the payloads written, summed without reading them."""
     settings = ServiceSettings(**dev_profile, service_name="probe-bytes", database_url=databases.new_url("bytes"))
-    engine = make_engine(settings.database_url.get_secret_value())
-    async with engine.begin() as connection:
-        await connection.run_sync(
-            SQLModel.metadata.create_all, tables=[OutboxEvent.__table__, InboxEvent.__table__, StageInput.__table__]
-        )
-    sessions = make_session_factory(engine)
-    relay = OutboxRelay(service="probe-bytes", session_factory=sessions, producer=EventProducer(settings), poll_interval_s=1, batch_size=10)
+    engine, sessions, relay = await _relay_on_runtime_tables(settings)
     events = [new_event(source="probe", type_="t", subject=f"case-{i}", data={"note": "é" * i}, correlation_id=None) for i in (1, 500)]
     async with sessions() as session:
         for event in events:
