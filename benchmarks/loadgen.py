@@ -11,18 +11,29 @@ import time
 from urllib.parse import urlsplit
 
 
+KEEP_ALIVE_S = 4.0  # below uvicorn's 5 s keep-alive: an older idle connection may be closing
+
+
 class _Pool:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.opened: list[asyncio.StreamWriter] = []
 
     async def take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle:
-            return self.idle.pop()
+        # A connection the server closed (or soon will, idle too long) would fail the request it
+        # carries: that is the client's fault, not the server's answer, so it is never used.
+        while self.idle:
+            returned_at, reader, writer = self.idle.pop()
+            if not reader.at_eof() and time.perf_counter() - returned_at < KEEP_ALIVE_S:
+                return reader, writer
+            writer.close()
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self.opened.append(writer)
         return reader, writer
+
+    def give_back(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.idle.append((time.perf_counter(), reader, writer))
 
     def close(self) -> None:
         for writer in self.opened:
@@ -74,7 +85,7 @@ async def open_loop(
         try:
             reader, writer = await pool.take()
             status = await asyncio.wait_for(_exchange(reader, writer, requests[i % len(requests)]), 60)
-            pool.idle.append((reader, writer))
+            pool.give_back(reader, writer)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
             status = 0
         return time.perf_counter() - scheduled, status

@@ -27,7 +27,7 @@ async def _append_many(database_url: str, count: int) -> None:
     """Both appenders at once: a write's row in its own session, a read's through the group commit."""
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
-    group = GroupCommit(engine)
+    group = GroupCommit(database_url)
 
     async def in_session(i: int) -> None:
         async with sessions() as session:
@@ -43,7 +43,7 @@ async def _append_many(database_url: str, count: int) -> None:
     try:
         await asyncio.gather(*(in_session(i) if i % 2 else standalone(i) for i in range(count)))
     finally:
-        await group.stop()
+        await group.close()
         await engine.dispose()
 
 

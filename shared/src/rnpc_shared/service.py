@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared.auth import TokenVerifier, smart_security_scheme
-from rnpc_shared.db import GroupCommit, make_engine, make_session_factory, ping
+from rnpc_shared.db import GroupCommit, Units, make_engine, make_session_factory, ping
 from rnpc_shared.http import health_router, install_http_middleware
 from rnpc_shared.kafka.consumer import DeadLetterRoute, EventConsumer, Route
 from rnpc_shared.kafka.outbox import OutboxRelay, Retention
@@ -40,10 +40,12 @@ class Runtime:
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
     group_commit: GroupCommit = field(init=False)  # small writes of concurrent requests, one commit
+    reads: Units = field(init=False)  # hot small reads (a stored recommendation), one hop each
 
     def __post_init__(self) -> None:
-        # Its own connection: requests holding a pooled one await it (see GroupCommit).
-        self.group_commit = GroupCommit(make_engine(self.settings.database_url.get_secret_value(), pool_size=1))
+        database_url = self.settings.database_url.get_secret_value()
+        self.group_commit = GroupCommit(database_url)
+        self.reads = Units(database_url, threads=2, name="reads")
 
     def live(self) -> bool:
         if any(task.done() for task in [*self.tasks, *self.scheduled]):
@@ -158,8 +160,8 @@ def create_service_app(
             if runtime.producer is not None:
                 await runtime.producer.stop()
             await exit_stack.aclose()
-            await runtime.group_commit.stop()
-            await runtime.group_commit.engine.dispose()
+            await runtime.group_commit.close()
+            await runtime.reads.close()
             await engine.dispose()
             log.info("service stopped")
 

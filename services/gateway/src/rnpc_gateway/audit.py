@@ -22,8 +22,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Integer, String, bindparam, insert, update
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,27 +51,31 @@ def row_hash(entry: AuditEntry) -> str:
 
 async def append(session: AsyncSession, entry: AuditEntry) -> AuditEntry:
     """Chain `entry` after the current head, in the caller's transaction (the caller commits)."""
-    await chain(await session.connection(), [entry])
+    await (await session.connection()).run_sync(chain, [entry])
     return entry
 
 
-async def chain(connection: AsyncConnection, entries: list[AuditEntry]) -> None:
+_HEAD = AuditChainHead.__table__  # type: ignore[attr-defined]
+# Built once: the group commit runs these for every batch of audited reads.
+_ADVANCE_HEAD = (
+    update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq + bindparam("count", type_=Integer)).returning(_HEAD.c.seq, _HEAD.c.row_hash)
+)
+_SET_HEAD_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(row_hash=bindparam("last_hash", type_=String))
+_INSERT_ENTRIES = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
+
+
+def chain(connection: Connection, entries: list[AuditEntry]) -> None:
     """Chain `entries` in order after the current head, in the connection's transaction.
 
     The head row is updated first: that takes the lock every other appender waits on."""
-    head = AuditChainHead.__table__  # type: ignore[attr-defined]
-    last_seq, prev_hash = (
-        await connection.execute(
-            update(head).where(head.c.id == 1).values(seq=head.c.seq + len(entries)).returning(head.c.seq, head.c.row_hash)
-        )
-    ).one()
+    last_seq, prev_hash = connection.execute(_ADVANCE_HEAD, {"count": len(entries)}).one()
     rows = []
     for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
         entry.seq, entry.prev_hash = seq, prev_hash
         entry.row_hash = prev_hash = row_hash(entry)
         rows.append(entry.model_dump())
-    await connection.execute(insert(AuditEntry.__table__), rows)  # type: ignore[attr-defined]
-    await connection.execute(update(head).where(head.c.id == 1).values(row_hash=prev_hash))
+    connection.execute(_INSERT_ENTRIES, rows)
+    connection.execute(_SET_HEAD_HASH, {"last_hash": prev_hash})
 
 
 @dataclass
@@ -147,9 +151,9 @@ class Auditor:
         if self.group_commit is None:
             raise RuntimeError("a standalone audit needs the runtime's group commit")
 
-        async def job(connection: AsyncConnection) -> Deferred:
+        def job(connection: Connection) -> Deferred:
             if with_write is not None:
-                await with_write(connection)
+                with_write(connection)
             return Deferred(chain, entry)  # chained with the batch's other rows: one head update
 
         await self.group_commit.run(job)

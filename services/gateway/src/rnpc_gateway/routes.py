@@ -103,7 +103,7 @@ async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, a
 async def get_recommendation(recurrence_id: RecurrenceIdPath, runtime: RuntimeDep, auditor: AuditorDep) -> Response:
     """The latest version's recommendation, served as the stored bytes (validated when issued)."""
     async with auditor.standalone("read", recurrence_id) as note:
-        version, body = await service.latest_recommendation(runtime.engine, recurrence_id)
+        version, body = await service.latest_recommendation(runtime.reads, recurrence_id)
         note.version = version
     return Response(body, media_type="application/json")
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Select, String, and_, bindparam, case, exists, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,7 +42,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import find_by_version, utc_now
+from rnpc_shared.db import Units, find_by_version, utc_now
 from rnpc_shared.kafka.consumer import DeadLetter, PermanentError, ProvenanceError
 from rnpc_shared.kafka.tables import StageInput
 from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
@@ -462,12 +462,15 @@ def _latest_recommendation_statement() -> Select[Any]:
 LATEST_RECOMMENDATION = _latest_recommendation_statement()
 
 
-async def latest_recommendation(engine: AsyncEngine, recurrence_id: str) -> tuple[int, str]:
-    """The latest version and its recommendation as stored JSON text: one Core query on a
-    connection held only for it (no ORM session, and none held while the audit row commits)."""
-    async with engine.connect() as connection:
-        row = (await connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id})).one()
-    latest_version, body = row[0], row[1]
+def _latest_recommendation_row(connection: Connection, recurrence_id: str) -> tuple[int | None, str | None]:
+    row = connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id}).one()
+    return row[0], row[1]
+
+
+async def latest_recommendation(reads: Units, recurrence_id: str) -> tuple[int, str]:
+    """The latest version and its recommendation as stored JSON text: one Core query, one hop to
+    the read connection (no ORM session, and no connection held while the audit row commits)."""
+    latest_version, body = await reads.run(_latest_recommendation_row, recurrence_id)
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
     if body is None:

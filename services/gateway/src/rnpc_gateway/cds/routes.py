@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from rnpc_gateway.audit import Auditor
 from rnpc_gateway.cds.cards import card_basis, not_assessable_card, order_select_cards, patient_view_cards, strip_empty
@@ -112,11 +112,11 @@ def token_use(client: VerifiedClient) -> Job:
     """The write that spends the token: its (issuer, jti) primary key refuses a second use. Now and
     then expired ids are dropped (a replay after exp fails on exp anyway)."""
 
-    async def spend(connection: AsyncConnection) -> None:
+    def spend(connection: Connection) -> None:
         uses = CdsTokenUse.__table__  # type: ignore[attr-defined]
-        await connection.execute(insert(uses).values(issuer=client.iss, jti=client.jti, expires_at=client.expires_at))
+        connection.execute(insert(uses).values(issuer=client.iss, jti=client.jti, expires_at=client.expires_at))
         if random.random() < 0.01:
-            await connection.execute(delete(uses).where(uses.c.expires_at < utc_now()))
+            connection.execute(delete(uses).where(uses.c.expires_at < utc_now()))
 
     return spend
 
@@ -186,7 +186,7 @@ async def _recommendation(call: CdsRequest, runtime: Runtime, upstream: Any) -> 
     if len(patient_id) > 128 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in patient_id):
         raise ProblemError(400, "context.patientId invalid", "a patient id is at most 128 printable characters",
                            errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
-    stored = await store.latest_body_for_patient(runtime.engine, patient_id)
+    stored = await store.latest_body_for_patient(runtime.reads, patient_id)
     if stored is not None:
         return card_basis(stored), None
     settings = _settings(runtime)
@@ -265,7 +265,7 @@ async def post_feedback(service_id: str, body: Feedback, client: CdsClientDep, s
             accepted_suggestions=item.acceptedSuggestions, outcome_at=outcome_at,
         ))
     with single_use(client):
-        await token_use(client)(await session.connection())
+        await (await session.connection()).run_sync(token_use(client))
         await session.commit()
     for item in body.feedback:
         metrics.CDS_FEEDBACK.labels(service_id, item.outcome).inc()

@@ -7,14 +7,14 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Select, Subquery, and_, bindparam, func
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.fhir import metrics
 from rnpc_gateway.fhir.subscriptions import Notification, Tracking, track_events
 from rnpc_gateway.tables import RecommendationView, RecordVersion, SubscriptionState
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import Units, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,16 @@ async def latest_views_for_patient(session: AsyncSession, patient_ref: str) -> l
     return [(view, record) for view, record in rows]
 
 
-async def latest_body_for_patient(engine: AsyncEngine, patient_ref: str) -> str | None:
-    """The most recently issued current recommendation of the patient, as its stored JSON text
-    (CDS Hooks answers from this alone: one Core query on a connection held only for it, no ORM
-    rows, no JSON columns decoded)."""
-    async with engine.connect() as connection:
-        body: str | None = (await connection.execute(LATEST_BODY_FOR_PATIENT, {"patient_ref": patient_ref})).scalar()
+def _latest_body(connection: Connection, patient_ref: str) -> str | None:
+    body: str | None = connection.execute(LATEST_BODY_FOR_PATIENT, {"patient_ref": patient_ref}).scalar()
     return body
+
+
+async def latest_body_for_patient(reads: Units, patient_ref: str) -> str | None:
+    """The most recently issued current recommendation of the patient, as its stored JSON text
+    (CDS Hooks answers from this alone: one Core query, one hop to the read connection, no ORM
+    rows, no JSON columns decoded)."""
+    return await reads.run(_latest_body, patient_ref)
 
 
 async def view_by_id(session: AsyncSession, view_id: str) -> tuple[RecommendationView, RecordVersion] | None:
