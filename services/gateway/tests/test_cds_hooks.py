@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -18,7 +19,7 @@ from rnpc_gateway.audit import verify as verify_chain
 from rnpc_gateway.cds.cards import card_basis, order_select_cards, patient_view_cards
 from rnpc_gateway.cds.routes import PREFETCH
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
-from rnpc_gateway.tables import AuditEntry, CdsFeedback
+from rnpc_gateway.tables import AuditEntry, CdsFeedback, CdsTokenUse
 
 from .conftest import CDS_ISSUER, sample_recommendation
 
@@ -166,6 +167,22 @@ async def test_jwt_rules_over_http(gateway, stored_recommendation, cds_key) -> N
     assert (await client.post(url, json=_hook(), headers=replayed)).status_code == 200
     again = await client.post(url, json=_hook(), headers=replayed)
     assert again.status_code == 401 and again.json()["reason"] == "replay"
+
+
+async def test_spent_token_ids_are_dropped_once_expired(gateway, stored_recommendation, cds_key, monkeypatch) -> None:  # noqa: ANN001
+    """The replay store stays bounded: now and then a spend also drops the ids past their expiry
+    (a replay after exp fails on exp anyway); ids still valid are kept."""
+    app, client = gateway
+    await stored_recommendation("pt-cds")
+    async with app.state.runtime.sessions() as session:
+        session.add(CdsTokenUse(issuer=CDS_ISSUER, jti="long-expired", expires_at=datetime.now(UTC) - timedelta(hours=1)))
+        await session.commit()
+    monkeypatch.setattr("rnpc_gateway.cds.routes.random.random", lambda: 0.0)  # this spend is the one that cleans up
+    response = await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key, jti="fresh"))
+    assert response.status_code == 200, response.text
+    async with app.state.runtime.sessions() as session:
+        kept = (await session.exec(select(CdsTokenUse.jti))).all()
+    assert kept == ["fresh"]
 
 
 async def test_order_select_checks_the_drafted_order(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001

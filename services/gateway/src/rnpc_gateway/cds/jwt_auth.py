@@ -124,10 +124,10 @@ async def verify_cds_jwt(
 ) -> VerifiedClient:
     """Verify one CDS Hooks JWT; raises CdsAuthError. `jti` replay is the caller's (it needs a store)."""
     try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
+        parts = jwt.decode_complete(token, options={"verify_signature": False})  # one parse for header and claims
     except jwt.PyJWTError as exc:
         raise CdsAuthError("malformed", f"not a JWT: {exc}") from exc
+    header, unverified = parts["header"], parts["payload"]
     alg = header.get("alg")
     if alg not in ASYMMETRIC_ALGORITHMS:
         raise CdsAuthError("algorithm", f"alg {alg!r} refused: asymmetric algorithms only (ES384 / RS384 recommended)")

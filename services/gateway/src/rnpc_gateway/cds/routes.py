@@ -19,7 +19,7 @@ import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, insert
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.engine import Connection
 
@@ -108,15 +108,19 @@ async def cds_client(request: Request, runtime: RuntimeDep) -> VerifiedClient:
         raise _unauthorised(exc.reason, str(exc)) from exc
 
 
+_TOKEN_USES = CdsTokenUse.__table__  # type: ignore[attr-defined]
+_SPEND_TOKEN = insert(_TOKEN_USES)  # built once: every CDS call runs it
+_DROP_EXPIRED_TOKENS = delete(_TOKEN_USES).where(_TOKEN_USES.c.expires_at < bindparam("now"))
+
+
 def token_use(client: VerifiedClient) -> Job:
     """The write that spends the token: its (issuer, jti) primary key refuses a second use. Now and
     then expired ids are dropped (a replay after exp fails on exp anyway)."""
 
     def spend(connection: Connection) -> None:
-        uses = CdsTokenUse.__table__  # type: ignore[attr-defined]
-        connection.execute(insert(uses).values(issuer=client.iss, jti=client.jti, expires_at=client.expires_at))
+        connection.execute(_SPEND_TOKEN, {"issuer": client.iss, "jti": client.jti, "expires_at": client.expires_at})
         if random.random() < 0.01:
-            connection.execute(delete(uses).where(uses.c.expires_at < utc_now()))
+            connection.execute(_DROP_EXPIRED_TOKENS, {"now": utc_now()})
 
     return spend
 
