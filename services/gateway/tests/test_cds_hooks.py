@@ -12,12 +12,14 @@ from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy.dialects import sqlite
 from sqlmodel import select
 
 from rnpc_devstack.cds_token import new_private_jwk, sign
 from rnpc_gateway.audit import verify as verify_chain
 from rnpc_gateway.cds.cards import card_basis, order_select_cards, patient_view_cards
 from rnpc_gateway.cds.routes import PREFETCH
+from rnpc_gateway.fhir import store
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
 from rnpc_gateway.tables import AuditEntry, CdsFeedback, CdsTokenUse
 
@@ -183,6 +185,21 @@ async def test_spent_token_ids_are_dropped_once_expired(gateway, stored_recommen
     async with app.state.runtime.sessions() as session:
         kept = (await session.exec(select(CdsTokenUse.jti))).all()
     assert kept == ["fresh"]
+
+
+async def test_a_patients_latest_recommendation_is_read_through_an_index(gateway) -> None:  # noqa: ANN001
+    """CDS Hooks (and GuidanceResponse?subject=) read by patient: on the migrated schema that
+    read searches an index of the patient's record versions. Without it, it scanned every record
+    version of every patient, a cost that grew with the database (15 ms per call at 2,700 cases)."""
+    app, _ = gateway
+    compiled = store.LATEST_BODY_FOR_PATIENT.compile(dialect=sqlite.dialect())
+    params = compiled.construct_params({"patient_ref": "pt-cds"})
+    async with app.state.runtime.engine.connect() as connection:
+        plan = [row[-1] for row in await connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", tuple(params[name] for name in compiled.positiontup or ())
+        )]
+    assert any("record_versions USING COVERING INDEX ix_record_versions_patient" in step for step in plan), plan
+    assert not any(step.startswith("SCAN record_versions") for step in plan), plan
 
 
 async def test_order_select_checks_the_drafted_order(gateway, stored_recommendation, cds_key) -> None:  # noqa: ANN001

@@ -15,7 +15,12 @@ from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent  # noqa: F401 - par
 
 class RecordVersion(SQLModel, table=True):
     __tablename__ = "record_versions"
-    __table_args__ = (UniqueConstraint("recurrence_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("recurrence_id", "version"),
+        # A patient's cases and their latest versions (CDS Hooks, GuidanceResponse?subject=), from
+        # the index alone: without it every such read scanned every record version.
+        Index("ix_record_versions_patient", "patient_ref", "recurrence_id", "version"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     recurrence_id: str = Field(max_length=128, index=True)
