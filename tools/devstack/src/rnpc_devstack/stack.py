@@ -151,7 +151,7 @@ def service_env(service: str, *, port: int, database_url: str, bootstrap: str, e
             prefix + "PORT": str(port),
             prefix + "DATABASE_URL": database_url,
             prefix + "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            prefix + "KAFKA_FETCH_MAX_WAIT_MS": "20",  # Tansu does not wake fetches on new data
+            prefix + "KAFKA_FETCH_MAX_WAIT_MS": "50",  # Tansu does not wake fetches on new data: a poll interval (see README)
             prefix + "OUTBOX_POLL_INTERVAL_S": "0.5",
         }
     )
