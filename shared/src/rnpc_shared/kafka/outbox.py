@@ -15,11 +15,11 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Select, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -56,6 +56,19 @@ def add_to_outbox(session: AsyncSession, topic: str, event: CloudEvent, *, paylo
     payload = payload if payload is not None else event.model_dump_json()
     session.add(
         OutboxEvent(id=uuid.UUID(event.id), topic=topic, key=event.subject, payload=payload, payload_bytes=len(payload.encode()))
+    )
+
+
+def finished_outbox_ids(created_before: datetime, limit: int) -> Select[tuple[Any]]:
+    """Ids of rows sent or parked before `created_before`: retention deletes these. The statuses
+    are named (`!= pending` cannot use the (status, created_at) index: every pass scanned every
+    kept ~75 KB row, ~90 ms per 2,700 rows)."""
+    outbox = OUTBOX_TABLE
+    return (
+        select(outbox.c.id)
+        .where(outbox.c.status.in_((OutboxStatus.published, OutboxStatus.parked)))
+        .where(outbox.c.created_at < created_before)
+        .limit(limit)
     )
 
 
@@ -250,12 +263,7 @@ class OutboxRelay:
         now = utc_now()
         outbox, inbox, inputs = OUTBOX_TABLE, INBOX_TABLE, STAGE_INPUT_TABLE
         async with self._sessions() as session:
-            finished = (
-                select(outbox.c.id)
-                .where(outbox.c.status != OutboxStatus.pending)
-                .where(outbox.c.created_at < now - timedelta(seconds=retention.outbox_s))
-                .limit(retention.batch_rows)
-            )
+            finished = finished_outbox_ids(now - timedelta(seconds=retention.outbox_s), retention.batch_rows)
             deleted = (await session.exec(delete(outbox).where(outbox.c.id.in_(finished)))).rowcount
             old_inbox = (
                 select(inbox.c.consumer, inbox.c.event_id)
