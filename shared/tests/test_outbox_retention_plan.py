@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy.dialects import sqlite
 from sqlmodel import SQLModel
 
+from rnpc_devstack.query_plan import sqlite_query_plan
 from rnpc_shared.db import make_engine, utc_now
 from rnpc_shared.kafka.outbox import finished_outbox_ids
 from rnpc_shared.kafka.tables import OutboxEvent
@@ -20,14 +20,8 @@ async def test_finished_outbox_rows_are_found_through_the_status_index(tmp_path:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(SQLModel.metadata.create_all, tables=[OutboxEvent.__table__])  # type: ignore[attr-defined]
-        compiled = finished_outbox_ids(utc_now() - timedelta(hours=1), 5000).compile(
-            dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True}  # the IN list as plain parameters
-        )
-        params = compiled.construct_params()
         async with engine.connect() as connection:
-            plan = [row[-1] for row in await connection.exec_driver_sql(
-                f"EXPLAIN QUERY PLAN {compiled}", tuple(params[name] for name in compiled.positiontup or ())
-            )]
+            plan = await sqlite_query_plan(connection, finished_outbox_ids(utc_now() - timedelta(hours=1), 5000))
     finally:
         await engine.dispose()
     assert any("INDEX ix_outbox_status_created (status=? AND created_at<?)" in step for step in plan), plan

@@ -12,10 +12,10 @@ from typing import Any
 
 import jwt
 import pytest
-from sqlalchemy.dialects import sqlite
 from sqlmodel import select
 
 from rnpc_devstack.cds_token import new_private_jwk, sign
+from rnpc_devstack.query_plan import sqlite_query_plan
 from rnpc_gateway.audit import verify as verify_chain
 from rnpc_gateway.cds.cards import card_basis, order_select_cards, patient_view_cards
 from rnpc_gateway.cds.routes import PREFETCH
@@ -192,12 +192,8 @@ async def test_a_patients_latest_recommendation_is_read_through_an_index(gateway
     read searches an index of the patient's record versions. Without it, it scanned every record
     version of every patient, a cost that grew with the database (15 ms per call at 2,700 cases)."""
     app, _ = gateway
-    compiled = store.LATEST_BODY_FOR_PATIENT.compile(dialect=sqlite.dialect())
-    params = compiled.construct_params({"patient_ref": "pt-cds"})
     async with app.state.runtime.engine.connect() as connection:
-        plan = [row[-1] for row in await connection.exec_driver_sql(
-            f"EXPLAIN QUERY PLAN {compiled}", tuple(params[name] for name in compiled.positiontup or ())
-        )]
+        plan = await sqlite_query_plan(connection, store.LATEST_BODY_FOR_PATIENT, {"patient_ref": "pt-cds"})
     assert any("record_versions USING COVERING INDEX ix_record_versions_patient" in step for step in plan), plan
     assert not any(step.startswith("SCAN record_versions") for step in plan), plan
 

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -67,14 +66,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # DBAPI objec
     cursor.close()
 
 
+def _sqlite_connect_args(url: URL) -> dict[str, Any]:
+    """What every SQLite engine of ours (async or a `Units`' own) needs: the file's directory, and
+    a lock wait of 30 s (the pragmas come with `_sqlite_pragmas`)."""
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return {"timeout": 30}
+
+
 def make_engine(database_url: str, *, pool_size: int | None = None) -> AsyncEngine:
-    """`pool_size` fixes the pool (no overflow): e.g. 1 for a single writer's own connection."""
+    """`pool_size` fixes the pool (no overflow): e.g. a `Units`' connections, one per thread."""
     url = make_url(database_url)
     pool: dict[str, Any] = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
+        engine = create_async_engine(url, connect_args=_sqlite_connect_args(url), **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **(pool or {"pool_size": 5, "max_overflow": 5}))
@@ -125,7 +130,7 @@ class Units:
         if url.get_backend_name() == "sqlite":
             # NullPool: each thread keeps its connection itself (no pool checkout per unit).
             self._sync_engine = create_engine(
-                url.set(drivername="sqlite"), connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+                url.set(drivername="sqlite"), connect_args=_sqlite_connect_args(url) | {"check_same_thread": False}, poolclass=NullPool
             )
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
             self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
