@@ -29,7 +29,7 @@ from rnpc_gateway.app import create_app, redrive_loop
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import RecordVersion
 from rnpc_shared.contracts.record import RecurrenceRecord
-from rnpc_shared.db import make_engine, make_session_factory, utc_now
+from rnpc_shared.db import make_engine, make_session_factory, run_sync, utc_now
 from rnpc_shared.kafka.tables import OutboxEvent
 from rnpc_shared.service import Runtime
 
@@ -132,8 +132,8 @@ async def test_a_record_too_large_for_the_broker_is_refused_before_anything_is_s
 
 async def _store_overdue_version(runtime: Runtime, record: dict[str, Any], recurrence_id: str) -> None:
     async with runtime.sessions() as session:
-        accepted = await service.accept_record(
-            session, RecurrenceRecord.model_validate(_version(record, recurrence_id, 1)), correlation_id="c-1", max_event_bytes=1_000_000
+        accepted = await run_sync(
+            session, service.accept_record, RecurrenceRecord.model_validate(_version(record, recurrence_id, 1)), correlation_id="c-1", max_event_bytes=1_000_000
         )
         accepted.record_version.received_at = utc_now() - timedelta(hours=1)
         session.add(accepted.record_version)
@@ -190,7 +190,7 @@ async def test_a_manual_redrive_does_not_use_up_the_automatic_budget(databases, 
             session, older_than=timedelta(0), max_attempts=settings.redrive_max_attempts, now=utc_now()
         )
         await session.commit()
-        row = await service.get_version(session, "manual-1", 1)
+        row = await run_sync(session, service.get_version, "manual-1", 1)
     assert automatic == [("manual-1", 1)]
     assert row is not None and row.redrive_count == 1
     await engine.dispose()

@@ -17,8 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 from sqlalchemy import func
-from sqlmodel import Field, SQLModel, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Field, Session, SQLModel, select
 
 from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
 from rnpc_shared.db import make_engine, make_session_factory
@@ -72,7 +71,7 @@ class Harness:
         self.producer = EventProducer(self.settings)
         self.fail_permanently: set[int] = set()
 
-    async def handle(self, session: AsyncSession, event: CloudEvent, payload: ProbePayload) -> None:
+    def handle(self, session: Session, event: CloudEvent, payload: ProbePayload) -> None:
         if payload.value in self.fail_permanently:
             raise PermanentError(f"value {payload.value} is unprocessable")
         session.add(ProbeEffect(subject=event.subject, value=payload.value))
@@ -89,7 +88,6 @@ class Harness:
         self.consumer = EventConsumer(
             settings=self.settings,
             routes={self.topic: Route(ProbePayload, self.handle)},
-            session_factory=self.sessions,
             producer=self.producer,
             relay=self.relay,
         )

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -85,7 +85,7 @@ class PoisonHarness:
         self.producer = EventProducer(self.settings)
         self.crash_on = -1
 
-    async def handle(self, session: AsyncSession, event: CloudEvent, payload: Probe) -> None:
+    def handle(self, session: Session, event: CloudEvent, payload: Probe) -> None:
         if payload.value == self.crash_on:
             raise RuntimeError(f"handler bug on value {payload.value}")
         session.add(PoisonEffect(subject=event.subject, value=payload.value))
@@ -110,7 +110,6 @@ class PoisonHarness:
         self.consumer = EventConsumer(
             settings=self.settings,
             routes={self.topic: Route(Probe, self.handle)},
-            session_factory=self.sessions,
             producer=self.producer,
             relay=self.relay,
         )

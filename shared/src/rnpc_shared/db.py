@@ -15,9 +15,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlmodel import SQLModel, select
+from sqlmodel import Session, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 NAMING_CONVENTION = {
@@ -32,6 +32,7 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
 T = TypeVar("T", bound=SQLModel)
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -100,12 +101,17 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         yield session
 
 
-async def find_by_version(session: AsyncSession, table: type[T], recurrence_id: str, version: int) -> T | None:
-    """The row of `table` for one record version (every per-version table has both columns)."""
-    return (
-        await session.exec(
-            select(table).where(table.recurrence_id == recurrence_id, table.version == version)  # type: ignore[attr-defined]
-        )
+async def run_sync(session: AsyncSession, use_case: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """A sync use case (a plain function of a `Session`, as the consumer's handlers are) in an
+    async session's transaction: `AsyncSession.run_sync`, typed with sqlmodel's `Session` it hands over."""
+    return await session.run_sync(use_case, *args, **kwargs)  # type: ignore[arg-type]  # sqlmodel's sync_session_class
+
+
+def find_by_version(session: Session, table: type[T], recurrence_id: str, version: int) -> T | None:
+    """The row of `table` for one record version (every per-version table has both columns).
+    Async callers: `await run_sync(session, find_by_version, table, recurrence_id, version)`."""
+    return session.exec(
+        select(table).where(table.recurrence_id == recurrence_id, table.version == version)  # type: ignore[attr-defined]
     ).first()
 
 

@@ -137,7 +137,6 @@ def create_service_app(
             runtime.consumer = EventConsumer(
                 settings=settings,
                 routes=routes,
-                session_factory=runtime.sessions,
                 producer=runtime.producer,
                 relay=runtime.relay,
             )

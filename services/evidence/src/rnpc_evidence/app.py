@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_evidence import service
 from rnpc_evidence.routes import router
@@ -17,12 +17,12 @@ from rnpc_shared.kafka.consumer import Route
 from rnpc_shared.service import create_service_app
 
 
-async def on_recorded(session: AsyncSession, event: CloudEvent, payload: RecurrenceRecorded) -> None:
-    await service.on_recorded(session, payload, event.data, correlation_id=event.correlationid)
+def on_recorded(session: Session, event: CloudEvent, payload: RecurrenceRecorded) -> None:
+    service.on_recorded(session, payload, event.data, correlation_id=event.correlationid)
 
 
-async def on_scored(session: AsyncSession, event: CloudEvent, payload: ScoresComputed) -> None:
-    await service.on_scored(session, payload, event.data, correlation_id=event.correlationid)
+def on_scored(session: Session, event: CloudEvent, payload: ScoresComputed) -> None:
+    service.on_scored(session, payload, event.data, correlation_id=event.correlationid)
 
 
 def create_app(settings: EvidenceSettings | None = None) -> FastAPI:

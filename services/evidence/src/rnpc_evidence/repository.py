@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_evidence.domain.matching import EvidenceBase, evidence_base
 from rnpc_evidence.tables import EvidenceMatch, StudyRow
@@ -17,15 +17,15 @@ from rnpc_shared.problems import ProblemError
 _BY_VERSION: dict[str, tuple[list[Study], EvidenceBase]] = {}
 
 
-async def _loaded(session: AsyncSession) -> tuple[str, list[Study], EvidenceBase]:
-    versions = (await session.exec(select(StudyRow.evidence_version).distinct())).all()
+def _loaded(session: Session) -> tuple[str, list[Study], EvidenceBase]:
+    versions = session.exec(select(StudyRow.evidence_version).distinct()).all()
     if not versions:
         raise ProblemError(503, "Evidence base not loaded", "Run this service's migrations (alembic upgrade head).")
     if len(versions) != 1:
         raise ProblemError(503, "Evidence base inconsistent", f"several evidence versions loaded: {sorted(versions)}")
     version = versions[0]
     if version not in _BY_VERSION:
-        rows = (await session.exec(select(StudyRow).order_by(col(StudyRow.study_id)))).all()
+        rows = session.exec(select(StudyRow).order_by(col(StudyRow.study_id))).all()
         studies = [Study.model_validate(row.study) for row in rows]
         _BY_VERSION.clear()  # only the current version is ever needed again
         _BY_VERSION[version] = (studies, evidence_base(studies))
@@ -33,16 +33,16 @@ async def _loaded(session: AsyncSession) -> tuple[str, list[Study], EvidenceBase
     return version, studies, base
 
 
-async def load_studies(session: AsyncSession) -> tuple[str, list[Study]]:
+def load_studies(session: Session) -> tuple[str, list[Study]]:
     """The evidence base as loaded by migration: (evidence_version, studies sorted by id)."""
-    version, studies, _ = await _loaded(session)
+    version, studies, _ = _loaded(session)
     return version, list(studies)
 
 
-async def load_base(session: AsyncSession) -> EvidenceBase:
+def load_base(session: Session) -> EvidenceBase:
     """The current evidence version's matching base (parsed and pooled once per version)."""
-    return (await _loaded(session))[2]
+    return _loaded(session)[2]
 
 
-async def find_match(session: AsyncSession, recurrence_id: str, version: int) -> EvidenceMatch | None:
-    return await find_by_version(session, EvidenceMatch, recurrence_id, version)
+def find_match(session: Session, recurrence_id: str, version: int) -> EvidenceMatch | None:
+    return find_by_version(session, EvidenceMatch, recurrence_id, version)

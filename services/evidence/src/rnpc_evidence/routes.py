@@ -13,6 +13,7 @@ from rnpc_evidence.repository import load_base, load_studies
 from rnpc_shared.contracts.evidence import EvidenceBundle, OutcomeMetric, PooledEstimate, Study
 from rnpc_shared.contracts.record import Modality, RecurrenceRecord, Strict
 from rnpc_shared.contracts.scores import Scores
+from rnpc_shared.db import run_sync
 from rnpc_shared.service import SessionDep
 
 # Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
@@ -44,14 +45,14 @@ async def list_studies(
     horizon_years: float | None = None,
     endemic: bool | None = None,
 ) -> StudyList:
-    version, studies = await load_studies(session)
+    version, studies = await run_sync(session, load_studies)
     selected = filter_studies(studies, modality=modality, metric=outcome, horizon_years=horizon_years, endemic=endemic)
     return StudyList(evidence_version=version, count=len(selected), studies=selected)
 
 
 @router.get("/summary", response_model=Summary)
 async def summary(session: SessionDep, modality: Modality | None = None) -> Summary:
-    version, studies = await load_studies(session)
+    version, studies = await run_sync(session, load_studies)
     pooled = pooled_summary(studies)
     if modality is not None:
         pooled = [estimate for estimate in pooled if estimate.modality == modality]
@@ -60,10 +61,10 @@ async def summary(session: SessionDep, modality: Modality | None = None) -> Summ
 
 @router.post("/match", response_model=EvidenceBundle)
 async def match(request: MatchRequest, session: SessionDep) -> EvidenceBundle:
-    return match_evidence(request.record, request.scores, await load_base(session))
+    return match_evidence(request.record, request.scores, await run_sync(session, load_base))
 
 
 @router.get("/version")
 async def version(session: SessionDep) -> dict[str, str]:
     """The evidence version matches are made under (a re-evaluation compares it)."""
-    return {"evidence_version": (await load_base(session)).evidence_version}
+    return {"evidence_version": (await run_sync(session, load_base)).evidence_version}

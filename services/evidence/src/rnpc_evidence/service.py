@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_evidence.domain.matching import match_evidence
 from rnpc_evidence.repository import find_match, load_base
@@ -30,48 +30,48 @@ from rnpc_shared.kafka.outbox import emit
 RECORD, SCORES = "record", "scores"
 
 
-async def _current_match(session: AsyncSession, ref: RecordRef) -> EvidenceMatch | None:
+def _current_match(session: Session, ref: RecordRef) -> EvidenceMatch | None:
     """The stored match of this version when it was made under today's evidence base."""
-    stored = await find_match(session, ref.recurrence_id, ref.version)
-    if stored is None or stored.evidence_version != (await load_base(session)).evidence_version:
+    stored = find_match(session, ref.recurrence_id, ref.version)
+    if stored is None or stored.evidence_version != (load_base(session)).evidence_version:
         return None
     return stored
 
 
-async def on_recorded(session: AsyncSession, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str) -> None:
-    if await _current_match(session, payload) is not None:
+def on_recorded(session: Session, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str) -> None:
+    if _current_match(session, payload) is not None:
         return  # matched already: the scores event (not the record) re-emits it
-    parts = await stage_inputs.gather(session, payload, RECORD, raw["record"])
-    await _match_when_complete(session, parts, correlation_id=correlation_id)
+    parts = stage_inputs.gather(session, payload, RECORD, raw["record"])
+    _match_when_complete(session, parts, correlation_id=correlation_id)
 
 
-async def on_scored(session: AsyncSession, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str) -> None:
-    stored = await _current_match(session, payload)
+def on_scored(session: Session, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str) -> None:
+    stored = _current_match(session, payload)
     if stored is not None:  # a re-drive: re-emit what was matched
         _emit(session, payload, stored.bundle, scores_hash=payload.result_hash, correlation_id=correlation_id)
         return
-    parts = await stage_inputs.gather(session, payload, SCORES, raw["scores"], payload.result_hash)
-    await _match_when_complete(session, parts, correlation_id=correlation_id)
+    parts = stage_inputs.gather(session, payload, SCORES, raw["scores"], payload.result_hash)
+    _match_when_complete(session, parts, correlation_id=correlation_id)
 
 
-async def _match_when_complete(session: AsyncSession, parts: stage_inputs.Parts, *, correlation_id: str) -> None:
+def _match_when_complete(session: Session, parts: stage_inputs.Parts, *, correlation_id: str) -> None:
     if not parts.has(RECORD, SCORES):
         stage_inputs.keep(session, parts)
         return
     record = read_tolerant(RecurrenceRecord, parts.value(RECORD))
     scores = read_tolerant(Scores, parts.value(SCORES))
-    bundle = match_evidence(record, scores, await load_base(session)).model_dump(mode="json")
+    bundle = match_evidence(record, scores, load_base(session)).model_dump(mode="json")
     ref = parts.ref
-    stored = await find_match(session, ref.recurrence_id, ref.version)  # present: made under an older evidence base
+    stored = find_match(session, ref.recurrence_id, ref.version)  # present: made under an older evidence base
     stored = stored or EvidenceMatch(recurrence_id=ref.recurrence_id, version=ref.version, evidence_version="", bundle={})
     stored.evidence_version = bundle["evidence_version"]
     stored.bundle = bundle
     session.add(stored)
-    await stage_inputs.discard(session, ref)
+    stage_inputs.discard(session, ref)
     _emit(session, ref, bundle, scores_hash=parts.result_hash(SCORES) or "", correlation_id=correlation_id)
 
 
-def _emit(session: AsyncSession, ref: RecordRef, bundle: dict[str, Any], *, scores_hash: str, correlation_id: str) -> None:
+def _emit(session: Session, ref: RecordRef, bundle: dict[str, Any], *, scores_hash: str, correlation_id: str) -> None:
     event = EvidenceMatched.model_construct(  # built from validated values
         recurrence_id=ref.recurrence_id,
         version=ref.version,

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_gateway import service
 from rnpc_gateway.audit import audit_refusal
@@ -37,8 +37,8 @@ from rnpc_shared.service import Runtime, create_service_app
 log = logging.getLogger(__name__)
 
 
-async def on_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
-    await service.note_dead_letter(session, letter)
+def on_dead_letter(session: Session, letter: DeadLetter) -> None:
+    service.note_dead_letter(session, letter)
 
 
 async def redrive_loop(runtime: Runtime) -> None:
@@ -54,16 +54,16 @@ async def redrive_loop(runtime: Runtime) -> None:
             metrics.BACKGROUND_ERRORS.labels("gateway", "redrive").inc()
 
 
-async def on_scored(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
-    await service.on_stage_result(session, "scoring", event.id, event.data)
+def on_scored(session: Session, event: CloudEvent, payload: StageResult) -> None:
+    service.on_stage_result(session, "scoring", event.id, event.data)
 
 
-async def on_matched(session: AsyncSession, event: CloudEvent, payload: StageResult) -> None:
-    await service.on_stage_result(session, "evidence", event.id, event.data)
+def on_matched(session: Session, event: CloudEvent, payload: StageResult) -> None:
+    service.on_stage_result(session, "evidence", event.id, event.data)
 
 
-async def on_issued(session: AsyncSession, event: CloudEvent, payload: RecordRef) -> None:
-    await service.on_stage_result(session, "recommendation", event.id, event.data)
+def on_issued(session: Session, event: CloudEvent, payload: RecordRef) -> None:
+    service.on_stage_result(session, "recommendation", event.id, event.data)
 
 
 def limits_resource(runtime: Runtime):  # noqa: ANN201 - an async context manager factory

@@ -32,7 +32,7 @@ from rnpc_shared.auth import (
 from rnpc_shared.contracts.evidence import OutcomeMetric
 from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, Modality, RecurrenceRecord, not_dot_segment
 from rnpc_shared.contracts.scores import ScoringParameters
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import run_sync, utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
@@ -56,12 +56,12 @@ async def accept(session: AsyncSession, runtime: Runtime, record: RecurrenceReco
     limit = runtime.settings.kafka_max_message_bytes
     async with auditor.access(session, "create", record.recurrence_id, version=record.version, status=202) as note:
         try:
-            accepted = await service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
+            accepted = await run_sync(session, service.accept_record, record, correlation_id=correlation_id, max_event_bytes=limit)
             await session.flush()
         except IntegrityError:
             # The same version arrived concurrently and the other request won: accepted once.
             await session.rollback()
-            accepted = await service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
+            accepted = await run_sync(session, service.accept_record, record, correlation_id=correlation_id, max_event_bytes=limit)
         note.detail = accepted.outcome
     if accepted.outcome is not service.Acceptance.duplicate and runtime.relay is not None:
         runtime.relay.notify()

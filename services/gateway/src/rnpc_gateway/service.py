@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import Select, String, and_, bindparam, case, exists, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.tables import (
@@ -63,14 +63,8 @@ class Accepted:
     record_version: RecordVersion
 
 
-async def _latest_version(session: AsyncSession, recurrence_id: str) -> int | None:
-    return (
-        await session.exec(select(func.max(RecordVersion.version)).where(RecordVersion.recurrence_id == recurrence_id))
-    ).one()
-
-
-async def get_version(session: AsyncSession, recurrence_id: str, version: int) -> RecordVersion | None:
-    return await find_by_version(session, RecordVersion, recurrence_id, version)
+def get_version(session: Session, recurrence_id: str, version: int) -> RecordVersion | None:
+    return find_by_version(session, RecordVersion, recurrence_id, version)
 
 
 def recorded_event(record_json: dict, *, content_hash: str, correlation_id: str) -> CloudEvent:
@@ -93,16 +87,16 @@ def _conflict(title: str, detail: str, kind: str) -> ProblemError:
     return ProblemError(409, title, detail, type_=f"https://rnpc.example/problems/{kind}")
 
 
-async def _claim_head(session: AsyncSession, recurrence_id: str, version: int) -> bool | None:
+def _claim_head(session: Session, recurrence_id: str, version: int) -> bool | None:
     """Move the case's head to `version` if it is newer: True (superseding), False (new case),
     None (not newer). One atomic statement each, so concurrent versions cannot both win."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    inserted = await session.exec(
+    inserted = session.exec(
         dialect.insert(CaseHead).values(recurrence_id=recurrence_id, latest_version=version).on_conflict_do_nothing()
     )
     if inserted.rowcount == 1:
         return False
-    moved = await session.exec(
+    moved = session.exec(
         update(CaseHead)
         .where(col(CaseHead.recurrence_id) == recurrence_id, col(CaseHead.latest_version) < version)
         .values(latest_version=version)
@@ -110,8 +104,8 @@ async def _claim_head(session: AsyncSession, recurrence_id: str, version: int) -
     return True if moved.rowcount == 1 else None
 
 
-async def accept_record(
-    session: AsyncSession, record: RecurrenceRecord, *, correlation_id: str, max_event_bytes: int
+def accept_record(
+    session: Session, record: RecurrenceRecord, *, correlation_id: str, max_event_bytes: int
 ) -> Accepted:
     """Store a new record version and stage its event; the same version twice is accepted once.
 
@@ -119,7 +113,7 @@ async def accept_record(
     one (409), and a record whose event could not fit the broker's message limit (413).
     """
     content_hash = record.content_hash()
-    existing = await get_version(session, record.recurrence_id, record.version)
+    existing = get_version(session, record.recurrence_id, record.version)
     if existing is not None:
         if existing.content_hash != content_hash:
             raise _conflict(
@@ -140,12 +134,12 @@ async def accept_record(
             f"this record's event would be {size} bytes; the broker accepts at most {max_event_bytes}",
             type_="https://rnpc.example/problems/record-too-large",
         )
-    superseding = await _claim_head(session, record.recurrence_id, record.version)
+    superseding = _claim_head(session, record.recurrence_id, record.version)
     if superseding is None:
-        existing = await get_version(session, record.recurrence_id, record.version)
+        existing = get_version(session, record.recurrence_id, record.version)
         if existing is not None and existing.content_hash == content_hash:  # the same version, concurrently
             return Accepted(Acceptance.duplicate, existing)
-        head = await session.get(CaseHead, record.recurrence_id, populate_existing=True)
+        head = session.get(CaseHead, record.recurrence_id, populate_existing=True)
         latest = head.latest_version if head is not None else record.version
         raise _conflict(
             "Stale version",
@@ -189,10 +183,10 @@ class _NotYet(Exception):
     """The previous stage's result has not been read yet (it travels on another topic)."""
 
 
-async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
+def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
     """A stage result counts only for a stored version with the same content hash, after the
     previous stage's result it names as its basis."""
-    row = await get_version(session, ref.recurrence_id, ref.version)
+    row = get_version(session, ref.recurrence_id, ref.version)
     if row is None:
         raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
     if row.content_hash != ref.content_hash:
@@ -202,7 +196,7 @@ async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *
         )
     previous = PREVIOUS_STAGE.get(stage)
     if previous is not None:
-        before = await session.get(StageState, (ref.recurrence_id, ref.version, previous))
+        before = session.get(StageState, (ref.recurrence_id, ref.version, previous))
         if before is None or before.state != "done":
             raise _NotYet(previous)
         if before.result_hash != based_on:
@@ -210,23 +204,23 @@ async def _check_provenance(session: AsyncSession, ref: RecordRef, stage: str, *
                 f"{stage} result for {ref.recurrence_id} v{ref.version} is based on a {previous} result "
                 f"({(based_on or '')[:12]}) other than the one recorded ({(before.result_hash or '')[:12]})"
             )
-    state = await session.get(StageState, (ref.recurrence_id, ref.version, stage))
+    state = session.get(StageState, (ref.recurrence_id, ref.version, stage))
     if state is None:
         state = StageState(recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="pending")
     return state
 
 
-async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data: dict[str, Any]) -> None:
+def on_stage_result(session: Session, stage: str, event_id: str, data: dict[str, Any]) -> None:
     """A stage event read by the gateway: applied if its provenance holds; held if it overtook
     the result it is based on (applied or refused when that one is read); else dead-lettered."""
     ref = read_tolerant(RecordRef, data)
     try:
-        await _apply(session, stage, data)
+        _apply(session, stage, data)
     except ValidationError as exc:  # parsed lightly by the consumer; fully here, once
         raise PermanentError(f"invalid {stage} event: {exc}") from exc
     except _NotYet:
         part = _held_part(stage, event_id)
-        if await session.get(StageInput, (ref.recurrence_id, ref.version, part)) is None:
+        if session.get(StageInput, (ref.recurrence_id, ref.version, part)) is None:
             session.add(
                 StageInput(
                     recurrence_id=ref.recurrence_id,
@@ -237,15 +231,15 @@ async def on_stage_result(session: AsyncSession, stage: str, event_id: str, data
                 )
             )
         return
-    await _release_held(session, ref, NEXT_STAGE.get(stage))
+    _release_held(session, ref, NEXT_STAGE.get(stage))
 
 
-async def _apply(session: AsyncSession, stage: str, data: dict[str, Any]) -> None:
+def _apply(session: Session, stage: str, data: dict[str, Any]) -> None:
     if stage == "recommendation":
-        await store_recommendation(session, read_tolerant(RecommendationIssued, data))
+        store_recommendation(session, read_tolerant(RecommendationIssued, data))
         return
     result = read_tolerant(StageResult, data)
-    state = await _check_provenance(session, result, stage, based_on=result.scores_hash)
+    state = _check_provenance(session, result, stage, based_on=result.scores_hash)
     if state.state == "done" and state.result_hash not in (None, result.result_hash):
         raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
     state.state = "done"
@@ -254,12 +248,12 @@ async def _apply(session: AsyncSession, stage: str, data: dict[str, Any]) -> Non
     session.add(state)
 
 
-async def _release_held(session: AsyncSession, ref: RecordRef, stage: str | None) -> None:
+def _release_held(session: Session, ref: RecordRef, stage: str | None) -> None:
     """Apply (or refuse, with a notice on the case) the results that waited for this one."""
     if stage is None:
         return
     held = (
-        await session.exec(
+        session.exec(
             select(StageInput).where(
                 StageInput.recurrence_id == ref.recurrence_id,
                 StageInput.version == ref.version,
@@ -268,9 +262,9 @@ async def _release_held(session: AsyncSession, ref: RecordRef, stage: str | None
         )
     ).all()
     for row in held:
-        await session.delete(row)
+        session.delete(row)
         try:
-            await _apply(session, stage, json.loads(row.data))
+            _apply(session, stage, json.loads(row.data))
         except (ProvenanceError, ValidationError) as exc:
             metrics.PROVENANCE_REJECTED.labels("gateway", STAGE_TOPICS[stage]).inc()
             session.add(
@@ -284,7 +278,7 @@ async def _release_held(session: AsyncSession, ref: RecordRef, stage: str | None
                 )
             )
             continue
-        await _release_held(session, ref, NEXT_STAGE.get(stage))
+        _release_held(session, ref, NEXT_STAGE.get(stage))
 
 
 def _version_of(data: dict | None) -> int | None:
@@ -299,7 +293,7 @@ def _version_of(data: dict | None) -> int | None:
     return None
 
 
-async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
+def note_dead_letter(session: Session, letter: DeadLetter) -> None:
     """Show on the case which stage gave up on one of its events, and why."""
     stage = letter.consumer_group.removeprefix("rnpc-")
     version = _version_of(letter.original_data())
@@ -313,14 +307,14 @@ async def note_dead_letter(session: AsyncSession, letter: DeadLetter) -> None:
             reason=letter.reason,
         )
     )
-    state = None if version is None else await session.get(StageState, (letter.key, version, stage))
+    state = None if version is None else session.get(StageState, (letter.key, version, stage))
     if state is not None and state.state == "pending":  # a later success is never overwritten
         state.state = "dead_lettered"
         state.updated_at = utc_now()
         session.add(state)
 
 
-async def store_recommendation(session: AsyncSession, payload: RecommendationIssued) -> None:
+def store_recommendation(session: Session, payload: RecommendationIssued) -> None:
     """Read model: one current recommendation per version, kept as its JSON text, accepted only
     with a checked provenance.
 
@@ -330,11 +324,11 @@ async def store_recommendation(session: AsyncSession, payload: RecommendationIss
     recommendation = payload.recommendation
     if (recommendation.recurrence_id, recommendation.version) != (payload.recurrence_id, payload.version):
         raise ProvenanceError("the recommendation is for another record version than its event says")
-    state = await _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
-    scoring = await session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
+    state = _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
+    scoring = session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
     if scoring is None or scoring.result_hash != payload.scores_hash:
         raise ProvenanceError("the recommendation is based on scores other than the ones recorded")
-    view = await find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
+    view = find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
     if view is not None and not _supersedes(recommendation, view):
         if json.loads(view.body).get("input_hash") != recommendation.input_hash:
             raise ProvenanceError("a second, different recommendation for a version that has one")
@@ -351,7 +345,7 @@ async def store_recommendation(session: AsyncSession, payload: RecommendationIss
                 body="",
                 issued_at=recommendation.issued_at,
             )
-            row = await get_version(session, recommendation.recurrence_id, recommendation.version)
+            row = get_version(session, recommendation.recurrence_id, recommendation.version)
             if row is not None:
                 latency_s = (recommendation.issued_at - row.received_at).total_seconds()
                 metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_recommendation import service
 from rnpc_recommendation.routes import router
@@ -23,14 +23,14 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
     settings = settings or RecommendationSettings()
     policy = settings.policy()
 
-    async def on_recorded(session: AsyncSession, event: CloudEvent, payload: RecurrenceRecorded) -> None:
-        await service.on_recorded(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
+    def on_recorded(session: Session, event: CloudEvent, payload: RecurrenceRecorded) -> None:
+        service.on_recorded(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
 
-    async def on_scored(session: AsyncSession, event: CloudEvent, payload: ScoresComputed) -> None:
-        await service.on_scored(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
+    def on_scored(session: Session, event: CloudEvent, payload: ScoresComputed) -> None:
+        service.on_scored(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
 
-    async def on_matched(session: AsyncSession, event: CloudEvent, payload: EvidenceMatched) -> None:
-        await service.on_matched(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
+    def on_matched(session: Session, event: CloudEvent, payload: EvidenceMatched) -> None:
+        service.on_matched(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
 
     return create_service_app(
         settings=settings,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.domain.policy import Policy
@@ -54,27 +54,27 @@ def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
     return (stored.rules_version, stored.evidence_version) != (RULES_VERSION, evidence_version)
 
 
-async def on_recorded(
-    session: AsyncSession, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str, policy: Policy
+def on_recorded(
+    session: Session, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str, policy: Policy
 ) -> None:
-    await _collect(session, payload, RECORD, raw["record"], None, payload.record, correlation_id=correlation_id, policy=policy)
+    _collect(session, payload, RECORD, raw["record"], None, payload.record, correlation_id=correlation_id, policy=policy)
 
 
-async def on_scored(
-    session: AsyncSession, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str, policy: Policy
+def on_scored(
+    session: Session, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str, policy: Policy
 ) -> None:
-    await _collect(
+    _collect(
         session, payload, SCORES, raw["scores"], payload.result_hash, payload.scores, correlation_id=correlation_id, policy=policy
     )
 
 
-async def on_matched(
-    session: AsyncSession, payload: EvidenceMatched, raw: dict[str, Any], *, correlation_id: str, policy: Policy
+def on_matched(
+    session: Session, payload: EvidenceMatched, raw: dict[str, Any], *, correlation_id: str, policy: Policy
 ) -> None:
-    stored = await find_by_version(session, IssuedRecommendation, payload.recurrence_id, payload.version)
+    stored = find_by_version(session, IssuedRecommendation, payload.recurrence_id, payload.version)
     if stored is not None and not outdated(stored, str(raw["evidence"].get("evidence_version"))):
         # a re-drive: re-emit the recommendation issued for this version (the re-sent parts are not needed)
-        await stage_inputs.discard(session, payload)
+        stage_inputs.discard(session, payload)
         _emit(
             session,
             payload,
@@ -85,13 +85,13 @@ async def on_matched(
             correlation_id=correlation_id,
         )
         return
-    await _collect(
+    _collect(
         session, payload, EVIDENCE, raw["evidence"], payload.result_hash, payload.evidence, correlation_id=correlation_id, policy=policy
     )
 
 
-async def _collect(
-    session: AsyncSession,
+def _collect(
+    session: Session,
     ref: RecordRef,
     part: str,
     value: dict[str, Any],
@@ -105,7 +105,7 @@ async def _collect(
     part as its event reader already validated it (not validated a second time when it is last)."""
     # Parts are kept even when this version was issued already: only the evidence event tells
     # whether a re-drive re-emits the stored advice or a re-evaluation recomputes it.
-    parts = await stage_inputs.gather(session, ref, part, value, result_hash)
+    parts = stage_inputs.gather(session, ref, part, value, result_hash)
     if not parts.has(RECORD, SCORES, EVIDENCE):
         stage_inputs.keep(session, parts)
         return
@@ -131,13 +131,13 @@ async def _collect(
         "record_summary": summary_json,
         "issued_at": recommendation.issued_at,
     }
-    stored = await find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
+    stored = find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
     if stored is None:
         session.add(IssuedRecommendation(recurrence_id=ref.recurrence_id, version=ref.version, **columns))
     else:  # a re-evaluation: today's rules or evidence replace the outdated advice
         stored.sqlmodel_update(columns)
         session.add(stored)
-    await stage_inputs.discard(session, ref)
+    stage_inputs.discard(session, ref)
     _emit(
         session,
         ref,
@@ -150,7 +150,7 @@ async def _collect(
 
 
 def _emit(
-    session: AsyncSession,
+    session: Session,
     ref: RecordRef,
     recommendation: dict[str, Any],
     summary: dict[str, Any],

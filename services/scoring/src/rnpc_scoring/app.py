@@ -9,15 +9,15 @@ from rnpc_shared.contracts.events import TOPIC_RECURRENCE_RECORDED, CloudEvent, 
 from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.kafka.consumer import Route
 from rnpc_shared.service import create_service_app
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
     params = ScoringParameters()
 
-    async def on_recorded(session: AsyncSession, event: CloudEvent, payload: RecurrenceRecorded) -> None:
-        await score_recorded_version(session, payload, params=params, correlation_id=event.correlationid)
+    def on_recorded(session: Session, event: CloudEvent, payload: RecurrenceRecorded) -> None:
+        score_recorded_version(session, payload, params=params, correlation_id=event.correlationid)
 
     return create_service_app(
         settings=settings,

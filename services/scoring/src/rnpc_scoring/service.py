@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_scoring.domain import compute_scores
 from rnpc_scoring.tables import ScoreSet
@@ -14,12 +14,12 @@ from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.outbox import emit
 
 
-async def score_recorded_version(
-    session: AsyncSession, payload: RecurrenceRecorded, *, params: ScoringParameters, correlation_id: str
+def score_recorded_version(
+    session: Session, payload: RecurrenceRecorded, *, params: ScoringParameters, correlation_id: str
 ) -> None:
     """Score a record version once (a re-drive reuses the stored scores) and stage the event."""
     record = payload.record
-    stored = await find_by_version(session, ScoreSet, record.recurrence_id, record.version)
+    stored = find_by_version(session, ScoreSet, record.recurrence_id, record.version)
     if stored is not None:
         if stored.content_hash != payload.content_hash:
             raise ProvenanceError(

@@ -1,6 +1,10 @@
 """Consumer loop: poll a batch → parse each message once → one DB transaction for the batch
 (inbox rows + effects + outbox rows) → one offset commit for the batch.
 
+The batch's transaction is one unit of work on the consumer's own connection (`Units`): handlers
+are plain functions of a sync ORM `Session`, and the whole batch is one hop off the event loop
+(on SQLite, aiosqlite hopped threads for every statement, fetch and commit).
+
 At-least-once delivery with idempotent effects:
 - offsets are committed explicitly (`{tp: offset + 1}`) only after the DB commit;
 - the inbox row makes a redelivered event a no-op;
@@ -15,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -24,15 +28,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session, col, select
 
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import CloudEvent, dlq_topic
 from rnpc_shared.contracts.record import read_tolerant
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import Units, utc_now
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.outbox import OutboxRelay
 from rnpc_shared.kafka.producer import EventProducer
@@ -76,10 +79,11 @@ PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Route(Generic[PayloadT]):
-    """How to handle one topic: the payload model and the effect, run inside the transaction."""
+    """How to handle one topic: the payload model and the effect, a plain function run inside the
+    batch's transaction (it adds rows to the session; the consumer flushes and commits)."""
 
     payload_model: type[PayloadT]
-    handle: Callable[[AsyncSession, CloudEvent, PayloadT], Awaitable[None]]
+    handle: Callable[[Session, CloudEvent, PayloadT], None]
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class DeadLetter:
 class DeadLetterRoute:
     """Observe a dead-letter topic (e.g. to show a case's failed stage); dedupe by offset."""
 
-    handle: Callable[[AsyncSession, DeadLetter], Awaitable[None]]
+    handle: Callable[[Session, DeadLetter], None]
 
 
 class _RebalanceCounter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped (Any)
@@ -128,7 +132,7 @@ class _Item:
     record: ConsumerRecord
     event_id: str
     correlation_id: str | None
-    effect: Callable[[AsyncSession], Awaitable[None]] | None  # None: invalid, goes to the DLQ
+    effect: Callable[[Session], None] | None  # None: invalid, goes to the DLQ
     error: BaseException | None = None
 
 
@@ -138,14 +142,14 @@ class EventConsumer:
         *,
         settings: ServiceSettings,
         routes: dict[str, Route[Any] | DeadLetterRoute],
-        session_factory: async_sessionmaker[AsyncSession],
         producer: EventProducer,
         relay: OutboxRelay | None,
     ) -> None:
         self._settings = settings
         self._service = settings.service_name
         self._routes = routes
-        self._sessions = session_factory
+        # Its own connection: one writer, each poll batch one unit of work (see the module doc).
+        self._units = Units(settings.database_url.get_secret_value(), threads=1, name=f"{self._service}-consumer")
         self._producer = producer
         self._relay = relay
         self._stopping = asyncio.Event()
@@ -187,6 +191,7 @@ class EventConsumer:
         finally:
             # Graceful: leave the group so partitions move to another replica at once.
             await consumer.stop()
+            await self._units.close()
 
     async def _handle_poll(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
         """One poll batch: parse each message once, then one transaction and one offset commit.
@@ -283,49 +288,7 @@ class EventConsumer:
 
     async def _apply_batch(self, items: list[_Item]) -> dict[str, Outcome]:
         """Every event of the poll in one transaction: inbox rows (one bulk insert) and effects."""
-        outcomes: dict[str, Outcome] = {}
-        async with self._sessions() as session:
-            ids = [item.event_id for item in items]
-            seen = set(
-                (
-                    await session.exec(
-                        select(InboxEvent.event_id).where(
-                            InboxEvent.consumer == self.group_id, col(InboxEvent.event_id).in_(ids)
-                        )
-                    )
-                ).all()
-            )
-            fresh: list[_Item] = []
-            for item in items:
-                if item.event_id in seen:
-                    outcomes[item.event_id] = Outcome.duplicate
-                else:
-                    seen.add(item.event_id)
-                    fresh.append(item)
-                    outcomes[item.event_id] = Outcome.success
-            if fresh:
-                now = utc_now()
-                await session.exec(
-                    insert(InboxEvent),
-                    params=[
-                        {
-                            "consumer": self.group_id,
-                            "event_id": item.event_id,
-                            "topic": item.record.topic,
-                            "partition": item.record.partition,
-                            "offset": item.record.offset,
-                            "processed_at": now,
-                        }
-                        for item in fresh
-                    ],
-                )
-                for item in fresh:
-                    token = correlation_id_var.set(item.correlation_id)
-                    try:
-                        await item.effect(session)  # type: ignore[misc]
-                    finally:
-                        correlation_id_var.reset(token)
-                await session.commit()
+        outcomes = await self._units.run(_apply_batch_unit, self.group_id, items)
         self._after_db_commit()
         return outcomes
 
@@ -335,12 +298,12 @@ class EventConsumer:
         if item.effect is None:
             return await self._dead_letter(record, item.error or ValueError("unreadable"), attempts=1)
         started = time.perf_counter()
-        event_id, effect = item.event_id, item.effect
+        event_id = item.event_id
         token = correlation_id_var.set(item.correlation_id)
         try:
             for attempt in range(1, self._settings.handler_max_attempts + 1):
                 try:
-                    outcome = await self._apply(record, event_id, effect)
+                    outcome = await self._apply(item)
                 except PermanentError as exc:
                     return await self._dead_letter(record, exc, attempts=attempt)
                 except TRANSIENT_ERRORS as exc:
@@ -363,32 +326,16 @@ class EventConsumer:
         finally:
             correlation_id_var.reset(token)
 
-    async def _apply(
-        self, record: ConsumerRecord, event_id: str, effect: Callable[[AsyncSession], Awaitable[None]]
-    ) -> Outcome:
-        async with self._sessions() as session:
-            if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
+    async def _apply(self, item: _Item) -> Outcome:
+        try:
+            outcome = await self._units.run(_apply_unit, self.group_id, item)
+        except IntegrityError:
+            # Another member of the group committed the same event first (rebalance race).
+            if await self._units.run(_seen, self.group_id, item.event_id):
                 return Outcome.duplicate
-            session.add(
-                InboxEvent(
-                    consumer=self.group_id,
-                    event_id=event_id,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-            )
-            await effect(session)
-            try:
-                await session.commit()
-            except IntegrityError:
-                # Another member of the group committed the same event first (rebalance race).
-                await session.rollback()
-                if await session.get(InboxEvent, (self.group_id, event_id)) is not None:
-                    return Outcome.duplicate
-                raise
+            raise
         self._after_db_commit()
-        return Outcome.success
+        return outcome
 
     def _after_db_commit(self) -> None:
         if self._relay is not None:
@@ -427,6 +374,68 @@ class EventConsumer:
         metrics.DLQ_MESSAGES.labels(self._service, record.topic).inc()
         log.warning("event dead-lettered", extra={"topic": record.topic, "offset": record.offset, "outcome": reason})
         return Outcome.dlq
+
+
+def _inbox_row(consumer: str, item: _Item) -> dict[str, Any]:
+    record = item.record
+    return {
+        "consumer": consumer,
+        "event_id": item.event_id,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "processed_at": utc_now(),
+    }
+
+
+def _run_effect(session: Session, item: _Item) -> None:
+    assert item.effect is not None
+    token = correlation_id_var.set(item.correlation_id)  # this thread's context: logs carry the event's id
+    try:
+        item.effect(session)
+    finally:
+        correlation_id_var.reset(token)
+
+
+def _apply_batch_unit(connection: Connection, consumer: str, items: list[_Item]) -> dict[str, Outcome]:
+    """The unit of work of a poll batch: skip events already in the inbox, insert the others' inbox
+    rows in one statement, run their effects; the `Units` commits when this returns."""
+    with Session(bind=connection) as session:
+        ids = [item.event_id for item in items]
+        seen = set(
+            session.exec(select(InboxEvent.event_id).where(InboxEvent.consumer == consumer, col(InboxEvent.event_id).in_(ids))).all()
+        )
+        outcomes: dict[str, Outcome] = {}
+        fresh: list[_Item] = []
+        for item in items:
+            if item.event_id in seen:
+                outcomes[item.event_id] = Outcome.duplicate
+            else:
+                seen.add(item.event_id)
+                fresh.append(item)
+                outcomes[item.event_id] = Outcome.success
+        if fresh:
+            session.execute(insert(InboxEvent), [_inbox_row(consumer, item) for item in fresh])
+            for item in fresh:
+                _run_effect(session, item)
+            session.flush()
+    return outcomes
+
+
+def _apply_unit(connection: Connection, consumer: str, item: _Item) -> Outcome:
+    """One event's unit of work: the fallback when its poll batch could not commit as a whole."""
+    with Session(bind=connection) as session:
+        if session.get(InboxEvent, (consumer, item.event_id)) is not None:
+            return Outcome.duplicate
+        session.execute(insert(InboxEvent), [_inbox_row(consumer, item)])
+        _run_effect(session, item)
+        session.flush()
+    return Outcome.success
+
+
+def _seen(connection: Connection, consumer: str, event_id: str) -> bool:
+    with Session(bind=connection) as session:
+        return session.get(InboxEvent, (consumer, event_id)) is not None
 
 
 def _read_dead_letter(record: ConsumerRecord) -> DeadLetter:

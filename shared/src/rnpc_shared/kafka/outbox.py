@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from sqlalchemy import Select, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared import metrics
@@ -49,7 +50,7 @@ def message_size_bytes(topic_payload: str | bytes, key: str) -> int:
     return len(value) + len(key.encode()) + MESSAGE_OVERHEAD_BYTES
 
 
-def add_to_outbox(session: AsyncSession, topic: str, event: CloudEvent, *, payload: str | None = None) -> None:
+def add_to_outbox(session: Session | AsyncSession, topic: str, event: CloudEvent, *, payload: str | None = None) -> None:
     """Stage an event in the caller's transaction; nothing is sent until that transaction commits.
 
     `payload`: the event already serialised by the caller (e.g. to measure it), not dumped twice."""
@@ -342,7 +343,7 @@ def parked_reference(payload: str) -> dict[str, Any]:
 
 
 def emit(
-    session: AsyncSession,
+    session: Session | AsyncSession,
     *,
     service: str,
     topic: str,

@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 from sqlalchemy import delete
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session, select
 
 from rnpc_shared.contracts.events import RecordRef
 from rnpc_shared.kafka.consumer import ProvenanceError
@@ -60,14 +59,10 @@ class Parts:
         ]
 
 
-async def gather(session: AsyncSession, ref: RecordRef, part: str, value: dict[str, Any], result_hash: str | None = None) -> Parts:
+def gather(session: Session, ref: RecordRef, part: str, value: dict[str, Any], result_hash: str | None = None) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
     stored = list(
-        (
-            await session.exec(
-                select(StageInput).where(StageInput.recurrence_id == ref.recurrence_id, StageInput.version == ref.version)
-            )
-        ).all()
+        session.exec(select(StageInput).where(StageInput.recurrence_id == ref.recurrence_id, StageInput.version == ref.version)).all()
     )
     for row in stored:
         if row.content_hash != ref.content_hash:
@@ -80,14 +75,14 @@ async def gather(session: AsyncSession, ref: RecordRef, part: str, value: dict[s
     return parts
 
 
-def keep(session: AsyncSession, parts: Parts) -> None:
+def keep(session: Session, parts: Parts) -> None:
     """Not complete yet: store the new part for later."""
     session.add_all(parts.new_rows())
 
 
-async def discard(session: AsyncSession, ref: RecordRef) -> None:
+def discard(session: Session, ref: RecordRef) -> None:
     """Complete: the stage ran; its inputs are no longer needed."""
-    await session.exec(
+    session.exec(
         delete(StageInput).where(
             StageInput.recurrence_id == ref.recurrence_id,  # type: ignore[arg-type]
             StageInput.version == ref.version,  # type: ignore[arg-type]

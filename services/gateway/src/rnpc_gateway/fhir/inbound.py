@@ -4,10 +4,10 @@ unusable is a PermanentError, so the consumer dead-letters it with the reason an
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from pydantic import ConfigDict, ValidationError
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import Session
 
 from rnpc_gateway import audit, service
 from rnpc_gateway.fhir import metrics
@@ -31,21 +31,21 @@ class InboundMessage(Payload):
     model_config = ConfigDict(extra="allow")
 
 
-def inbound_handler(max_event_bytes: int) -> Callable[[AsyncSession, CloudEvent, InboundMessage], Awaitable[None]]:
+def inbound_handler(max_event_bytes: int) -> Callable[[Session, CloudEvent, InboundMessage], None]:
     """The handler, with the broker's message size limit every accepted record's events must fit."""
 
-    async def on_inbound(session: AsyncSession, event: CloudEvent, payload: InboundMessage) -> None:
+    def on_inbound(session: Session, event: CloudEvent, payload: InboundMessage) -> None:
         data = event.data
         try:
             if data.get("resourceType") == "Bundle":
                 record = map_bundle(data).record
             else:
                 record = RecurrenceRecord.model_validate(data)
-            accepted = await service.accept_record(
+            accepted = service.accept_record(
                 session, record, correlation_id=event.correlationid, max_event_bytes=max_event_bytes
             )
             # Same transaction as the write: an ingest without its audit row never commits.
-            await audit.append(session, INBOUND_AUDITOR.entry("create", record.recurrence_id, record.version, 202, accepted.outcome))
+            audit.chain(session.connection(), [INBOUND_AUDITOR.entry("create", record.recurrence_id, record.version, 202, accepted.outcome)])
         except MappingError as exc:
             metrics.FHIR_INGEST.labels("kafka", "refused").inc()
             raise PermanentError(f"FHIR Bundle cannot be used: {exc}") from exc
