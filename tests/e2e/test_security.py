@@ -325,6 +325,24 @@ def test_the_audit_trail_of_a_case_shows_each_access(stack, example_record, auth
     assert all(event["entity"][0]["what"]["identifier"]["value"] == recurrence_id for event in events)
 
 
+def test_a_refused_ingest_is_audited_with_its_status_and_stores_nothing(stack, example_record, auth_headers: AuthHeaders) -> None:  # noqa: ANN001
+    recurrence_id = "sec-audit-refused-1"
+    base = stack.base()
+    first = httpx.post(f"{base}/v1/recurrences", json=_record(example_record, recurrence_id), headers=auth_headers())
+    again = httpx.post(f"{base}/v1/recurrences", json=_record(example_record, recurrence_id), headers=auth_headers())
+    changed = httpx.post(f"{base}/v1/recurrences", json=_record(example_record, recurrence_id, patient_ref="someone-else"), headers=auth_headers())
+    assert [first.status_code, again.status_code, changed.status_code] == [202, 202, 409]
+    assert [first.json()["outcome"], again.json()["outcome"]] == ["new", "duplicate"]
+    trail = httpx.get(f"{base}/v1/audit", params={"recurrence_id": recurrence_id}, headers=auth_headers([SCOPE_AUDIT_READ])).json()["entries"]
+    assert [(e["action"], e["status"], e["detail"], e["correlation_id"]) for e in trail] == [
+        ("create", 202, "new", first.headers["x-correlation-id"]),
+        ("create", 202, "duplicate", again.headers["x-correlation-id"]),
+        ("create", 409, "Version already recorded", changed.headers["x-correlation-id"]),
+    ]
+    case = httpx.get(f"{base}/v1/recurrences/{recurrence_id}", headers=auth_headers()).json()
+    assert case["latest_version"] == 1 and case["patient_ref"] == example_record["patient_ref"]
+
+
 def test_admin_actions_are_audited(stack, auth_headers: AuthHeaders) -> None:  # noqa: ANN001
     response = httpx.post(f"{stack.base()}/v1/admin/redrive", params={"older_than_s": 3600}, headers=auth_headers(["system/Admin.write"], subject="ops-1"))
     assert response.status_code == 200

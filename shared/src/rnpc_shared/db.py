@@ -190,6 +190,7 @@ class Deferred:
 
     flush: Callable[[Connection, list[Any]], None]
     item: Any
+    result: Any = None  # what the job's caller gets
 
 
 class GroupCommit:
@@ -274,7 +275,7 @@ def _run_jobs(connection: Connection, jobs: list[Job]) -> list[Any]:
             deferred.setdefault(result.flush, []).append(result.item)
     for flush, items in deferred.items():
         flush(connection, items)
-    return [None if isinstance(result, Deferred) else result for result in results]
+    return [result.result if isinstance(result, Deferred) else result for result in results]
 
 
 def _refuse(batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:

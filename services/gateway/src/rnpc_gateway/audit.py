@@ -13,17 +13,18 @@ import argparse
 import asyncio
 import hashlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Integer, String, bindparam, insert, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,6 +36,7 @@ from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import get_runtime
 
+R = TypeVar("R")
 PURPOSE_OF_USE_HEADER = "X-Purpose-Of-Use"  # e.g. TREAT (HL7 v3 ActReason), optional
 _CASE_ID: TypeAdapter[str] = TypeAdapter(RecurrenceId)  # a refused path's id is recorded only if it is one
 HASHED_FIELDS = (
@@ -145,6 +147,39 @@ class Auditor:
             await self.record(self._failed(exc, action, note.recurrence_id or recurrence_id, note.version), with_write)
             raise
         await self.record(self.entry(action, note.recurrence_id or recurrence_id, note.version, 200, note.detail), with_write)
+
+    async def write(
+        self,
+        action: str,
+        recurrence_id: str | None,
+        write: Callable[[Connection], R],
+        *,
+        version: int | None,
+        status: int,
+        detail: Callable[[R], str | None],
+    ) -> R:
+        """Audit a write made through the group commit: its row commits in the write's transaction
+        (shared with concurrent requests' writes: one commit for many); if the write fails, the
+        failure's row is committed instead and the error raised. A unique-key race (the same write
+        committed concurrently elsewhere) is retried once: the retry reads what the other wrote."""
+        if self.group_commit is None:
+            raise RuntimeError("an audited write needs the runtime's group commit")
+        entry = self.entry(action, recurrence_id, version, status, None)
+
+        def job(connection: Connection) -> Deferred:
+            result = write(connection)
+            entry.detail = detail(result)
+            return Deferred(chain, entry, result)
+
+        try:
+            try:
+                result = await self.group_commit.run(job)
+            except IntegrityError:
+                result = await self.group_commit.run(job)
+        except Exception as exc:
+            await self.record(self._failed(exc, action, recurrence_id, version))
+            raise
+        return cast(R, result)  # the job returns a Deferred; the caller gets its result
 
     async def record(self, entry: AuditEntry, with_write: Job | None = None) -> None:
         """Commit one row (and `with_write`) through the group commit."""

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import audit, service
@@ -32,7 +33,7 @@ from rnpc_shared.auth import (
 from rnpc_shared.contracts.evidence import OutcomeMetric
 from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, Modality, RecurrenceRecord, not_dot_segment
 from rnpc_shared.contracts.scores import ScoringParameters
-from rnpc_shared.db import run_sync, utc_now
+from rnpc_shared.db import utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
@@ -50,19 +51,21 @@ def scope(name: str) -> list[Any]:
     return [Depends(require_scope(name))]
 
 
-async def accept(session: AsyncSession, runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -> service.Accepted:
-    """Every HTTP ingest path (native JSON, FHIR Bundle, Subscription): one audited transaction, then relay."""
+async def accept(runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -> service.Accepted:
+    """Every HTTP ingest path (native JSON, FHIR Bundle, Subscription): the version, its event and
+    its audit row in one transaction (group-committed with concurrent requests' writes), then relay."""
     correlation_id = correlation_id_var.get() or ""
     limit = runtime.settings.kafka_max_message_bytes
-    async with auditor.access(session, "create", record.recurrence_id, version=record.version, status=202) as note:
-        try:
-            accepted = await run_sync(session, service.accept_record, record, correlation_id=correlation_id, max_event_bytes=limit)
-            await session.flush()
-        except IntegrityError:
-            # The same version arrived concurrently and the other request won: accepted once.
-            await session.rollback()
-            accepted = await run_sync(session, service.accept_record, record, correlation_id=correlation_id, max_event_bytes=limit)
-        note.detail = accepted.outcome
+
+    def write(connection: Connection) -> service.Accepted:
+        with Session(bind=connection) as session:
+            accepted = service.accept_record(session, record, correlation_id=correlation_id, max_event_bytes=limit)
+            session.flush()
+        return accepted
+
+    accepted = await auditor.write(
+        "create", record.recurrence_id, write, version=record.version, status=202, detail=lambda a: a.outcome
+    )
     if accepted.outcome is not service.Acceptance.duplicate and runtime.relay is not None:
         runtime.relay.notify()
     metrics.RECURRENCES_ACCEPTED.labels("gateway", accepted.outcome).inc()
@@ -70,10 +73,8 @@ async def accept(session: AsyncSession, runtime: Runtime, record: RecurrenceReco
 
 
 @router.post("/recurrences", status_code=202, tags=["recurrences"], dependencies=scope(SCOPE_RECORD_WRITE))
-async def post_recurrence(
-    record: RecurrenceRecord, session: SessionDep, runtime: RuntimeDep, response: Response, auditor: AuditorDep
-) -> dict[str, Any]:
-    accepted = await accept(session, runtime, record, auditor)
+async def post_recurrence(record: RecurrenceRecord, runtime: RuntimeDep, response: Response, auditor: AuditorDep) -> dict[str, Any]:
+    accepted = await accept(runtime, record, auditor)
     location = f"/v1/recurrences/{record.recurrence_id}"
     response.headers["Location"] = location
     return {

@@ -78,13 +78,13 @@ def _accepted_body(mapped: Mapped, outcome: str) -> dict[str, Any]:
 
 
 @router.post("", status_code=202, dependencies=[fhir_bundle_write])
-async def post_bundle(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+async def post_bundle(request: Request, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
     """A transaction / batch / collection Bundle of mCODE resources for one recurrence."""
     try:
         mapped = map_bundle(await read_json(request), source_system=settings_of(runtime).fhir_source_system)
     except MappingError as exc:
         raise mapping_problem(exc, "bundle") from exc
-    accepted = await accept(session, runtime, mapped.record, auditor)
+    accepted = await accept(runtime, mapped.record, auditor)
     metrics.FHIR_INGEST.labels("bundle", accepted.outcome).inc()
     location = f"/v1/recurrences/{mapped.record.recurrence_id}"
     return fhir_response(_accepted_body(mapped, accepted.outcome), 202, {"Location": location})
@@ -133,7 +133,7 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
             mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
         except MappingError as exc:
             raise mapping_problem(exc, "notification") from exc
-        accepted = await accept(session, runtime, mapped.record, auditor)
+        accepted = await accept(runtime, mapped.record, auditor)
         metrics.FHIR_INGEST.labels("notification", accepted.outcome).inc()
         locations.append(f"/v1/recurrences/{mapped.record.recurrence_id}")
     body = {"resourceType": "OperationOutcome", "issue": [
