@@ -9,7 +9,7 @@ from rnpc_evidence.settings import EvidenceSettings
 from rnpc_shared.contracts.events import (
     TOPIC_RECURRENCE_RECORDED,
     TOPIC_SCORES_COMPUTED,
-    CloudEvent,
+    EventHeader,
     RecurrenceRecorded,
     ScoresComputed,
 )
@@ -17,12 +17,12 @@ from rnpc_shared.kafka.consumer import Route
 from rnpc_shared.service import create_service_app
 
 
-def on_recorded(session: Session, event: CloudEvent, payload: RecurrenceRecorded) -> None:
-    service.on_recorded(session, payload, event.data, correlation_id=event.correlationid)
+def on_recorded(session: Session, event: EventHeader, payload: RecurrenceRecorded) -> None:
+    service.on_recorded(session, payload, correlation_id=event.correlationid)
 
 
-def on_scored(session: Session, event: CloudEvent, payload: ScoresComputed) -> None:
-    service.on_scored(session, payload, event.data, correlation_id=event.correlationid)
+def on_scored(session: Session, event: EventHeader, payload: ScoresComputed) -> None:
+    service.on_scored(session, payload, correlation_id=event.correlationid)
 
 
 def create_app(settings: EvidenceSettings | None = None) -> FastAPI:

@@ -22,7 +22,7 @@ from rnpc_shared.contracts.events import (
     RecurrenceRecorded,
     ScoresComputed,
 )
-from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash, read_tolerant
+from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
@@ -38,19 +38,19 @@ def _current_match(session: Session, ref: RecordRef) -> EvidenceMatch | None:
     return stored
 
 
-def on_recorded(session: Session, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str) -> None:
+def on_recorded(session: Session, payload: RecurrenceRecorded, *, correlation_id: str) -> None:
     if _current_match(session, payload) is not None:
         return  # matched already: the scores event (not the record) re-emits it
-    parts = stage_inputs.gather(session, payload, RECORD, raw["record"])
+    parts = stage_inputs.gather(session, payload, RECORD, payload.record)
     _match_when_complete(session, parts, correlation_id=correlation_id)
 
 
-def on_scored(session: Session, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str) -> None:
+def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str) -> None:
     stored = _current_match(session, payload)
     if stored is not None:  # a re-drive: re-emit what was matched
         _emit(session, payload, stored.bundle, scores_hash=payload.result_hash, correlation_id=correlation_id)
         return
-    parts = stage_inputs.gather(session, payload, SCORES, raw["scores"], payload.result_hash)
+    parts = stage_inputs.gather(session, payload, SCORES, payload.scores, payload.result_hash)
     _match_when_complete(session, parts, correlation_id=correlation_id)
 
 
@@ -58,8 +58,7 @@ def _match_when_complete(session: Session, parts: stage_inputs.Parts, *, correla
     if not parts.has(RECORD, SCORES):
         stage_inputs.keep(session, parts)
         return
-    record = read_tolerant(RecurrenceRecord, parts.value(RECORD))
-    scores = read_tolerant(Scores, parts.value(SCORES))
+    record, scores = parts.model(RECORD, RecurrenceRecord), parts.model(SCORES, Scores)
     bundle = match_evidence(record, scores, load_base(session)).model_dump(mode="json")
     ref = parts.ref
     stored = find_match(session, ref.recurrence_id, ref.version)  # present: made under an older evidence base

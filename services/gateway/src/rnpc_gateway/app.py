@@ -25,8 +25,8 @@ from rnpc_shared.contracts.events import (
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_SCORES_COMPUTED,
-    CloudEvent,
-    RecordRef,
+    EventHeader,
+    RecommendationIssued,
     StageResult,
     dlq_topic,
 )
@@ -54,16 +54,16 @@ async def redrive_loop(runtime: Runtime) -> None:
             metrics.BACKGROUND_ERRORS.labels("gateway", "redrive").inc()
 
 
-def on_scored(session: Session, event: CloudEvent, payload: StageResult) -> None:
-    service.on_stage_result(session, "scoring", event.id, event.data)
+def on_scored(session: Session, event: EventHeader, payload: StageResult) -> None:
+    service.on_stage_result(session, "scoring", event.id, payload)
 
 
-def on_matched(session: Session, event: CloudEvent, payload: StageResult) -> None:
-    service.on_stage_result(session, "evidence", event.id, event.data)
+def on_matched(session: Session, event: EventHeader, payload: StageResult) -> None:
+    service.on_stage_result(session, "evidence", event.id, payload)
 
 
-def on_issued(session: Session, event: CloudEvent, payload: RecordRef) -> None:
-    service.on_stage_result(session, "recommendation", event.id, event.data)
+def on_issued(session: Session, event: EventHeader, payload: RecommendationIssued) -> None:
+    service.on_stage_result(session, "recommendation", event.id, payload)
 
 
 def limits_resource(runtime: Runtime):  # noqa: ANN201 - an async context manager factory
@@ -85,10 +85,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="rNPC retreatment advisor — gateway",
         routers=[router, fhir_router, cds_router],
         routes={
-            # The gateway reads only the reference and hashes of stage events, never their results.
+            # The gateway reads only the reference and hashes of the scores and evidence events (their
+            # results are skipped while parsing, never built), and the recommendation it serves.
             TOPIC_SCORES_COMPUTED: Route(StageResult, on_scored),
             TOPIC_EVIDENCE_MATCHED: Route(StageResult, on_matched),
-            TOPIC_RECOMMENDATION_ISSUED: Route(RecordRef, on_issued),
+            TOPIC_RECOMMENDATION_ISSUED: Route(RecommendationIssued, on_issued),
             TOPIC_EHR_INBOUND: Route(InboundMessage, inbound_handler(settings.kafka_max_message_bytes)),
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },

@@ -42,8 +42,8 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import Units, find_by_version, utc_now
-from rnpc_shared.kafka.consumer import DeadLetter, PermanentError, ProvenanceError
+from rnpc_shared.db import Units, find_by_version, parse_json, utc_now
+from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
 from rnpc_shared.kafka.tables import StageInput
 from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
 from rnpc_shared.problems import ProblemError
@@ -210,35 +210,37 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
     return state
 
 
-def on_stage_result(session: Session, stage: str, event_id: str, data: dict[str, Any]) -> None:
+def on_stage_result(session: Session, stage: str, event_id: str, result: StageResult | RecommendationIssued) -> None:
     """A stage event read by the gateway: applied if its provenance holds; held if it overtook
     the result it is based on (applied or refused when that one is read); else dead-lettered."""
-    ref = read_tolerant(RecordRef, data)
     try:
-        _apply(session, stage, data)
-    except ValidationError as exc:  # parsed lightly by the consumer; fully here, once
-        raise PermanentError(f"invalid {stage} event: {exc}") from exc
+        _apply(session, stage, result)
     except _NotYet:
         part = _held_part(stage, event_id)
-        if session.get(StageInput, (ref.recurrence_id, ref.version, part)) is None:
+        if session.get(StageInput, (result.recurrence_id, result.version, part)) is None:
             session.add(
                 StageInput(
-                    recurrence_id=ref.recurrence_id,
-                    version=ref.version,
+                    recurrence_id=result.recurrence_id,
+                    version=result.version,
                     part=part,
-                    content_hash=ref.content_hash,
-                    data=json.dumps(data, separators=(",", ":")),
+                    content_hash=result.content_hash,
+                    data=result.model_dump_json(),
                 )
             )
         return
-    _release_held(session, ref, NEXT_STAGE.get(stage))
+    _release_held(session, result, NEXT_STAGE.get(stage))
 
 
-def _apply(session: Session, stage: str, data: dict[str, Any]) -> None:
+def _read_held(stage: str, data: str) -> StageResult | RecommendationIssued:
     if stage == "recommendation":
-        store_recommendation(session, read_tolerant(RecommendationIssued, data))
+        return read_tolerant(RecommendationIssued, parse_json(data))
+    return read_tolerant(StageResult, parse_json(data))
+
+
+def _apply(session: Session, stage: str, result: StageResult | RecommendationIssued) -> None:
+    if isinstance(result, RecommendationIssued):
+        store_recommendation(session, result)
         return
-    result = read_tolerant(StageResult, data)
     state = _check_provenance(session, result, stage, based_on=result.scores_hash)
     if state.state == "done" and state.result_hash not in (None, result.result_hash):
         raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
@@ -264,7 +266,7 @@ def _release_held(session: Session, ref: RecordRef, stage: str | None) -> None:
     for row in held:
         session.delete(row)
         try:
-            _apply(session, stage, json.loads(row.data))
+            _apply(session, stage, _read_held(stage, row.data))
         except (ProvenanceError, ValidationError) as exc:
             metrics.PROVENANCE_REJECTED.labels("gateway", STAGE_TOPICS[stage]).inc()
             session.add(

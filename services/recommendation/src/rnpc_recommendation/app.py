@@ -10,7 +10,7 @@ from rnpc_shared.contracts.events import (
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECURRENCE_RECORDED,
     TOPIC_SCORES_COMPUTED,
-    CloudEvent,
+    EventHeader,
     EvidenceMatched,
     RecurrenceRecorded,
     ScoresComputed,
@@ -23,14 +23,14 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
     settings = settings or RecommendationSettings()
     policy = settings.policy()
 
-    def on_recorded(session: Session, event: CloudEvent, payload: RecurrenceRecorded) -> None:
-        service.on_recorded(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
+    def on_recorded(session: Session, event: EventHeader, payload: RecurrenceRecorded) -> None:
+        service.on_recorded(session, payload, correlation_id=event.correlationid, policy=policy)
 
-    def on_scored(session: Session, event: CloudEvent, payload: ScoresComputed) -> None:
-        service.on_scored(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
+    def on_scored(session: Session, event: EventHeader, payload: ScoresComputed) -> None:
+        service.on_scored(session, payload, correlation_id=event.correlationid, policy=policy)
 
-    def on_matched(session: Session, event: CloudEvent, payload: EvidenceMatched) -> None:
-        service.on_matched(session, payload, event.data, correlation_id=event.correlationid, policy=policy)
+    def on_matched(session: Session, event: EventHeader, payload: EvidenceMatched) -> None:
+        service.on_matched(session, payload, correlation_id=event.correlationid, policy=policy)
 
     return create_service_app(
         settings=settings,

@@ -9,7 +9,7 @@ is recomputed and supersedes the stored one.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -27,14 +27,13 @@ from rnpc_shared.contracts.events import (
     ScoresComputed,
 )
 from rnpc_shared.contracts.evidence import EvidenceBundle
-from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
+from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
 RECORD, SCORES, EVIDENCE = "record", "scores", "evidence"
-M = TypeVar("M", bound=BaseModel)
 
 
 def summarise(record: RecurrenceRecord) -> RecordSummary:
@@ -54,25 +53,17 @@ def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
     return (stored.rules_version, stored.evidence_version) != (RULES_VERSION, evidence_version)
 
 
-def on_recorded(
-    session: Session, payload: RecurrenceRecorded, raw: dict[str, Any], *, correlation_id: str, policy: Policy
-) -> None:
-    _collect(session, payload, RECORD, raw["record"], None, payload.record, correlation_id=correlation_id, policy=policy)
+def on_recorded(session: Session, payload: RecurrenceRecorded, *, correlation_id: str, policy: Policy) -> None:
+    _collect(session, payload, RECORD, payload.record, None, correlation_id=correlation_id, policy=policy)
 
 
-def on_scored(
-    session: Session, payload: ScoresComputed, raw: dict[str, Any], *, correlation_id: str, policy: Policy
-) -> None:
-    _collect(
-        session, payload, SCORES, raw["scores"], payload.result_hash, payload.scores, correlation_id=correlation_id, policy=policy
-    )
+def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str, policy: Policy) -> None:
+    _collect(session, payload, SCORES, payload.scores, payload.result_hash, correlation_id=correlation_id, policy=policy)
 
 
-def on_matched(
-    session: Session, payload: EvidenceMatched, raw: dict[str, Any], *, correlation_id: str, policy: Policy
-) -> None:
+def on_matched(session: Session, payload: EvidenceMatched, *, correlation_id: str, policy: Policy) -> None:
     stored = find_by_version(session, IssuedRecommendation, payload.recurrence_id, payload.version)
-    if stored is not None and not outdated(stored, str(raw["evidence"].get("evidence_version"))):
+    if stored is not None and not outdated(stored, payload.evidence.evidence_version):
         # a re-drive: re-emit the recommendation issued for this version (the re-sent parts are not needed)
         stage_inputs.discard(session, payload)
         _emit(
@@ -85,39 +76,29 @@ def on_matched(
             correlation_id=correlation_id,
         )
         return
-    _collect(
-        session, payload, EVIDENCE, raw["evidence"], payload.result_hash, payload.evidence, correlation_id=correlation_id, policy=policy
-    )
+    _collect(session, payload, EVIDENCE, payload.evidence, payload.result_hash, correlation_id=correlation_id, policy=policy)
 
 
 def _collect(
     session: Session,
     ref: RecordRef,
     part: str,
-    value: dict[str, Any],
+    value: BaseModel,
     result_hash: str | None,
-    validated: BaseModel,
     *,
     correlation_id: str,
     policy: Policy,
 ) -> None:
-    """`value` is the arriving part as read (kept until the others come); `validated` is the same
-    part as its event reader already validated it (not validated a second time when it is last)."""
+    """`value` is the arriving part as its event reader validated it (kept until the others come)."""
     # Parts are kept even when this version was issued already: only the evidence event tells
     # whether a re-drive re-emits the stored advice or a re-evaluation recomputes it.
     parts = stage_inputs.gather(session, ref, part, value, result_hash)
     if not parts.has(RECORD, SCORES, EVIDENCE):
         stage_inputs.keep(session, parts)
         return
-
-    def part_model(name: str, model: type[M]) -> M:
-        if name == part and isinstance(validated, model):
-            return validated
-        return read_tolerant(model, parts.value(name))
-
-    record = part_model(RECORD, RecurrenceRecord)
-    scores = part_model(SCORES, Scores)
-    evidence = part_model(EVIDENCE, EvidenceBundle)
+    record = parts.model(RECORD, RecurrenceRecord)
+    scores = parts.model(SCORES, Scores)
+    evidence = parts.model(EVIDENCE, EvidenceBundle)
     recommendation = recommend(record, scores, evidence, issued_at=utc_now(), policy=policy)
     recommendation_json = recommendation.model_dump(mode="json")
     summary_json = summarise(record).model_dump(mode="json")

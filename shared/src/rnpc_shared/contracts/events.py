@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from rnpc_shared.contracts.evidence import EvidenceBundle
 from rnpc_shared.contracts.recommendation import Recommendation
-from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
 from rnpc_shared.contracts.scores import Scores
 
 TOPIC_RECURRENCE_RECORDED = "rnpc.recurrence.recorded.v1"
@@ -31,8 +32,9 @@ def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-class CloudEvent(BaseModel):
-    """CloudEvents 1.0 envelope. Consumers ignore unknown attributes (extensions)."""
+class EventHeader(BaseModel):
+    """The CloudEvents 1.0 context attributes of an event (its envelope without the data): what a
+    consumer's handler gets beside the payload. Unknown attributes (extensions) are kept."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -44,7 +46,35 @@ class CloudEvent(BaseModel):
     time: AwareDatetime
     datacontenttype: str = "application/json"
     correlationid: str = Field(min_length=1)
+
+
+class CloudEvent(EventHeader):
+    """CloudEvents 1.0 envelope (structured mode), its data as plain JSON values."""
+
     data: dict[str, Any]
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@functools.cache
+def _envelope(payload_model: type[BaseModel]) -> type[EventHeader]:
+    return create_model(f"CloudEvent[{payload_model.__name__}]", __base__=EventHeader, data=(payload_model, ...))
+
+
+def read_event(payload_model: type[P], value: bytes | str) -> tuple[EventHeader, P]:
+    """An event as today's reader: one pass from the bytes into the payload model, so no plain
+    copy of a ~75 KB document is built and then validated again. When a newer producer added
+    fields that a strict nested model does not know, the tolerant reading ignores them instead
+    (rolling deploys); any other error is the event's."""
+    try:
+        event = _envelope(payload_model).model_validate_json(value)
+    except ValidationError as exc:
+        if not any(error["type"] == "extra_forbidden" for error in exc.errors()):
+            raise
+        plain = CloudEvent.model_validate_json(value)
+        return plain, read_tolerant(payload_model, plain.data)
+    return event, event.data  # type: ignore[attr-defined]  # the envelope's typed data
 
 
 def new_event(

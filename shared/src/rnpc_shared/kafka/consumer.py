@@ -33,8 +33,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
 from rnpc_shared import metrics
-from rnpc_shared.contracts.events import CloudEvent, dlq_topic
-from rnpc_shared.contracts.record import read_tolerant
+from rnpc_shared.contracts.events import EventHeader, dlq_topic, read_event
 from rnpc_shared.db import Units, utc_now
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.outbox import OutboxRelay
@@ -83,7 +82,7 @@ class Route(Generic[PayloadT]):
     batch's transaction (it adds rows to the session; the consumer flushes and commits)."""
 
     payload_model: type[PayloadT]
-    handle: Callable[[Session, CloudEvent, PayloadT], None]
+    handle: Callable[[Session, EventHeader, PayloadT], None]
 
 
 @dataclass(frozen=True)
@@ -279,9 +278,8 @@ class EventConsumer:
             event_id = f"dlq:{record.topic}:{record.partition}:{record.offset}"
             return _Item(record, event_id, None, lambda session: route.handle(session, letter))
         try:
-            event = CloudEvent.model_validate_json(record.value)
             # Readers tolerate fields added by newer producers, at any depth (rolling deploys).
-            payload = read_tolerant(route.payload_model, event.data)
+            event, payload = read_event(route.payload_model, record.value)
         except (ValidationError, ValueError, TypeError) as exc:
             return _Item(record, "", None, None, exc)
         return _Item(record, event.id, event.correlationid, lambda session: route.handle(session, event, payload))

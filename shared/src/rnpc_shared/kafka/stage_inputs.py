@@ -8,42 +8,50 @@ whose content hash differs from a part already kept for the same version is a pr
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from rnpc_shared.contracts.events import RecordRef
+from rnpc_shared.contracts.record import read_tolerant
+from rnpc_shared.db import json_text, parse_json
 from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.tables import StageInput
 
+M = TypeVar("M", bound=BaseModel)
+
 
 class Parts:
-    """The parts of one record version present so far: name → (value, result hash)."""
+    """The parts of one record version present so far: name → (value, result hash). A part read
+    from its event is its validated model; a kept one is read from its row when first asked for."""
 
     def __init__(self, ref: RecordRef, stored: list[StageInput]) -> None:
         self.ref = ref
         self._stored = {row.part: row for row in stored}
-        self._current: dict[str, tuple[dict[str, Any], str | None]] = {}
+        self._current: dict[str, tuple[BaseModel | dict[str, Any], str | None]] = {}
 
-    def add(self, part: str, value: dict[str, Any], result_hash: str | None) -> None:
+    def add(self, part: str, value: BaseModel, result_hash: str | None) -> None:
         self._current[part] = (value, result_hash)
 
     def has(self, *parts: str) -> bool:
         return all(part in self._stored or part in self._current for part in parts)
 
-    def value(self, part: str) -> dict[str, Any]:
-        return self._entry(part)[0]
+    def model(self, part: str, model: type[M]) -> M:
+        """The part as `model`: the event's own validated value, or the kept one read tolerantly."""
+        value = self._entry(part)[0]
+        return value if isinstance(value, model) else read_tolerant(model, value)
 
     def result_hash(self, part: str) -> str | None:
         return self._entry(part)[1]
 
-    def _entry(self, part: str) -> tuple[dict[str, Any], str | None]:
-        if part in self._current:
-            return self._current[part]
-        data = json.loads(self._stored[part].data)
-        return data["value"], data.get("result_hash")
+    def _entry(self, part: str) -> tuple[BaseModel | dict[str, Any], str | None]:
+        if part not in self._current:  # read once
+            data = parse_json(self._stored[part].data)
+            self._current[part] = (data["value"], data.get("result_hash"))
+        return self._current[part]
 
     def new_rows(self) -> list[StageInput]:
         return [
@@ -52,14 +60,14 @@ class Parts:
                 version=self.ref.version,
                 part=part,
                 content_hash=self.ref.content_hash,
-                data=json.dumps({"value": value, "result_hash": result_hash}, separators=(",", ":")),
+                data=json_text({"value": value.model_dump(mode="json") if isinstance(value, BaseModel) else value, "result_hash": result_hash}),
             )
             for part, (value, result_hash) in self._current.items()
             if part not in self._stored
         ]
 
 
-def gather(session: Session, ref: RecordRef, part: str, value: dict[str, Any], result_hash: str | None = None) -> Parts:
+def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result_hash: str | None = None) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
     stored = list(
         session.exec(select(StageInput).where(StageInput.recurrence_id == ref.recurrence_id, StageInput.version == ref.version)).all()

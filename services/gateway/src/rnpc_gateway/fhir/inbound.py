@@ -13,7 +13,7 @@ from rnpc_gateway import audit, service
 from rnpc_gateway.fhir import metrics
 from rnpc_gateway.fhir.mapping import MappingError, map_bundle
 from rnpc_shared.auth import Principal
-from rnpc_shared.contracts.events import TOPIC_EHR_INBOUND, CloudEvent, Payload
+from rnpc_shared.contracts.events import TOPIC_EHR_INBOUND, EventHeader, Payload
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.kafka.consumer import PermanentError
 from rnpc_shared.problems import ProblemError
@@ -31,11 +31,11 @@ class InboundMessage(Payload):
     model_config = ConfigDict(extra="allow")
 
 
-def inbound_handler(max_event_bytes: int) -> Callable[[Session, CloudEvent, InboundMessage], None]:
+def inbound_handler(max_event_bytes: int) -> Callable[[Session, EventHeader, InboundMessage], None]:
     """The handler, with the broker's message size limit every accepted record's events must fit."""
 
-    def on_inbound(session: Session, event: CloudEvent, payload: InboundMessage) -> None:
-        data = event.data
+    def on_inbound(session: Session, event: EventHeader, payload: InboundMessage) -> None:
+        data = payload.model_dump()
         try:
             if data.get("resourceType") == "Bundle":
                 record = map_bundle(data).record
