@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, MetaData, bindparam, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -120,12 +121,20 @@ async def run_sync(session: AsyncSession, use_case: Callable[Concatenate[Session
     return await session.run_sync(use_case, *args, **kwargs)  # type: ignore[arg-type]  # sqlmodel's sync_session_class
 
 
+@functools.cache
+def _by_version(table: type[SQLModel]) -> Any:  # a Select of `table`, built once per table
+    return select(table).where(
+        table.recurrence_id == bindparam("recurrence_id"),  # type: ignore[attr-defined]
+        table.version == bindparam("version"),  # type: ignore[attr-defined]
+    )
+
+
 def find_by_version(session: Session, table: type[T], recurrence_id: str, version: int) -> T | None:
     """The row of `table` for one record version (every per-version table has both columns).
-    Async callers: `await run_sync(session, find_by_version, table, recurrence_id, version)`."""
-    return session.exec(
-        select(table).where(table.recurrence_id == recurrence_id, table.version == version)  # type: ignore[attr-defined]
-    ).first()
+    Async callers: `await run_sync(session, find_by_version, table, recurrence_id, version)`.
+    The statement is built once per table: building it per call cost more than running it."""
+    row: T | None = session.exec(_by_version(table), params={"recurrence_id": recurrence_id, "version": version}).first()
+    return row
 
 
 Job = Callable[[Connection], Any]  # a unit of work: a plain function of a connection in a transaction

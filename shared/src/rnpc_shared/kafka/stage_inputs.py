@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, delete
+from sqlmodel import Session, col, select
 
 from rnpc_shared.contracts.events import RecordRef
 from rnpc_shared.contracts.record import read_tolerant
@@ -67,11 +67,22 @@ class Parts:
         ]
 
 
+# Built once (building a statement per event cost more than running it).
+_OF_VERSION = (col(StageInput.recurrence_id) == bindparam("recurrence_id"), col(StageInput.version) == bindparam("version"))
+_KEPT = select(StageInput).where(*_OF_VERSION)
+# Nothing in the session needs to learn of the deletion (the parts were read already): no evaluation.
+_DISCARD = (
+    delete(StageInput).where(*_OF_VERSION).execution_options(synchronize_session=False)
+)
+
+
+def _version_of(ref: RecordRef) -> dict[str, Any]:
+    return {"recurrence_id": ref.recurrence_id, "version": ref.version}
+
+
 def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result_hash: str | None = None) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
-    stored = list(
-        session.exec(select(StageInput).where(StageInput.recurrence_id == ref.recurrence_id, StageInput.version == ref.version)).all()
-    )
+    stored = list(session.exec(_KEPT, params=_version_of(ref)).all())
     for row in stored:
         if row.content_hash != ref.content_hash:
             raise ProvenanceError(
@@ -90,9 +101,4 @@ def keep(session: Session, parts: Parts) -> None:
 
 def discard(session: Session, ref: RecordRef) -> None:
     """Complete: the stage ran; its inputs are no longer needed."""
-    session.exec(
-        delete(StageInput).where(
-            StageInput.recurrence_id == ref.recurrence_id,  # type: ignore[arg-type]
-            StageInput.version == ref.version,  # type: ignore[arg-type]
-        )
-    )
+    session.exec(_DISCARD, params=_version_of(ref))
