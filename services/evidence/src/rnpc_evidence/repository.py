@@ -15,10 +15,11 @@ from rnpc_shared.problems import ProblemError
 # The evidence base per evidence version: a version id names its content (a new data set is
 # loaded under a new version), so the studies are parsed and pooled once per version, not per call.
 _BY_VERSION: dict[str, tuple[list[Study], EvidenceBase]] = {}
+_LOADED_VERSIONS = select(StudyRow.evidence_version).distinct()  # asked for on every match: built once
 
 
 def _loaded(session: Session) -> tuple[str, list[Study], EvidenceBase]:
-    versions = session.exec(select(StudyRow.evidence_version).distinct()).all()
+    versions = session.exec(_LOADED_VERSIONS).all()
     if not versions:
         raise ProblemError(503, "Evidence base not loaded", "Run this service's migrations (alembic upgrade head).")
     if len(versions) != 1:

@@ -183,6 +183,11 @@ class _NotYet(Exception):
     """The previous stage's result has not been read yet (it travels on another topic)."""
 
 
+_STAGE_STATES = select(StageState).where(
+    col(StageState.recurrence_id) == bindparam("recurrence_id"), col(StageState.version) == bindparam("version")
+)
+
+
 def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
     """A stage result counts only for a stored version with the same content hash, after the
     previous stage's result it names as its basis."""
@@ -194,9 +199,11 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
             f"{stage} result for version {ref.version} of {ref.recurrence_id} is for content "
             f"{ref.content_hash[:12]}, the stored version is {row.content_hash[:12]}"
         )
+    # One statement for the version's stage states (later gets of them are served from the session).
+    states = {s.stage: s for s in session.exec(_STAGE_STATES, params={"recurrence_id": ref.recurrence_id, "version": ref.version})}
     previous = PREVIOUS_STAGE.get(stage)
     if previous is not None:
-        before = session.get(StageState, (ref.recurrence_id, ref.version, previous))
+        before = states.get(previous)
         if before is None or before.state != "done":
             raise _NotYet(previous)
         if before.result_hash != based_on:
@@ -204,7 +211,7 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
                 f"{stage} result for {ref.recurrence_id} v{ref.version} is based on a {previous} result "
                 f"({(based_on or '')[:12]}) other than the one recorded ({(before.result_hash or '')[:12]})"
             )
-    state = session.get(StageState, (ref.recurrence_id, ref.version, stage))
+    state = states.get(stage)
     if state is None:
         state = StageState(recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="pending")
     return state
