@@ -122,18 +122,24 @@ async def run_sync(session: AsyncSession, use_case: Callable[Concatenate[Session
 
 
 @functools.cache
-def _by_version(table: type[SQLModel]) -> Any:  # a Select of `table`, built once per table
+def of_version(table: type[SQLModel]) -> Any:
+    """The rows of `table` for one record version (every per-version table has both columns), a
+    Select built once per table with the parameters of `version_params`: building a statement
+    per call cost more than running it."""
     return select(table).where(
         table.recurrence_id == bindparam("recurrence_id"),  # type: ignore[attr-defined]
         table.version == bindparam("version"),  # type: ignore[attr-defined]
     )
 
 
+def version_params(recurrence_id: str, version: int) -> dict[str, Any]:
+    return {"recurrence_id": recurrence_id, "version": version}
+
+
 def find_by_version(session: Session, table: type[T], recurrence_id: str, version: int) -> T | None:
-    """The row of `table` for one record version (every per-version table has both columns).
-    Async callers: `await run_sync(session, find_by_version, table, recurrence_id, version)`.
-    The statement is built once per table: building it per call cost more than running it."""
-    row: T | None = session.exec(_by_version(table), params={"recurrence_id": recurrence_id, "version": version}).first()
+    """The row of `table` for one record version.
+    Async callers: `await run_sync(session, find_by_version, table, recurrence_id, version)`."""
+    row: T | None = session.exec(of_version(table), params=version_params(recurrence_id, version)).first()
     return row
 
 

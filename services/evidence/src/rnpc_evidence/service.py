@@ -30,38 +30,38 @@ from rnpc_shared.kafka.outbox import emit
 RECORD, SCORES = "record", "scores"
 
 
-def _current_match(session: Session, ref: RecordRef) -> EvidenceMatch | None:
-    """The stored match of this version when it was made under today's evidence base."""
-    stored = find_match(session, ref.recurrence_id, ref.version)
-    if stored is None or stored.evidence_version != (load_base(session)).evidence_version:
-        return None
-    return stored
+def _is_current(session: Session, stored: EvidenceMatch | None) -> bool:
+    """Whether the stored match of a version was made under today's evidence base."""
+    return stored is not None and stored.evidence_version == load_base(session).evidence_version
 
 
 def on_recorded(session: Session, payload: RecurrenceRecorded, *, correlation_id: str) -> None:
-    if _current_match(session, payload) is not None:
+    stored = find_match(session, payload.recurrence_id, payload.version)
+    if _is_current(session, stored):
         return  # matched already: the scores event (not the record) re-emits it
     parts = stage_inputs.gather(session, payload, RECORD, payload.record)
-    _match_when_complete(session, parts, correlation_id=correlation_id)
+    _match_when_complete(session, parts, stored, correlation_id=correlation_id)
 
 
 def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str) -> None:
-    stored = _current_match(session, payload)
-    if stored is not None:  # a re-drive: re-emit what was matched
+    stored = find_match(session, payload.recurrence_id, payload.version)
+    if stored is not None and _is_current(session, stored):  # a re-drive: re-emit what was matched
         _emit(session, payload, stored.bundle, scores_hash=payload.result_hash, correlation_id=correlation_id)
         return
     parts = stage_inputs.gather(session, payload, SCORES, payload.scores, payload.result_hash)
-    _match_when_complete(session, parts, correlation_id=correlation_id)
+    _match_when_complete(session, parts, stored, correlation_id=correlation_id)
 
 
-def _match_when_complete(session: Session, parts: stage_inputs.Parts, *, correlation_id: str) -> None:
+def _match_when_complete(
+    session: Session, parts: stage_inputs.Parts, stored: EvidenceMatch | None, *, correlation_id: str
+) -> None:
+    """`stored`: this version's match made under an older evidence base, if any (replaced)."""
     if not parts.has(RECORD, SCORES):
         stage_inputs.keep(session, parts)
         return
     record, scores = parts.model(RECORD, RecurrenceRecord), parts.model(SCORES, Scores)
     bundle = match_evidence(record, scores, load_base(session)).model_dump(mode="json")
     ref = parts.ref
-    stored = find_match(session, ref.recurrence_id, ref.version)  # present: made under an older evidence base
     stored = stored or EvidenceMatch(recurrence_id=ref.recurrence_id, version=ref.version, evidence_version="", bundle={})
     stored.evidence_version = bundle["evidence_version"]
     stored.bundle = bundle

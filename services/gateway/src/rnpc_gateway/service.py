@@ -42,7 +42,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import Units, find_by_version, parse_json, utc_now
+from rnpc_shared.db import Units, find_by_version, of_version, parse_json, utc_now, version_params
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
 from rnpc_shared.kafka.tables import StageInput
 from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
@@ -183,11 +183,6 @@ class _NotYet(Exception):
     """The previous stage's result has not been read yet (it travels on another topic)."""
 
 
-_STAGE_STATES = select(StageState).where(
-    col(StageState.recurrence_id) == bindparam("recurrence_id"), col(StageState.version) == bindparam("version")
-)
-
-
 def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
     """A stage result counts only for a stored version with the same content hash, after the
     previous stage's result it names as its basis."""
@@ -200,7 +195,7 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
             f"{ref.content_hash[:12]}, the stored version is {row.content_hash[:12]}"
         )
     # One statement for the version's stage states (later gets of them are served from the session).
-    states = {s.stage: s for s in session.exec(_STAGE_STATES, params={"recurrence_id": ref.recurrence_id, "version": ref.version})}
+    states = {s.stage: s for s in session.exec(of_version(StageState), params=version_params(ref.recurrence_id, ref.version))}
     previous = PREVIOUS_STAGE.get(stage)
     if previous is not None:
         before = states.get(previous)

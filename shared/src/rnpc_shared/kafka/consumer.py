@@ -422,9 +422,9 @@ def _apply_batch_unit(connection: Connection, consumer: str, items: list[_Item])
 
 def _apply_unit(connection: Connection, consumer: str, item: _Item) -> Outcome:
     """One event's unit of work: the fallback when its poll batch could not commit as a whole."""
+    if _seen(connection, consumer, item.event_id):
+        return Outcome.duplicate
     with Session(bind=connection) as session:
-        if session.get(InboxEvent, (consumer, item.event_id)) is not None:
-            return Outcome.duplicate
         session.execute(insert(InboxEvent), [_inbox_row(consumer, item)])
         _run_effect(session, item)
         session.flush()

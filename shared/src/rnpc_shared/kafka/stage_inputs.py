@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from sqlalchemy import bindparam, delete
-from sqlmodel import Session, col, select
+from sqlalchemy import delete
+from sqlmodel import Session
 
 from rnpc_shared.contracts.events import RecordRef
 from rnpc_shared.contracts.record import read_tolerant
-from rnpc_shared.db import json_text, parse_json
+from rnpc_shared.db import json_text, of_version, parse_json, version_params
 from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.tables import StageInput
 
@@ -67,22 +67,14 @@ class Parts:
         ]
 
 
-# Built once (building a statement per event cost more than running it).
-_OF_VERSION = (col(StageInput.recurrence_id) == bindparam("recurrence_id"), col(StageInput.version) == bindparam("version"))
-_KEPT = select(StageInput).where(*_OF_VERSION)
-# Nothing in the session needs to learn of the deletion (the parts were read already): no evaluation.
-_DISCARD = (
-    delete(StageInput).where(*_OF_VERSION).execution_options(synchronize_session=False)
-)
-
-
-def _version_of(ref: RecordRef) -> dict[str, Any]:
-    return {"recurrence_id": ref.recurrence_id, "version": ref.version}
+# Built once, with `of_version`'s criteria. Nothing in the session needs to learn of the deletion
+# (the parts were read already), so the ORM does not evaluate it against every object it holds.
+_DISCARD = delete(StageInput).where(of_version(StageInput).whereclause).execution_options(synchronize_session=False)
 
 
 def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result_hash: str | None = None) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
-    stored = list(session.exec(_KEPT, params=_version_of(ref)).all())
+    stored = list(session.exec(of_version(StageInput), params=version_params(ref.recurrence_id, ref.version)).all())
     for row in stored:
         if row.content_hash != ref.content_hash:
             raise ProvenanceError(
@@ -101,4 +93,4 @@ def keep(session: Session, parts: Parts) -> None:
 
 def discard(session: Session, ref: RecordRef) -> None:
     """Complete: the stage ran; its inputs are no longer needed."""
-    session.exec(_DISCARD, params=_version_of(ref))
+    session.exec(_DISCARD, params=version_params(ref.recurrence_id, ref.version))
