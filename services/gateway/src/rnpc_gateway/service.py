@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, String, and_, bindparam, case, exists, func, or_, tuple_, update
+from sqlalchemy import Row, Select, String, and_, bindparam, case, exists, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
@@ -43,8 +43,8 @@ from rnpc_shared.contracts.events import (
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
 from rnpc_shared.db import Units, find_by_version, of_version, parse_json, utc_now, version_params
+from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
-from rnpc_shared.kafka.tables import StageInput
 from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
 from rnpc_shared.problems import ProblemError
 
@@ -65,6 +65,19 @@ class Accepted:
 
 def get_version(session: Session, recurrence_id: str, version: int) -> RecordVersion | None:
     return find_by_version(session, RecordVersion, recurrence_id, version)
+
+
+_VERSIONS = RecordVersion.__table__  # type: ignore[attr-defined]
+# What a stage result is checked against, read without the ORM: a stored version never changes
+# and the consumer never writes one, so an entity (and its record's JSON) is not needed.
+_RECORDED = select(_VERSIONS.c.content_hash, _VERSIONS.c.received_at).where(
+    _VERSIONS.c.recurrence_id == bindparam("recurrence_id"), _VERSIONS.c.version == bindparam("version")
+)
+
+
+def _recorded(session: Session, ref: RecordRef) -> Row[str, datetime] | None:
+    """(content_hash, received_at) of the stored version `ref` names, if any."""
+    return session.connection().execute(_RECORDED, version_params(ref.recurrence_id, ref.version)).first()
 
 
 def recorded_event(record_json: dict, *, content_hash: str, correlation_id: str) -> CloudEvent:
@@ -186,7 +199,7 @@ class _NotYet(Exception):
 def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
     """A stage result counts only for a stored version with the same content hash, after the
     previous stage's result it names as its basis."""
-    row = get_version(session, ref.recurrence_id, ref.version)
+    row = _recorded(session, ref)
     if row is None:
         raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
     if row.content_hash != ref.content_hash:
@@ -218,17 +231,7 @@ def on_stage_result(session: Session, stage: str, event_id: str, result: StageRe
     try:
         _apply(session, stage, result)
     except _NotYet:
-        part = _held_part(stage, event_id)
-        if session.get(StageInput, (result.recurrence_id, result.version, part)) is None:
-            session.add(
-                StageInput(
-                    recurrence_id=result.recurrence_id,
-                    version=result.version,
-                    part=part,
-                    content_hash=result.content_hash,
-                    data=result.model_dump_json(),
-                )
-            )
+        stage_inputs.hold(session, result, _held_part(stage, event_id), result.model_dump_json())
         return
     _release_held(session, result, NEXT_STAGE.get(stage))
 
@@ -256,17 +259,7 @@ def _release_held(session: Session, ref: RecordRef, stage: str | None) -> None:
     """Apply (or refuse, with a notice on the case) the results that waited for this one."""
     if stage is None:
         return
-    held = (
-        session.exec(
-            select(StageInput).where(
-                StageInput.recurrence_id == ref.recurrence_id,
-                StageInput.version == ref.version,
-                col(StageInput.part).startswith(_held_prefix(stage)),
-            )
-        )
-    ).all()
-    for row in held:
-        session.delete(row)
+    for row in stage_inputs.take(session, ref, _held_prefix(stage)):
         try:
             _apply(session, stage, _read_held(stage, row.data))
         except (ProvenanceError, ValidationError) as exc:
@@ -349,7 +342,7 @@ def store_recommendation(session: Session, payload: RecommendationIssued) -> Non
                 body="",
                 issued_at=recommendation.issued_at,
             )
-            row = get_version(session, recommendation.recurrence_id, recommendation.version)
+            row = _recorded(session, payload)
             if row is not None:
                 latency_s = (recommendation.issued_at - row.received_at).total_seconds()
                 metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from sqlalchemy import delete
+from sqlalchemy import Row, bindparam, delete, insert, select
 from sqlmodel import Session
 
 from rnpc_shared.contracts.events import RecordRef
 from rnpc_shared.contracts.record import read_tolerant
-from rnpc_shared.db import json_text, of_version, parse_json, version_params
+from rnpc_shared.db import json_text, parse_json, utc_now, version_params
 from rnpc_shared.kafka.consumer import ProvenanceError
-from rnpc_shared.kafka.tables import StageInput
+from rnpc_shared.kafka.tables import STAGE_INPUT_TABLE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,7 +28,7 @@ class Parts:
     """The parts of one record version present so far: name → (value, result hash). A part read
     from its event is its validated model; a kept one is read from its row when first asked for."""
 
-    def __init__(self, ref: RecordRef, stored: list[StageInput]) -> None:
+    def __init__(self, ref: RecordRef, stored: list[Row[str, str, str]]) -> None:
         self.ref = ref
         self._stored = {row.part: row for row in stored}
         self._current: dict[str, tuple[BaseModel | dict[str, Any], str | None]] = {}
@@ -53,28 +53,37 @@ class Parts:
             self._current[part] = (data["value"], data.get("result_hash"))
         return self._current[part]
 
-    def new_rows(self) -> list[StageInput]:
+    def new_rows(self) -> list[dict[str, Any]]:
+        received_at = utc_now()
         return [
-            StageInput(
-                recurrence_id=self.ref.recurrence_id,
-                version=self.ref.version,
-                part=part,
-                content_hash=self.ref.content_hash,
-                data=json_text({"value": value.model_dump(mode="json") if isinstance(value, BaseModel) else value, "result_hash": result_hash}),
-            )
+            {
+                "recurrence_id": self.ref.recurrence_id,
+                "version": self.ref.version,
+                "part": part,
+                "content_hash": self.ref.content_hash,
+                "data": json_text({"value": value.model_dump(mode="json") if isinstance(value, BaseModel) else value, "result_hash": result_hash}),
+                "received_at": received_at,
+            }
             for part, (value, result_hash) in self._current.items()
             if part not in self._stored
         ]
 
 
-# Built once, with `of_version`'s criteria. Nothing in the session needs to learn of the deletion
-# (the parts were read already), so the ORM does not evaluate it against every object it holds.
-_DISCARD = delete(StageInput).where(of_version(StageInput).whereclause).execution_options(synchronize_session=False)
+# Parts are never ORM objects: Core statements on the session's connection, built once. They run
+# in the unit's transaction without the ORM's per-statement work (autoflush, identity map, entity
+# loading), which cost several times the statement; nothing else in the session reads this table.
+_T = STAGE_INPUT_TABLE
+_OF_VERSION = (_T.c.recurrence_id == bindparam("recurrence_id")) & (_T.c.version == bindparam("version"))
+_READ = select(_T.c.part, _T.c.content_hash, _T.c.data).where(_OF_VERSION)
+_READ_NAMED = _READ.where(_T.c.part.startswith(bindparam("prefix")))
+_KEEP = insert(_T)
+_DISCARD = delete(_T).where(_OF_VERSION)
+_DROP = _DISCARD.where(_T.c.part.in_(bindparam("parts", expanding=True)))
 
 
 def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result_hash: str | None = None) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
-    stored = list(session.exec(of_version(StageInput), params=version_params(ref.recurrence_id, ref.version)).all())
+    stored = list(session.connection().execute(_READ, version_params(ref.recurrence_id, ref.version)))
     for row in stored:
         if row.content_hash != ref.content_hash:
             raise ProvenanceError(
@@ -88,9 +97,27 @@ def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result
 
 def keep(session: Session, parts: Parts) -> None:
     """Not complete yet: store the new part for later."""
-    session.add_all(parts.new_rows())
+    session.connection().execute(_KEEP, parts.new_rows())
 
 
 def discard(session: Session, ref: RecordRef) -> None:
     """Complete: the stage ran; its inputs are no longer needed."""
-    session.exec(_DISCARD, params=version_params(ref.recurrence_id, ref.version))
+    session.connection().execute(_DISCARD, version_params(ref.recurrence_id, ref.version))
+
+
+def hold(session: Session, ref: RecordRef, part: str, data: str) -> None:
+    """Keep one named part as JSON text until `take` asks for it; a second copy is ignored."""
+    params = version_params(ref.recurrence_id, ref.version)
+    if not any(row.part == part for row in session.connection().execute(_READ, params)):
+        row = params | {"part": part, "content_hash": ref.content_hash, "data": data, "received_at": utc_now()}
+        session.connection().execute(_KEEP, [row])
+
+
+def take(session: Session, ref: RecordRef, prefix: str) -> list[Row[str, str, str]]:
+    """The parts of `ref`'s version named `prefix`…, removed from the table (one statement when
+    there are none, the usual case)."""
+    params = version_params(ref.recurrence_id, ref.version)
+    rows = list(session.connection().execute(_READ_NAMED, params | {"prefix": prefix}))
+    if rows:
+        session.connection().execute(_DROP, params | {"parts": [row.part for row in rows]})
+    return rows
