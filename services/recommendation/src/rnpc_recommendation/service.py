@@ -9,6 +9,7 @@ is recomputed and supersedes the stored one.
 
 from __future__ import annotations
 
+from types import EllipsisType
 from typing import Any
 
 from pydantic import BaseModel
@@ -76,7 +77,7 @@ def on_matched(session: Session, payload: EvidenceMatched, *, correlation_id: st
             correlation_id=correlation_id,
         )
         return
-    _collect(session, payload, EVIDENCE, payload.evidence, payload.result_hash, correlation_id=correlation_id, policy=policy)
+    _collect(session, payload, EVIDENCE, payload.evidence, payload.result_hash, correlation_id=correlation_id, policy=policy, stored=stored)
 
 
 def _collect(
@@ -88,8 +89,10 @@ def _collect(
     *,
     correlation_id: str,
     policy: Policy,
+    stored: IssuedRecommendation | None | EllipsisType = ...,
 ) -> None:
-    """`value` is the arriving part as its event reader validated it (kept until the others come)."""
+    """`value` is the arriving part as its event reader validated it (kept until the others come);
+    `stored`: this version's recommendation if the caller read it already (`...`: not read)."""
     # Parts are kept even when this version was issued already: only the evidence event tells
     # whether a re-drive re-emits the stored advice or a re-evaluation recomputes it.
     parts = stage_inputs.gather(session, ref, part, value, result_hash)
@@ -112,7 +115,8 @@ def _collect(
         "record_summary": summary_json,
         "issued_at": recommendation.issued_at,
     }
-    stored = find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
+    if stored is ...:
+        stored = find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
     if stored is None:
         session.add(IssuedRecommendation(recurrence_id=ref.recurrence_id, version=ref.version, **columns))
     else:  # a re-evaluation: today's rules or evidence replace the outdated advice

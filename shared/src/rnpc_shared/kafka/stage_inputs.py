@@ -61,12 +61,19 @@ class Parts:
                 "version": self.ref.version,
                 "part": part,
                 "content_hash": self.ref.content_hash,
-                "data": json_text({"value": value.model_dump(mode="json") if isinstance(value, BaseModel) else value, "result_hash": result_hash}),
+                "data": _part_text(value, result_hash),
                 "received_at": received_at,
             }
             for part, (value, result_hash) in self._current.items()
             if part not in self._stored
         ]
+
+
+def _part_text(value: BaseModel | dict[str, Any], result_hash: str | None) -> str:
+    """{"value": …, "result_hash": …} as JSON text; a model is serialised in one pass (not to
+    plain values first and then to text)."""
+    value_text = value.model_dump_json() if isinstance(value, BaseModel) else json_text(value)
+    return f'{{"value":{value_text},"result_hash":{json_text(result_hash)}}}'
 
 
 # Parts are never ORM objects: Core statements on the session's connection, built once. They run
@@ -97,7 +104,9 @@ def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result
 
 def keep(session: Session, parts: Parts) -> None:
     """Not complete yet: store the new part for later."""
-    session.connection().execute(_KEEP, parts.new_rows())
+    rows = parts.new_rows()
+    if rows:  # a part seen before (a re-drive re-sends it) is kept once; no rows, no statement
+        session.connection().execute(_KEEP, rows)
 
 
 def discard(session: Session, ref: RecordRef) -> None:
