@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import functools
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -197,4 +198,10 @@ def _document_scopes(app: FastAPI, settings: ServiceSettings) -> None:
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
+    # What is built by now (modules, models' schemas, mappers, the app: ~140k objects in the
+    # gateway) lives as long as the process. Frozen, it is left out of the collector's full
+    # passes, each of which walked all of it with the event loop stopped (~40-100 ms: the HTTP
+    # tail's stalls). Collected first, so no startup garbage is kept for good.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
