@@ -67,12 +67,9 @@ def get_version(session: Session, recurrence_id: str, version: int) -> RecordVer
     return find_by_version(session, RecordVersion, recurrence_id, version)
 
 
-_VERSIONS = RecordVersion.__table__  # type: ignore[attr-defined]
 # What a stage result is checked against, read without the ORM: a stored version never changes
 # and the consumer never writes one, so an entity (and its record's JSON) is not needed.
-_RECORDED = select(_VERSIONS.c.content_hash, _VERSIONS.c.received_at).where(
-    _VERSIONS.c.recurrence_id == bindparam("recurrence_id"), _VERSIONS.c.version == bindparam("version")
-)
+_RECORDED = select(RecordVersion.content_hash, RecordVersion.received_at).where(of_version(RecordVersion).whereclause)
 
 
 def _recorded(session: Session, ref: RecordRef) -> Row[str, datetime] | None:

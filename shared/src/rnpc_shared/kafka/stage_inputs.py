@@ -17,9 +17,9 @@ from sqlmodel import Session
 
 from rnpc_shared.contracts.events import RecordRef
 from rnpc_shared.contracts.record import read_tolerant
-from rnpc_shared.db import json_text, parse_json, utc_now, version_params
+from rnpc_shared.db import json_text, of_version, parse_json, utc_now, version_params
 from rnpc_shared.kafka.consumer import ProvenanceError
-from rnpc_shared.kafka.tables import STAGE_INPUT_TABLE
+from rnpc_shared.kafka.tables import STAGE_INPUT_TABLE, StageInput
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -80,7 +80,7 @@ def _part_text(value: BaseModel | dict[str, Any], result_hash: str | None) -> st
 # in the unit's transaction without the ORM's per-statement work (autoflush, identity map, entity
 # loading), which cost several times the statement; nothing else in the session reads this table.
 _T = STAGE_INPUT_TABLE
-_OF_VERSION = (_T.c.recurrence_id == bindparam("recurrence_id")) & (_T.c.version == bindparam("version"))
+_OF_VERSION = of_version(StageInput).whereclause  # with `version_params`
 _READ = select(_T.c.part, _T.c.content_hash, _T.c.data).where(_OF_VERSION)
 _READ_NAMED = _READ.where(_T.c.part.startswith(bindparam("prefix")))
 _KEEP = insert(_T)
