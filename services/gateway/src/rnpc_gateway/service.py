@@ -193,9 +193,10 @@ class _NotYet(Exception):
     """The previous stage's result has not been read yet (it travels on another topic)."""
 
 
-def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> StageState:
+def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> tuple[StageState, datetime]:
     """A stage result counts only for a stored version with the same content hash, after the
-    previous stage's result it names as its basis."""
+    previous stage's result it names as its basis. Returns the stage's state and when the
+    version was received."""
     row = _recorded(session, ref)
     if row is None:
         raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
@@ -219,7 +220,7 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
     state = states.get(stage)
     if state is None:
         state = StageState(recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="pending")
-    return state
+    return state, row.received_at
 
 
 def on_stage_result(session: Session, stage: str, event_id: str, result: StageResult | RecommendationIssued) -> None:
@@ -243,7 +244,7 @@ def _apply(session: Session, stage: str, result: StageResult | RecommendationIss
     if isinstance(result, RecommendationIssued):
         store_recommendation(session, result)
         return
-    state = _check_provenance(session, result, stage, based_on=result.scores_hash)
+    state, _received_at = _check_provenance(session, result, stage, based_on=result.scores_hash)
     if state.state == "done" and state.result_hash not in (None, result.result_hash):
         raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
     state.state = "done"
@@ -318,7 +319,7 @@ def store_recommendation(session: Session, payload: RecommendationIssued) -> Non
     recommendation = payload.recommendation
     if (recommendation.recurrence_id, recommendation.version) != (payload.recurrence_id, payload.version):
         raise ProvenanceError("the recommendation is for another record version than its event says")
-    state = _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
+    state, received_at = _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
     scoring = session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
     if scoring is None or scoring.result_hash != payload.scores_hash:
         raise ProvenanceError("the recommendation is based on scores other than the ones recorded")
@@ -339,10 +340,8 @@ def store_recommendation(session: Session, payload: RecommendationIssued) -> Non
                 body="",
                 issued_at=recommendation.issued_at,
             )
-            row = _recorded(session, payload)
-            if row is not None:
-                latency_s = (recommendation.issued_at - row.received_at).total_seconds()
-                metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
+            latency_s = (recommendation.issued_at - received_at).total_seconds()
+            metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
         view.status = recommendation.status
         view.rules_version = recommendation.versions.rules
         view.evidence_version = recommendation.versions.evidence
