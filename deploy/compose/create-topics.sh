@@ -15,21 +15,27 @@ TOPICS=(
   rnpc.ehr.inbound.v1
   rnpc.recurrence.recorded.v1
   rnpc.scores.computed.v1
-  rnpc.evidence.matched.v1
+  rnpc.evidence.matched.v2
   rnpc.recommendation.issued.v1
+  rnpc.evidence.base.v1
 )
+# Kept for good, the latest message per key (an evidence version's base).
+COMPACTED=(rnpc.evidence.base.v1)
 
 create() {
-  local topic="$1" retention="$2"
+  local topic="$1"; shift
   "${KAFKA_BIN}/kafka-topics.sh" --bootstrap-server "${BOOTSTRAP}" \
     --create --if-not-exists --topic "${topic}" \
-    --partitions "${PARTITIONS}" --replication-factor "${REPLICATION}" \
-    --config "retention.ms=${retention}" --config cleanup.policy=delete
+    --partitions "${PARTITIONS}" --replication-factor "${REPLICATION}" "$@"
 }
 
 for topic in "${TOPICS[@]}"; do
-  create "${topic}" "${RETENTION_MS}"
-  create "${topic}.dlq" "${DLQ_RETENTION_MS}"
+  if [[ " ${COMPACTED[*]} " == *" ${topic} "* ]]; then
+    create "${topic}" --config cleanup.policy=compact
+  else
+    create "${topic}" --config "retention.ms=${RETENTION_MS}" --config cleanup.policy=delete
+  fi
+  create "${topic}.dlq" --config "retention.ms=${DLQ_RETENTION_MS}" --config cleanup.policy=delete
 done
 
 echo "Topics on ${BOOTSTRAP}:"

@@ -1,4 +1,5 @@
-"""Event contracts: small events, a size budget for the recommendation, rolling-deploy safety.
+"""Event contracts: small events (a case's evidence names its base), a size budget for the
+recommendation, rolling-deploy safety.
 
 The events are built exactly as the services build them (the same pure domain functions and
 payload models) for the example record, then read the way today's consumers read them.
@@ -14,16 +15,18 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from rnpc_evidence.domain.catalogue import load_studies
-from rnpc_evidence.domain.matching import match_evidence
+from rnpc_evidence.domain.matching import case_notes, evidence_base, match_evidence
 from rnpc_recommendation.domain import recommend
 from rnpc_recommendation.service import summarise
 from rnpc_scoring.domain import compute_scores
 from rnpc_shared.contracts.events import (
     RECOMMENDATION_EVENT_BUDGET_BYTES,
+    TOPIC_EVIDENCE_BASE,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_RECURRENCE_RECORDED,
     TOPIC_SCORES_COMPUTED,
+    EvidenceBaseAnnounced,
     EvidenceMatched,
     RecommendationIssued,
     RecordRef,
@@ -33,6 +36,7 @@ from rnpc_shared.contracts.events import (
     new_event,
     read_event,
 )
+from rnpc_shared.contracts.evidence import CaseEvidence
 from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash, read_tolerant
 from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.db import utc_now
@@ -42,6 +46,7 @@ READERS: dict[str, list[tuple[str, type[BaseModel]]]] = {
     TOPIC_RECURRENCE_RECORDED: [("scoring", RecurrenceRecorded), ("evidence", RecurrenceRecorded), ("recommendation", RecurrenceRecorded)],
     TOPIC_SCORES_COMPUTED: [("evidence", ScoresComputed), ("recommendation", ScoresComputed), ("gateway", StageResult)],
     TOPIC_EVIDENCE_MATCHED: [("recommendation", EvidenceMatched), ("gateway", StageResult)],
+    TOPIC_EVIDENCE_BASE: [("recommendation", EvidenceBaseAnnounced)],
     TOPIC_RECOMMENDATION_ISSUED: [("gateway", RecommendationIssued)],
 }
 
@@ -53,20 +58,23 @@ def pipeline_events(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]
     ref = {"recurrence_id": record.recurrence_id, "version": record.version, "content_hash": record.content_hash()}
     scores = compute_scores(record, ScoringParameters())
     scores_json = scores.model_dump(mode="json")
-    bundle = match_evidence(record, scores, load_studies())
-    bundle_json = bundle.model_dump(mode="json")
-    recommendation = recommend(record, scores, bundle, issued_at=utc_now())
+    base = evidence_base(load_studies())
+    evidence_json = CaseEvidence(
+        evidence_version=base.evidence_version, base_hash=base.content_hash(), case_notes=case_notes(record, scores)
+    ).model_dump(mode="json")
+    recommendation = recommend(record, scores, base.bundle(case_notes(record, scores)), issued_at=utc_now())
     return {
         TOPIC_RECURRENCE_RECORDED: ref | {"record": record.model_dump(mode="json")},
         TOPIC_SCORES_COMPUTED: ref | {"scores": scores_json, "result_hash": canonical_hash(scores_json)},
         TOPIC_EVIDENCE_MATCHED: ref
-        | {"evidence": bundle_json, "result_hash": canonical_hash(bundle_json), "scores_hash": canonical_hash(scores_json)},
+        | {"evidence": evidence_json, "result_hash": canonical_hash(evidence_json), "scores_hash": canonical_hash(scores_json)},
+        TOPIC_EVIDENCE_BASE: {"base": base.model_dump(mode="json"), "base_hash": base.content_hash()},
         TOPIC_RECOMMENDATION_ISSUED: ref
         | {
             "recommendation": recommendation.model_dump(mode="json"),
             "record_summary": summarise(record).model_dump(mode="json"),
             "scores_hash": canonical_hash(scores_json),
-            "evidence_hash": canonical_hash(bundle_json),
+            "evidence_hash": canonical_hash(evidence_json),
         },
     }
 
@@ -80,8 +88,26 @@ def test_events_are_small_no_stage_re_embeds_an_earlier_result(pipeline_events: 
     assert "record" not in pipeline_events[TOPIC_SCORES_COMPUTED]
     assert {"record", "scores"}.isdisjoint(pipeline_events[TOPIC_EVIDENCE_MATCHED])
     assert {"record", "scores", "evidence"}.isdisjoint(pipeline_events[TOPIC_RECOMMENDATION_ISSUED])
-    for data in pipeline_events.values():
-        RecordRef.model_validate(data)  # each carries its reference
+    for topic, data in pipeline_events.items():
+        if topic != TOPIC_EVIDENCE_BASE:  # one per evidence version, not per case
+            RecordRef.model_validate(data)  # each carries its reference
+
+
+def test_a_cases_evidence_names_its_base_and_the_recommendation_rebuilds_the_whole_evidence(
+    pipeline_events: dict[str, dict[str, Any]], request: pytest.FixtureRequest
+) -> None:
+    matched = pipeline_events[TOPIC_EVIDENCE_MATCHED]
+    announced = EvidenceBaseAnnounced.model_validate(pipeline_events[TOPIC_EVIDENCE_BASE])
+    assert "studies" not in json.dumps(matched) and "pooled" not in json.dumps(matched)
+    assert _event_bytes(TOPIC_EVIDENCE_MATCHED, matched) * 10 < _event_bytes(TOPIC_EVIDENCE_BASE, pipeline_events[TOPIC_EVIDENCE_BASE])
+    evidence = EvidenceMatched.model_validate(matched).evidence
+    assert (evidence.evidence_version, evidence.base_hash) == (announced.base.evidence_version, announced.base_hash)
+    assert announced.base.content_hash() == announced.base_hash
+    # What the recommendation joins (base + the case's notes) is what the evidence service matched.
+    example = json.loads((request.config.rootpath / "examples" / "recurrence_record.example.json").read_text())
+    record = RecurrenceRecord.model_validate(example)
+    scores = compute_scores(record, ScoringParameters())
+    assert announced.base.bundle(evidence.case_notes) == match_evidence(record, scores, load_studies())
 
 
 def test_the_recommendation_event_is_self_contained_within_its_size_budget(pipeline_events: dict[str, dict[str, Any]]) -> None:
@@ -103,7 +129,8 @@ def _add_fields(data: dict[str, Any]) -> dict[str, Any]:
         ("record", "recurrence"),
         ("scores",),
         ("evidence",),
-        ("evidence", "by_modality", "enp"),
+        ("base",),
+        ("base", "by_modality", "enp"),
         ("recommendation",),
         ("recommendation", "versions"),
         ("record_summary",),

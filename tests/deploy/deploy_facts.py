@@ -44,9 +44,11 @@ BASE_TOPICS = (
     "rnpc.ehr.inbound.v1",
     "rnpc.recurrence.recorded.v1",
     "rnpc.scores.computed.v1",
-    "rnpc.evidence.matched.v1",
+    "rnpc.evidence.matched.v2",
     "rnpc.recommendation.issued.v1",
+    "rnpc.evidence.base.v1",
 )
+COMPACTED_TOPICS = frozenset({"rnpc.evidence.base.v1"})  # the latest per key, kept for good
 TOPICS: frozenset[str] = frozenset(BASE_TOPICS) | {f"{t}.dlq" for t in BASE_TOPICS}
 RETENTION_MS = 7 * 24 * 3600 * 1000
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000

@@ -374,8 +374,12 @@ def test_every_topic_has_a_kafkatopic() -> None:
         assert doc["metadata"]["labels"]["strimzi.io/cluster"] in kafka_names
         assert doc["spec"]["partitions"] == 6, topic
         assert doc["spec"]["replicas"] == 3, topic
+        if topic in F.COMPACTED_TOPICS:
+            assert doc["spec"]["config"]["cleanup.policy"] == "compact", topic
+            continue
         want = F.DLQ_RETENTION_MS if topic.endswith(".dlq") else F.RETENTION_MS
         assert int(doc["spec"]["config"]["retention.ms"]) == want, topic
+        assert doc["spec"]["config"]["cleanup.policy"] == "delete", topic
 
 
 def test_kafka_runs_kraft_with_node_pools() -> None:

@@ -52,15 +52,16 @@ def test_kill_between_db_commit_and_offset_commit_gives_one_recommendation(new_s
     assert process.returncode == -signal.SIGKILL
     assert marker.exists()
     # Its DB transaction committed, its offset did not: the event(s) will be delivered again.
-    # (The stage joins three small events; the first committed batch may hold any of them.)
+    # (The stage joins three small events and the evidence base; the first committed batch may hold
+    # any of them.)
     assert _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") >= 1
 
     stack.start_service("recommendation")
     stack.wait_ready("recommendation")
     wait_until(lambda: _has_recommendation(stack, "fault-kill-1"), 60, "the recommendation after restart")
     wait_until(
-        # recorded, scores and evidence: each once, however often delivered
-        lambda: _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") == 3
+        # recorded, scores, evidence and the evidence base: each once, however often delivered
+        lambda: _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") == 4
         and _count(stack.urls["recommendation"], "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0,
         60,
         "the redelivery to be absorbed and the outbox drained",
@@ -97,8 +98,10 @@ def test_redrive_reuses_stored_results_and_issues_one_recommendation(new_stack, 
     stack.wait_ready("scoring")
     wait_until(lambda: _has_recommendation(stack, "redrive-1"), 90, "the recommendation")
     # Two recorded events (original + re-drive), each passed down the chain, one result per stage:
-    # the last stage reads both recorded, both scores and both evidence events (a re-emit each).
-    wait_until(lambda: _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") == 6, 60, "every event at the last stage")
+    # the last stage reads both recorded, both scores and both evidence events (a re-emit each),
+    # and the evidence base once (announced with the first match only).
+    wait_until(lambda: _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") == 7, 60, "every event at the last stage")
+    assert _count(stack.urls["evidence"], "SELECT count(*) FROM evidence_base_announcements") == 1
     assert _count(stack.urls["scoring"], "SELECT count(*) FROM score_sets") == 1
     assert _count(stack.urls["evidence"], "SELECT count(*) FROM evidence_matches") == 1
     assert _count(stack.urls["recommendation"], "SELECT count(*) FROM recommendations") == 1

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlmodel import col, select
 from sqlmodel import Session
 
-from rnpc_evidence.domain.matching import EvidenceBase, evidence_base
+from rnpc_evidence.domain.matching import evidence_base
 from rnpc_evidence.tables import EvidenceMatch, StudyRow
-from rnpc_shared.contracts.evidence import Study
+from rnpc_shared.contracts.evidence import EvidenceBase, Study
 from rnpc_shared.db import find_by_version
 from rnpc_shared.problems import ProblemError
 
 
+class Loaded(NamedTuple):
+    evidence_version: str  # as loaded
+    studies: list[Study]  # sorted by id
+    base: EvidenceBase
+    base_hash: str  # of the base's content: what a case's evidence event pins it by
+
+
 # The evidence base per evidence version: a version id names its content (a new data set is
-# loaded under a new version), so the studies are parsed and pooled once per version, not per call.
-_BY_VERSION: dict[str, tuple[list[Study], EvidenceBase]] = {}
+# loaded under a new version), so the studies are parsed, pooled and hashed once per version.
+_BY_VERSION: dict[str, Loaded] = {}
 _LOADED_VERSIONS = select(StudyRow.evidence_version).distinct()  # asked for on every match: built once
 
 
-def _loaded(session: Session) -> tuple[str, list[Study], EvidenceBase]:
+def loaded(session: Session) -> Loaded:
+    """The evidence base as loaded by migration (one version at a time)."""
     versions = session.exec(_LOADED_VERSIONS).all()
     if not versions:
         raise ProblemError(503, "Evidence base not loaded", "Run this service's migrations (alembic upgrade head).")
@@ -29,20 +39,20 @@ def _loaded(session: Session) -> tuple[str, list[Study], EvidenceBase]:
         rows = session.exec(select(StudyRow).order_by(col(StudyRow.study_id))).all()
         studies = [Study.model_validate(row.study) for row in rows]
         _BY_VERSION.clear()  # only the current version is ever needed again
-        _BY_VERSION[version] = (studies, evidence_base(studies))
-    studies, base = _BY_VERSION[version]
-    return version, studies, base
+        base = evidence_base(studies)
+        _BY_VERSION[version] = Loaded(version, studies, base, base.content_hash())
+    return _BY_VERSION[version]
 
 
 def load_studies(session: Session) -> tuple[str, list[Study]]:
     """The evidence base as loaded by migration: (evidence_version, studies sorted by id)."""
-    version, studies, _ = _loaded(session)
-    return version, list(studies)
+    current = loaded(session)
+    return current.evidence_version, list(current.studies)
 
 
 def load_base(session: Session) -> EvidenceBase:
     """The current evidence version's matching base (parsed and pooled once per version)."""
-    return _loaded(session)[2]
+    return loaded(session).base
 
 
 def find_match(session: Session, recurrence_id: str, version: int) -> EvidenceMatch | None:

@@ -4,6 +4,11 @@ The stage needs the record (rnpc.recurrence.recorded.v1) and its scores (rnpc.sc
 both parts are joined by (recurrence_id, version, content hash) and the match runs once per evidence
 version, when the second arrives. A re-drive's scores event re-emits the stored match; after the
 evidence base changed (a re-evaluation re-sends both parts) the match is recomputed and replaces it.
+
+A case's evidence event carries only what is specific to the case (its notes per modality) and
+names the evidence base (studies, pooled figures, general notes: ~80 KB, the same for every case)
+by version and content hash. The base is announced once per version on rnpc.evidence.base.v1, in
+the transaction of the first case's event on it.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from rnpc_evidence.domain.matching import match_evidence
-from rnpc_evidence.repository import find_match, load_base
-from rnpc_evidence.tables import EvidenceMatch
+from rnpc_evidence.domain.matching import case_notes
+from rnpc_evidence.repository import Loaded, find_match, loaded
+from rnpc_evidence.tables import BaseAnnouncement, EvidenceMatch
+from rnpc_shared.contracts.evidence import CaseEvidence
 from rnpc_shared.contracts.events import (
+    TOPIC_EVIDENCE_BASE,
     TOPIC_EVIDENCE_MATCHED,
+    EvidenceBaseAnnounced,
     EvidenceMatched,
     RecordRef,
     RecurrenceRecorded,
@@ -32,7 +40,7 @@ RECORD, SCORES = "record", "scores"
 
 def _is_current(session: Session, stored: EvidenceMatch | None) -> bool:
     """Whether the stored match of a version was made under today's evidence base."""
-    return stored is not None and stored.evidence_version == load_base(session).evidence_version
+    return stored is not None and stored.evidence_version == loaded(session).base.evidence_version
 
 
 def on_recorded(session: Session, payload: RecurrenceRecorded, *, correlation_id: str) -> None:
@@ -46,7 +54,7 @@ def on_recorded(session: Session, payload: RecurrenceRecorded, *, correlation_id
 def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str) -> None:
     stored = find_match(session, payload.recurrence_id, payload.version)
     if stored is not None and _is_current(session, stored):  # a re-drive: re-emit what was matched
-        _emit(session, payload, stored.bundle, scores_hash=payload.result_hash, correlation_id=correlation_id)
+        _emit(session, payload, stored.evidence, scores_hash=payload.result_hash, correlation_id=correlation_id)
         return
     parts = stage_inputs.gather(session, payload, SCORES, payload.scores, payload.result_hash)
     _match_when_complete(session, parts, stored, correlation_id=correlation_id)
@@ -60,23 +68,51 @@ def _match_when_complete(
         stage_inputs.keep(session, parts)
         return
     record, scores = parts.model(RECORD, RecurrenceRecord), parts.model(SCORES, Scores)
-    bundle = match_evidence(record, scores, load_base(session)).model_dump(mode="json")
+    current = loaded(session)
+    _announce(session, current, correlation_id=correlation_id)
+    evidence = CaseEvidence(
+        evidence_version=current.base.evidence_version,
+        base_hash=current.base_hash,
+        case_notes=case_notes(record, scores),
+    ).model_dump(mode="json")
     ref = parts.ref
-    stored = stored or EvidenceMatch(recurrence_id=ref.recurrence_id, version=ref.version, evidence_version="", bundle={})
-    stored.evidence_version = bundle["evidence_version"]
-    stored.bundle = bundle
+    stored = stored or EvidenceMatch(recurrence_id=ref.recurrence_id, version=ref.version, evidence_version="", evidence={})
+    stored.evidence_version = current.base.evidence_version
+    stored.evidence = evidence
     session.add(stored)
     stage_inputs.discard(session, ref)
-    _emit(session, ref, bundle, scores_hash=parts.result_hash(SCORES) or "", correlation_id=correlation_id)
+    _emit(session, ref, evidence, scores_hash=parts.result_hash(SCORES) or "", correlation_id=correlation_id)
 
 
-def _emit(session: Session, ref: RecordRef, bundle: dict[str, Any], *, scores_hash: str, correlation_id: str) -> None:
+def _announce(session: Session, current: Loaded, *, correlation_id: str) -> None:
+    """Put the evidence base in the outbox once per version, before the first case's event on it.
+
+    One primary-key read per match (not cached in the process: a rolled-back batch would leave a
+    cache saying "announced"). Two replicas announcing at once: the second's commit fails on the
+    key and its batch is retried event by event, which then finds the row."""
+    version = current.base.evidence_version
+    if session.get(BaseAnnouncement, version) is not None:
+        return
+    session.add(BaseAnnouncement(evidence_version=version, base_hash=current.base_hash))
+    session.flush()  # the batch's next event finds it
+    event = EvidenceBaseAnnounced.model_construct(base=current.base, base_hash=current.base_hash)
+    emit(
+        session,
+        service="evidence",
+        topic=TOPIC_EVIDENCE_BASE,
+        subject=version,
+        data=event.model_dump(mode="json"),
+        correlation_id=correlation_id,
+    )
+
+
+def _emit(session: Session, ref: RecordRef, evidence: dict[str, Any], *, scores_hash: str, correlation_id: str) -> None:
     event = EvidenceMatched.model_construct(  # built from validated values
         recurrence_id=ref.recurrence_id,
         version=ref.version,
         content_hash=ref.content_hash,
-        evidence=bundle,
-        result_hash=canonical_hash(bundle),
+        evidence=evidence,
+        result_hash=canonical_hash(evidence),
         scores_hash=scores_hash,
     )
     emit(

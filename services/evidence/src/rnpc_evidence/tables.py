@@ -26,7 +26,8 @@ class StudyRow(SQLModel, table=True):
 
 
 class EvidenceMatch(SQLModel, table=True):
-    """The evidence attached to one record version; computed once, re-emitted on a re-drive."""
+    """The evidence attached to one record version (a CaseEvidence: the case's notes on a named
+    evidence base); computed once, re-emitted on a re-drive."""
 
     __tablename__ = "evidence_matches"
     __table_args__ = (UniqueConstraint("recurrence_id", "version"),)
@@ -35,5 +36,16 @@ class EvidenceMatch(SQLModel, table=True):
     recurrence_id: str = Field(max_length=128, index=True)
     version: int
     evidence_version: str = Field(max_length=64)
-    bundle: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    evidence: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class BaseAnnouncement(SQLModel, table=True):
+    """An evidence version whose base was put in the outbox (rnpc.evidence.base.v1), in the same
+    transaction as the first case's evidence on it: every case's event follows its base's."""
+
+    __tablename__ = "evidence_base_announcements"
+
+    evidence_version: str = Field(primary_key=True, max_length=64)
+    base_hash: str = Field(max_length=64)
+    announced_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

@@ -7,10 +7,12 @@ from rnpc_recommendation import service
 from rnpc_recommendation.routes import router
 from rnpc_recommendation.settings import RecommendationSettings
 from rnpc_shared.contracts.events import (
+    TOPIC_EVIDENCE_BASE,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECURRENCE_RECORDED,
     TOPIC_SCORES_COMPUTED,
     EventHeader,
+    EvidenceBaseAnnounced,
     EvidenceMatched,
     RecurrenceRecorded,
     ScoresComputed,
@@ -32,6 +34,9 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
     def on_matched(session: Session, event: EventHeader, payload: EvidenceMatched) -> None:
         service.on_matched(session, payload, correlation_id=event.correlationid, policy=policy)
 
+    def on_base(session: Session, event: EventHeader, payload: EvidenceBaseAnnounced) -> None:
+        service.on_base(session, payload, correlation_id=event.correlationid, policy=policy)
+
     return create_service_app(
         settings=settings,
         title="rNPC recommendation",
@@ -40,5 +45,6 @@ def create_app(settings: RecommendationSettings | None = None) -> FastAPI:
             TOPIC_RECURRENCE_RECORDED: Route(RecurrenceRecorded, on_recorded),
             TOPIC_SCORES_COMPUTED: Route(ScoresComputed, on_scored),
             TOPIC_EVIDENCE_MATCHED: Route(EvidenceMatched, on_matched),
+            TOPIC_EVIDENCE_BASE: Route(EvidenceBaseAnnounced, on_base),
         },
     )

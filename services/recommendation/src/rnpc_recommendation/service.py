@@ -5,21 +5,28 @@ parts are joined by (recurrence_id, version, content hash) and the recommendatio
 rules and evidence version, when the last part arrives. A re-drive's evidence event re-emits the
 stored recommendation; after a rules or evidence release (a re-evaluation re-sends every part) it
 is recomputed and supersedes the stored one.
+
+The evidence part is the case's own (its notes); the evidence base it names (version and hash) is
+announced once per version on rnpc.evidence.base.v1 and kept here (`bases`). A case whose parts
+are all there before its base waits for it, and runs when the base arrives.
 """
 
 from __future__ import annotations
 
+import logging
 from types import EllipsisType
 from typing import Any
 
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from rnpc_recommendation import bases
 from rnpc_recommendation.domain import RULES_VERSION, recommend
 from rnpc_recommendation.domain.policy import Policy
 from rnpc_recommendation.tables import IssuedRecommendation
 from rnpc_shared.contracts.events import (
     TOPIC_RECOMMENDATION_ISSUED,
+    EvidenceBaseAnnounced,
     EvidenceMatched,
     RecommendationIssued,
     RecordRef,
@@ -27,7 +34,7 @@ from rnpc_shared.contracts.events import (
     RecurrenceRecorded,
     ScoresComputed,
 )
-from rnpc_shared.contracts.evidence import EvidenceBundle
+from rnpc_shared.contracts.evidence import CaseEvidence
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.db import find_by_version, utc_now
@@ -35,6 +42,8 @@ from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
 RECORD, SCORES, EVIDENCE = "record", "scores", "evidence"
+
+log = logging.getLogger(__name__)
 
 
 def summarise(record: RecurrenceRecord) -> RecordSummary:
@@ -80,6 +89,17 @@ def on_matched(session: Session, payload: EvidenceMatched, *, correlation_id: st
     _collect(session, payload, EVIDENCE, payload.evidence, payload.result_hash, correlation_id=correlation_id, policy=policy, stored=stored)
 
 
+def on_base(session: Session, payload: EvidenceBaseAnnounced, *, correlation_id: str, policy: Policy) -> None:
+    """Keep the announced base; cases whose parts all came before it run now."""
+    if not bases.store(session, payload):
+        return  # announced again: nothing waited for it
+    version = payload.base.evidence_version
+    for ref in stage_inputs.refs_with(session, EVIDENCE):
+        parts = stage_inputs.kept(session, ref)
+        if parts.has(RECORD, SCORES) and parts.model(EVIDENCE, CaseEvidence).evidence_version == version:
+            _complete(session, parts, correlation_id=correlation_id, policy=policy)
+
+
 def _collect(
     session: Session,
     ref: RecordRef,
@@ -99,9 +119,31 @@ def _collect(
     if not parts.has(RECORD, SCORES, EVIDENCE):
         stage_inputs.keep(session, parts)
         return
+    _complete(session, parts, correlation_id=correlation_id, policy=policy, stored=stored)
+
+
+def _complete(
+    session: Session,
+    parts: stage_inputs.Parts,
+    *,
+    correlation_id: str,
+    policy: Policy,
+    stored: IssuedRecommendation | None | EllipsisType = ...,
+) -> None:
+    """All parts are there: recommend, once the evidence base the case's evidence names is here."""
+    ref = parts.ref
+    case_evidence = parts.model(EVIDENCE, CaseEvidence)
+    base = bases.find(session, case_evidence.evidence_version, case_evidence.base_hash)
+    if base is None:
+        log.warning(
+            "%s version %d waits for evidence base %s (not announced here yet)",
+            ref.recurrence_id, ref.version, case_evidence.evidence_version,
+        )
+        stage_inputs.keep(session, parts)
+        return
     record = parts.model(RECORD, RecurrenceRecord)
     scores = parts.model(SCORES, Scores)
-    evidence = parts.model(EVIDENCE, EvidenceBundle)
+    evidence = base.bundle(case_evidence.case_notes)
     recommendation = recommend(record, scores, evidence, issued_at=utc_now(), policy=policy)
     recommendation_json = recommendation.model_dump(mode="json")
     summary_json = summarise(record).model_dump(mode="json")

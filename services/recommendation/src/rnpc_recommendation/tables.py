@@ -31,3 +31,15 @@ class IssuedRecommendation(SQLModel, table=True):
     # Kept so a re-drive re-emits the same self-contained event without the record.
     record_summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     issued_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class EvidenceBaseRow(SQLModel, table=True):
+    """An evidence version's base (studies, pooled figures, general notes), as announced on
+    rnpc.evidence.base.v1: a case's evidence event names it by version and hash."""
+
+    __tablename__ = "evidence_bases"
+
+    evidence_version: str = Field(primary_key=True, max_length=64)
+    base_hash: str = Field(max_length=64)
+    base: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

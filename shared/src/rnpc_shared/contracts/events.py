@@ -9,14 +9,17 @@ from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from rnpc_shared.contracts.evidence import EvidenceBundle
+from rnpc_shared.contracts.evidence import CaseEvidence, EvidenceBase
 from rnpc_shared.contracts.recommendation import Recommendation
-from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
+from rnpc_shared.contracts.record import SHA256_HEX, RecurrenceRecord, read_tolerant
 from rnpc_shared.contracts.scores import Scores
 
 TOPIC_RECURRENCE_RECORDED = "rnpc.recurrence.recorded.v1"
 TOPIC_SCORES_COMPUTED = "rnpc.scores.computed.v1"
-TOPIC_EVIDENCE_MATCHED = "rnpc.evidence.matched.v1"
+# v2: the case's evidence names its evidence base (announced on TOPIC_EVIDENCE_BASE) instead of
+# embedding it; v1 carried the whole base (~80 KB) in every case's event.
+TOPIC_EVIDENCE_MATCHED = "rnpc.evidence.matched.v2"
+TOPIC_EVIDENCE_BASE = "rnpc.evidence.base.v1"  # key = evidence version; compacted
 TOPIC_RECOMMENDATION_ISSUED = "rnpc.recommendation.issued.v1"
 TOPIC_EHR_INBOUND = "rnpc.ehr.inbound.v1"  # integration engines: a native record or a FHIR Bundle
 PIPELINE_TOPICS = (
@@ -25,6 +28,8 @@ PIPELINE_TOPICS = (
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
 )
+# Every topic a service creates or is granted (the dead-letter topics follow from it).
+ALL_TOPICS = (TOPIC_EHR_INBOUND, *PIPELINE_TOPICS, TOPIC_EVIDENCE_BASE)
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 
@@ -99,8 +104,6 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-SHA256_HEX = r"^[0-9a-f]{64}$"
-
 # Size budget of rnpc.recommendation.issued.v1 (self-contained for outside consumers: the
 # recommendation with its basis and a record summary). Tested with the example record.
 RECOMMENDATION_EVENT_BUDGET_BYTES = 64 * 1024
@@ -132,11 +135,20 @@ class ScoresComputed(RecordRef):
 
 
 class EvidenceMatched(RecordRef):
-    """Evidence → recommendation, gateway: the bundle, its hash and the scores it was based on."""
+    """Evidence → recommendation, gateway: the case's evidence (its notes, on an evidence base
+    named by version and hash), its hash and the scores it was based on."""
 
-    evidence: EvidenceBundle
+    evidence: CaseEvidence
     result_hash: str = Field(pattern=SHA256_HEX)
     scores_hash: str = Field(pattern=SHA256_HEX)
+
+
+class EvidenceBaseAnnounced(Payload):
+    """Evidence → recommendation, once per evidence version: the base every case's evidence of
+    that version names, with the hash of its content (checked by the reader)."""
+
+    base: EvidenceBase
+    base_hash: str = Field(pattern=SHA256_HEX)
 
 
 class StageResult(RecordRef):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import Field
 
-from rnpc_shared.contracts.record import Modality, Strict
+from rnpc_shared.contracts.record import SHA256_HEX, Modality, Strict, canonical_hash
 
 
 class OutcomeMetric(StrEnum):
@@ -83,3 +84,49 @@ class ModalityEvidence(Strict):
 class EvidenceBundle(Strict):
     evidence_version: str
     by_modality: dict[Modality, ModalityEvidence]
+
+
+class ModalityBase(Strict):
+    """What an evidence version holds for one modality, the same for every case."""
+
+    modality: Modality
+    studies: list[Study] = Field(default_factory=list)
+    pooled: list[PooledEstimate] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the seed says of the modality")
+
+
+class EvidenceBase(Strict):
+    """One evidence version's studies, pooled figures and notes per modality: the part of every
+    case's evidence that does not depend on the case. Announced once per version
+    (rnpc.evidence.base.v1), so a case's evidence event names it instead of carrying it."""
+
+    evidence_version: str
+    by_modality: dict[Modality, ModalityBase]
+
+    def content_hash(self) -> str:
+        return canonical_hash(self.model_dump(mode="json"))
+
+    def bundle(self, case_notes: Mapping[Modality, list[str]]) -> EvidenceBundle:
+        """A case's whole evidence: this base plus the case's notes (after the modality's own)."""
+        return EvidenceBundle(
+            evidence_version=self.evidence_version,
+            by_modality={
+                modality: ModalityEvidence(
+                    modality=modality,
+                    studies=base.studies,
+                    pooled=base.pooled,
+                    notes=[*base.notes, *case_notes.get(modality, [])],
+                    case_notes=case_notes.get(modality, []),
+                )
+                for modality, base in self.by_modality.items()
+            },
+        )
+
+
+class CaseEvidence(Strict):
+    """One case's evidence as its event carries it: the case's notes per modality, on the
+    evidence base named by version and pinned by the hash of its content."""
+
+    evidence_version: str
+    base_hash: str = Field(pattern=SHA256_HEX)
+    case_notes: dict[Modality, list[str]]

@@ -411,6 +411,9 @@ class RecurrenceRecord(Strict):
         return canonical_hash(self.model_dump(mode="json"))
 
 
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
 def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

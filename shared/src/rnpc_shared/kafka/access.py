@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnpc_shared.contracts.events import (
+    ALL_TOPICS,
     PIPELINE_TOPICS,
     TOPIC_EHR_INBOUND,
+    TOPIC_EVIDENCE_BASE,
     TOPIC_EVIDENCE_MATCHED,
     TOPIC_RECOMMENDATION_ISSUED,
     TOPIC_RECURRENCE_RECORDED,
@@ -30,7 +32,7 @@ from rnpc_shared.contracts.events import (
 @dataclass(frozen=True)
 class ServiceAccess:
     principal: str
-    owns: str  # the one pipeline topic this service produces
+    owns: tuple[str, ...]  # the topics this service produces
     consumes: tuple[str, ...]  # topics it handles (a failure goes to the topic's .dlq)
     observes: tuple[str, ...] = ()  # topics it reads without dead-lettering (the .dlq topics)
 
@@ -40,7 +42,7 @@ class ServiceAccess:
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return (self.owns, *dict.fromkeys(dlq_topic(topic) for topic in (self.owns, *self.consumes)))
+        return (*self.owns, *dict.fromkeys(dlq_topic(topic) for topic in (*self.owns, *self.consumes)))
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -52,16 +54,20 @@ SERVICE_ACCESS: dict[str, ServiceAccess] = {
     for access in (
         ServiceAccess(
             "gateway",
-            owns=TOPIC_RECURRENCE_RECORDED,
+            owns=(TOPIC_RECURRENCE_RECORDED,),
             consumes=(TOPIC_SCORES_COMPUTED, TOPIC_EVIDENCE_MATCHED, TOPIC_RECOMMENDATION_ISSUED, TOPIC_EHR_INBOUND),
             observes=tuple(dlq_topic(topic) for topic in PIPELINE_TOPICS),
         ),
-        ServiceAccess("scoring", owns=TOPIC_SCORES_COMPUTED, consumes=(TOPIC_RECURRENCE_RECORDED,)),
-        ServiceAccess("evidence", owns=TOPIC_EVIDENCE_MATCHED, consumes=(TOPIC_RECURRENCE_RECORDED, TOPIC_SCORES_COMPUTED)),
+        ServiceAccess("scoring", owns=(TOPIC_SCORES_COMPUTED,), consumes=(TOPIC_RECURRENCE_RECORDED,)),
+        ServiceAccess(
+            "evidence",
+            owns=(TOPIC_EVIDENCE_MATCHED, TOPIC_EVIDENCE_BASE),
+            consumes=(TOPIC_RECURRENCE_RECORDED, TOPIC_SCORES_COMPUTED),
+        ),
         ServiceAccess(
             "recommendation",
-            owns=TOPIC_RECOMMENDATION_ISSUED,
-            consumes=(TOPIC_RECURRENCE_RECORDED, TOPIC_SCORES_COMPUTED, TOPIC_EVIDENCE_MATCHED),
+            owns=(TOPIC_RECOMMENDATION_ISSUED,),
+            consumes=(TOPIC_RECURRENCE_RECORDED, TOPIC_SCORES_COMPUTED, TOPIC_EVIDENCE_MATCHED, TOPIC_EVIDENCE_BASE),
         ),
     )
 }
@@ -80,7 +86,7 @@ class ToolAccess:
         return f"rnpc-{self.principal}"  # the tool's default --group-id
 
 
-REPLAYABLE_TOPICS = (*PIPELINE_TOPICS, TOPIC_EHR_INBOUND)
+REPLAYABLE_TOPICS = ALL_TOPICS
 DLQ_REPLAY = ToolAccess(
     "dlq-replay", reads=tuple(dlq_topic(topic) for topic in REPLAYABLE_TOPICS), writes=REPLAYABLE_TOPICS
 )

@@ -83,6 +83,7 @@ _T = STAGE_INPUT_TABLE
 _OF_VERSION = of_version(StageInput).whereclause  # with `version_params`
 _READ = select(_T.c.part, _T.c.content_hash, _T.c.data).where(_OF_VERSION)
 _READ_NAMED = _READ.where(_T.c.part.startswith(bindparam("prefix")))
+_WITH_PART = select(_T.c.recurrence_id, _T.c.version, _T.c.content_hash).where(_T.c.part == bindparam("part"))
 _KEEP = insert(_T)
 _DISCARD = delete(_T).where(_OF_VERSION)
 _DROP = _DISCARD.where(_T.c.part.in_(bindparam("parts", expanding=True)))
@@ -90,16 +91,31 @@ _DROP = _DISCARD.where(_T.c.part.in_(bindparam("parts", expanding=True)))
 
 def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result_hash: str | None = None) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
+    parts = kept(session, ref, arriving=part)
+    parts.add(part, value, result_hash)
+    return parts
+
+
+def kept(session: Session, ref: RecordRef, *, arriving: str = "a part") -> Parts:
+    """The parts kept for `ref`'s version; all must be for `ref`'s content (else a provenance error
+    naming the `arriving` part)."""
     stored = list(session.connection().execute(_READ, version_params(ref.recurrence_id, ref.version)))
     for row in stored:
         if row.content_hash != ref.content_hash:
             raise ProvenanceError(
-                f"{part} of {ref.recurrence_id} version {ref.version} is for content {ref.content_hash[:12]}, "
+                f"{arriving} of {ref.recurrence_id} version {ref.version} is for content {ref.content_hash[:12]}, "
                 f"but its {row.part} is for content {row.content_hash[:12]}"
             )
-    parts = Parts(ref, stored)
-    parts.add(part, value, result_hash)
-    return parts
+    return Parts(ref, stored)
+
+
+def refs_with(session: Session, part: str) -> list[RecordRef]:
+    """The record versions that have a part named `part` kept (waiting for another part, or for
+    something the stage needs besides its parts)."""
+    return [
+        RecordRef.model_construct(recurrence_id=row.recurrence_id, version=row.version, content_hash=row.content_hash)
+        for row in session.connection().execute(_WITH_PART, {"part": part})
+    ]
 
 
 def keep(session: Session, parts: Parts) -> None:

@@ -191,9 +191,9 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:
 
 
 def pipeline_topics() -> list[str]:
-    from rnpc_shared.contracts.events import PIPELINE_TOPICS, TOPIC_EHR_INBOUND, dlq_topic
+    from rnpc_shared.contracts.events import ALL_TOPICS, dlq_topic
 
-    return [t for topic in (*PIPELINE_TOPICS, TOPIC_EHR_INBOUND) for t in (topic, dlq_topic(topic))]
+    return [t for topic in ALL_TOPICS for t in (topic, dlq_topic(topic))]
 
 
 @dataclass

@@ -10,9 +10,8 @@ MODELS.md (tested); identifiers are in backticks.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from rnpc_shared.contracts.evidence import EvidenceBundle, ModalityEvidence, PooledEstimate, Study
+from rnpc_shared.contracts.evidence import EvidenceBase, EvidenceBundle, ModalityBase, Study
 from rnpc_shared.contracts.record import (
     LOCAL_MODALITIES,
     Modality,
@@ -201,39 +200,31 @@ def _case_notes(modality: Modality, record: RecurrenceRecord, scores: Scores) ->
     return notes
 
 
-@dataclass(frozen=True)
-class EvidenceBase:
-    """What matching needs that depends only on the evidence version: built once per version."""
-
-    evidence_version: str
-    studies: dict[Modality, list[Study]]  # per local modality, sorted by id
-    pooled: dict[Modality, list[PooledEstimate]]
-
-
 def evidence_base(studies: Iterable[Study]) -> EvidenceBase:
+    """What every case's evidence shares under today's evidence version: per local modality (contract
+    order), its studies (sorted by id), pooled figures and general notes. Built once per version."""
     ordered = sorted(studies, key=lambda study: study.study_id)
     pooled = pooled_summary(ordered)
     return EvidenceBase(
         evidence_version=evidence_version(),
-        studies={m: [study for study in ordered if study.modality == m] for m in LOCAL_MODALITIES},
-        pooled={m: [estimate for estimate in pooled if estimate.modality == m] for m in LOCAL_MODALITIES},
+        by_modality={
+            m: ModalityBase(
+                modality=m,
+                studies=[study for study in ordered if study.modality == m],
+                pooled=[estimate for estimate in pooled if estimate.modality == m],
+                notes=list(GENERAL_NOTES[m]),
+            )
+            for m in LOCAL_MODALITIES
+        },
     )
+
+
+def case_notes(record: RecurrenceRecord, scores: Scores) -> dict[Modality, list[str]]:
+    """What is specific to this case, per local modality: the one part of its evidence not in the base."""
+    return {m: _case_notes(m, record, scores) for m in LOCAL_MODALITIES}
 
 
 def match_evidence(record: RecurrenceRecord, scores: Scores, studies: Iterable[Study] | EvidenceBase) -> EvidenceBundle:
     """Every local modality (contract order) with its studies (sorted by id), pooled figures and notes."""
     base = studies if isinstance(studies, EvidenceBase) else evidence_base(studies)
-    case_notes = {m: _case_notes(m, record, scores) for m in LOCAL_MODALITIES}
-    return EvidenceBundle(
-        evidence_version=base.evidence_version,
-        by_modality={
-            modality: ModalityEvidence(
-                modality=modality,
-                studies=base.studies[modality],
-                pooled=base.pooled[modality],
-                notes=[*GENERAL_NOTES[modality], *case_notes[modality]],
-                case_notes=case_notes[modality],
-            )
-            for modality in LOCAL_MODALITIES
-        },
-    )
+    return base.bundle(case_notes(record, scores))
