@@ -205,11 +205,16 @@ def test_input_hash_and_versions(kit: SimpleNamespace) -> None:
     record, scores, evidence = _case(kit, {}, {})
     rec = recommend(record, scores, evidence, ISSUED_AT)
     expected = canonical_hash({
-        "record": record.model_dump(mode="json"),
-        "scores": scores.model_dump(mode="json"),
+        "record": canonical_hash(record.model_dump(mode="json")),
+        "scores": canonical_hash(scores.model_dump(mode="json")),
         "evidence_version": evidence.evidence_version,
     })
     assert rec.input_hash == expected
+    # The pipeline passes the hashes its events carry: the same hash.
+    assert recommend(
+        record, scores, evidence, ISSUED_AT, record_hash=record.content_hash(),
+        scores_hash=canonical_hash(scores.model_dump(mode="json")),
+    ).input_hash == expected
     assert rec.versions.models == kit.MODELS_VERSION
     assert rec.versions.evidence == kit.EVIDENCE_VERSION
     assert rec.versions.rules.startswith("rules/")

@@ -144,7 +144,10 @@ def _complete(
     record = parts.model(RECORD, RecurrenceRecord)
     scores = parts.model(SCORES, Scores)
     evidence = base.bundle(case_evidence.case_notes)
-    recommendation = recommend(record, scores, evidence, issued_at=utc_now(), policy=policy)
+    recommendation = recommend(
+        record, scores, evidence, issued_at=utc_now(), policy=policy,
+        record_hash=ref.content_hash, scores_hash=parts.result_hash(SCORES),
+    )
     recommendation_json = recommendation.model_dump(mode="json")
     summary_json = summarise(record).model_dump(mode="json")
     columns: dict[str, Any] = {

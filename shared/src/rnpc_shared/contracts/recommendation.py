@@ -156,7 +156,10 @@ class Recommendation(Strict):
     policies: list[PolicySetting] = Field(default_factory=list)
     basis: Basis = Field(default_factory=Basis)
     versions: Versions
-    input_hash: str
+    input_hash: str = Field(
+        description="SHA-256 of the canonical JSON {record: the record's content hash, scores: the "
+        "scores' hash, evidence_version}: what the recommendation was computed from"
+    )
     issued_at: AwareDatetime
     disclaimer: str = (
         "Decision support only: the multidisciplinary tumour board decides."

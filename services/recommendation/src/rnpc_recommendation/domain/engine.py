@@ -60,9 +60,14 @@ def recommend(
     evidence: EvidenceBundle,
     issued_at: datetime,
     policy: Policy | None = None,
+    *,
+    record_hash: str | None = None,
+    scores_hash: str | None = None,
 ) -> Recommendation:
     """The recommendation for one record version (MODELS.md §5); `issued_at`'s date is the
-    decision date the restaging is checked against."""
+    decision date the restaging is checked against. `record_hash` / `scores_hash`: the record's
+    content hash and the scores' hash when the caller has them (the pipeline's events carry
+    them); computed here otherwise."""
     policy = policy or Policy()
     ctx = CaseContext(record, scores, evidence, decision_on=issued_at.date(), policy=policy)
     applied: Applied = [(rule, rule.effects(ctx)) for rule in RULES]
@@ -89,24 +94,23 @@ def recommend(
         versions=Versions(
             rules=RULES_VERSION, models=scores.models_version, evidence=evidence.evidence_version
         ),
-        input_hash=input_hash(record, scores, evidence),
+        input_hash=input_hash(
+            record_hash or record.content_hash(),
+            scores_hash or canonical_hash(scores.model_dump(mode="json")),
+            evidence.evidence_version,
+        ),
         issued_at=issued_at,
     )
 
 
-def input_hash(record: RecurrenceRecord, scores: Scores, evidence: EvidenceBundle) -> str:
-    """SHA-256 of the canonical JSON of what the recommendation was computed from.
+def input_hash(record_hash: str, scores_hash: str, evidence_version: str) -> str:
+    """SHA-256 naming what the recommendation was computed from: the record's content hash, the
+    scores' hash (SHA-256 of their canonical JSON) and the evidence version.
 
-    The evidence bundle enters by its version id, not its ~70 KB content: it is a function of
-    the record, the scores and the evidence version, all of which the hash already covers.
+    Each names its content, so the inputs enter by their ids, not by the ~20 KB they name; the
+    evidence is a function of the record, the scores and the evidence version.
     """
-    return canonical_hash(
-        {
-            "record": record.model_dump(mode="json"),
-            "scores": scores.model_dump(mode="json"),
-            "evidence_version": evidence.evidence_version,
-        }
-    )
+    return canonical_hash({"record": record_hash, "scores": scores_hash, "evidence_version": evidence_version})
 
 
 def final_status(clinical: OptionStatus, centre_lacks_it: bool) -> OptionStatus:
