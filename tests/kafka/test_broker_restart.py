@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from rnpc_shared.contracts.events import TOPIC_EVIDENCE_BASE
 from rnpc_shared.db import make_engine
 from rnpc_shared.kafka.access import SERVICE_ACCESS
 from rnpc_devstack.stack import wait_until
@@ -107,6 +108,10 @@ def test_sigkill_and_restart_of_the_broker_mid_load_gives_one_recommendation_per
                 "events_emitted": "SELECT count(*) FROM outbox",
             },
         )
-        # Small events: a stage handles one event per topic it joins (evidence: recorded + scores, ...).
-        consumed = len(SERVICE_ACCESS[service].consumes)
-        assert counts == {"results": RECORDS, "events_handled": RECORDS * consumed, "events_emitted": RECORDS}, service
+        # Small events: a stage handles one event per record and topic it joins (evidence: recorded +
+        # scores, ...), plus the evidence base once (one evidence version), which evidence emits once.
+        access = SERVICE_ACCESS[service]
+        per_record = [topic for topic in access.consumes if topic != TOPIC_EVIDENCE_BASE]
+        handled = RECORDS * len(per_record) + (TOPIC_EVIDENCE_BASE in access.consumes)
+        emitted = RECORDS + (TOPIC_EVIDENCE_BASE in access.owns)
+        assert counts == {"results": RECORDS, "events_handled": handled, "events_emitted": emitted}, service
