@@ -158,7 +158,8 @@ async def test_the_base_is_announced_once_before_the_first_case_and_a_case_waits
 
 async def test_a_version_is_one_content_for_good(databases, example_record) -> None:  # noqa: ANN001
     """A base announced again with other content, or a case naming other content than the stored
-    base, is a provenance error (dead-lettered with its reason), not joined."""
+    base, is a provenance error (dead-lettered with its reason), not joined; a case that waited
+    with other content does not make its base's announcement fail."""
     evidence_units = await _migrated(databases, "evidence", "evidence-hash-e")
     recommendation_units = await _migrated(databases, "recommendation", "evidence-hash-r")
     recorded, scored = _case(example_record, "case-1")
@@ -172,9 +173,28 @@ async def test_a_version_is_one_content_for_good(databases, example_record) -> N
         announced = read_event(EvidenceBaseAnnounced, sent[0][1])[1]
         case_evidence = read_event(EvidenceMatched, sent[1][1])[1]
         policy = Policy()
-        await recommendation_units.run(
-            _in_session(lambda s: recommendation.on_base(s, announced, correlation_id=CORRELATION, policy=policy))
+        forged = case_evidence.model_copy(
+            update={"evidence": case_evidence.evidence.model_copy(update={"base_hash": "e" * 64})}
         )
+
+        def join(session: Session) -> int:
+            recommendation.on_recorded(session, recorded, correlation_id=CORRELATION, policy=policy)
+            recommendation.on_scored(session, scored, correlation_id=CORRELATION, policy=policy)
+            recommendation.on_matched(session, forged, correlation_id=CORRELATION, policy=policy)
+            session.flush()
+            return len(session.connection().execute(select(STAGE_INPUT_TABLE.c.part)).all())
+
+        # Before the base: the forged case waits like any other.
+        assert await recommendation_units.run(_in_session(join)) == 3
+
+        # The base comes: it is kept (not dead-lettered for the forged case), which is not joined.
+        def base_comes(session: Session) -> tuple[int, int]:
+            recommendation.on_base(session, announced, correlation_id=CORRELATION, policy=policy)
+            session.flush()
+            kept = len(session.connection().execute(select(STAGE_INPUT_TABLE.c.part)).all())
+            return kept, len(_outbox(session))
+
+        assert await recommendation_units.run(_in_session(base_comes)) == (3, 0)
 
         other = announced.model_copy(update={"base_hash": "f" * 64})
         with pytest.raises(ProvenanceError, match="evidence base .* is stored with content"):
@@ -182,15 +202,7 @@ async def test_a_version_is_one_content_for_good(databases, example_record) -> N
                 _in_session(lambda s: recommendation.on_base(s, other, correlation_id=CORRELATION, policy=policy))
             )
 
-        forged = case_evidence.model_copy(
-            update={"evidence": case_evidence.evidence.model_copy(update={"base_hash": "e" * 64})}
-        )
-
-        def join(session: Session) -> None:
-            recommendation.on_recorded(session, recorded, correlation_id=CORRELATION, policy=policy)
-            recommendation.on_scored(session, scored, correlation_id=CORRELATION, policy=policy)
-            recommendation.on_matched(session, forged, correlation_id=CORRELATION, policy=policy)
-
+        # The forged case's evidence, sent again (e.g. by a re-drive), is refused for what it is.
         with pytest.raises(ProvenanceError, match="this event names content eeeeeeeeeeee"):
             await recommendation_units.run(_in_session(join))
     finally:

@@ -90,14 +90,26 @@ def on_matched(session: Session, payload: EvidenceMatched, *, correlation_id: st
 
 
 def on_base(session: Session, payload: EvidenceBaseAnnounced, *, correlation_id: str, policy: Policy) -> None:
-    """Keep the announced base; cases whose parts all came before it run now."""
+    """Keep the announced base; cases whose parts all came before it run now.
+
+    A waiting case that names this version with other content is left waiting and logged, not
+    raised: the error is that case's (its evidence event is refused when it comes again, e.g. by
+    a re-drive), and raising here would dead-letter the base every other case needs."""
     if not bases.store(session, payload):
         return  # announced again: nothing waited for it
-    version = payload.base.evidence_version
+    named = (payload.base.evidence_version, payload.base_hash)
     for ref in stage_inputs.refs_with(session, EVIDENCE):
         parts = stage_inputs.kept(session, ref)
-        if parts.has(RECORD, SCORES) and parts.model(EVIDENCE, CaseEvidence).evidence_version == version:
+        if not parts.has(RECORD, SCORES):
+            continue
+        case_evidence = parts.model(EVIDENCE, CaseEvidence)
+        if (case_evidence.evidence_version, case_evidence.base_hash) == named:
             _complete(session, parts, correlation_id=correlation_id, policy=policy)
+        elif case_evidence.evidence_version == named[0]:
+            log.error(
+                "%s version %d names evidence base %s with content %s, announced with content %s: not joined",
+                ref.recurrence_id, ref.version, named[0], case_evidence.base_hash[:12], named[1][:12],
+            )
 
 
 def _collect(
