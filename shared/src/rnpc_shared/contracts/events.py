@@ -145,7 +145,8 @@ class EvidenceMatched(RecordRef):
 
 class EvidenceBaseAnnounced(Payload):
     """Evidence → recommendation, once per evidence version: the base every case's evidence of
-    that version names, with the hash of its content (checked by the reader)."""
+    that version names, with the hash of its content (the reader refuses another content under
+    a version it has, and a case naming another hash than the stored base's)."""
 
     base: EvidenceBase
     base_hash: str = Field(pattern=SHA256_HEX)

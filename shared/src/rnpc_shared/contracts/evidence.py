@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from rnpc_shared.contracts.record import SHA256_HEX, Modality, Strict, canonical_hash
+from rnpc_shared.contracts.record import SHA256_HEX, Modality, Strict, model_hash
 
 
 class OutcomeMetric(StrEnum):
@@ -104,7 +104,7 @@ class EvidenceBase(Strict):
     by_modality: dict[Modality, ModalityBase]
 
     def content_hash(self) -> str:
-        return canonical_hash(self.model_dump(mode="json"))
+        return model_hash(self)
 
     def bundle(self, case_notes: Mapping[Modality, list[str]]) -> EvidenceBundle:
         """A case's whole evidence: this base plus the case's notes (after the modality's own)."""

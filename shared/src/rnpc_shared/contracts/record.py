@@ -408,7 +408,7 @@ class RecurrenceRecord(Strict):
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON form: equal records hash equal whatever their key order."""
-        return canonical_hash(self.model_dump(mode="json"))
+        return model_hash(self)
 
 
 SHA256_HEX = r"^[0-9a-f]{64}$"
@@ -420,4 +420,10 @@ def canonical_json(value: object) -> str:
 
 def canonical_hash(value: object) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def model_hash(model: BaseModel) -> str:
+    """The content hash of a contract model: SHA-256 of the canonical JSON of its JSON form (a
+    record's content hash, an evidence base's, the scores' result hash)."""
+    return canonical_hash(model.model_dump(mode="json"))
 

@@ -22,7 +22,7 @@ from rnpc_shared.contracts.recommendation import (
     RecommendationStatus,
     Versions,
 )
-from rnpc_shared.contracts.record import Modality, RecurrenceRecord, canonical_hash
+from rnpc_shared.contracts.record import Modality, RecurrenceRecord, canonical_hash, model_hash
 from rnpc_shared.contracts.scores import ModelStatus, Scores
 
 from rnpc_recommendation.domain.basis import build_basis
@@ -96,7 +96,7 @@ def recommend(
         ),
         input_hash=input_hash(
             record_hash or record.content_hash(),
-            scores_hash or canonical_hash(scores.model_dump(mode="json")),
+            scores_hash or model_hash(scores),
             evidence.evidence_version,
         ),
         issued_at=issued_at,
