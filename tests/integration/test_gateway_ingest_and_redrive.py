@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlmodel import col, func, select
 
 from rnpc_gateway import service
@@ -132,11 +132,12 @@ async def test_a_record_too_large_for_the_broker_is_refused_before_anything_is_s
 
 async def _store_overdue_version(runtime: Runtime, record: dict[str, Any], recurrence_id: str) -> None:
     async with runtime.sessions() as session:
-        accepted = await run_sync(
+        await run_sync(
             session, service.accept_record, RecurrenceRecord.model_validate(_version(record, recurrence_id, 1)), correlation_id="c-1", max_event_bytes=1_000_000
         )
-        accepted.record_version.received_at = utc_now() - timedelta(hours=1)
-        session.add(accepted.record_version)
+        await session.exec(
+            update(RecordVersion).where(col(RecordVersion.recurrence_id) == recurrence_id).values(received_at=utc_now() - timedelta(hours=1))
+        )
         await session.commit()
 
 

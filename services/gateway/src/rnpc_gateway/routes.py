@@ -81,7 +81,7 @@ async def post_recurrence(record: RecurrenceRecord, runtime: RuntimeDep, respons
         "recurrence_id": record.recurrence_id,
         "version": record.version,
         "outcome": accepted.outcome,
-        "received_at": accepted.record_version.received_at,
+        "received_at": accepted.received_at,
         "links": {"self": location, "recommendation": f"{location}/recommendation"},
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -60,21 +61,60 @@ class Acceptance(StrEnum):
 @dataclass(frozen=True)
 class Accepted:
     outcome: Acceptance
-    record_version: RecordVersion
+    received_at: datetime  # of the stored version (the first copy's, for a duplicate)
 
 
 def get_version(session: Session, recurrence_id: str, version: int) -> RecordVersion | None:
     return find_by_version(session, RecordVersion, recurrence_id, version)
 
 
-# What a stage result is checked against, read without the ORM: a stored version never changes
-# and the consumer never writes one, so an entity (and its record's JSON) is not needed.
-_RECORDED = select(RecordVersion.content_hash, RecordVersion.received_at).where(of_version(RecordVersion).whereclause)
+# The hot paths (ingest, stage results) are Core statements built once, run on the session's
+# connection: the ORM's per-statement work (autoflush, identity map, entity construction) cost
+# several times the statements themselves. Nothing else in a unit reads these rows as entities.
+_VERSIONS = RecordVersion.__table__  # type: ignore[attr-defined]
+_STATES = StageState.__table__  # type: ignore[attr-defined]
+_VIEWS = RecommendationView.__table__  # type: ignore[attr-defined]
+_RECORDED = select(_VERSIONS.c.content_hash, _VERSIONS.c.received_at).where(of_version(RecordVersion).whereclause)
+_READ_STATES = select(_STATES.c.stage, _STATES.c.state, _STATES.c.result_hash).where(of_version(StageState).whereclause)
+# An UPDATE's bound names differ from its columns' (a SET clause reserves the columns' own names).
+_OF_STAGE = and_(
+    _STATES.c.recurrence_id == bindparam("of_id"), _STATES.c.version == bindparam("of_version"), _STATES.c.stage == bindparam("of_stage")
+)
+_SET_STATE = update(_STATES).where(_OF_STAGE).values(state="done", result_hash=bindparam("new_hash"), updated_at=bindparam("now"))
+_DEAD_LETTERED = (
+    update(_STATES)
+    .where(_OF_STAGE, _STATES.c.state == "pending")  # a later success is never overwritten
+    .values(state="dead_lettered", updated_at=bindparam("now"))
+)
+_READ_VIEW = select(_VIEWS).where(of_version(RecommendationView).whereclause)
+_SET_VIEW = (
+    update(_VIEWS)
+    .where(_VIEWS.c.id == bindparam("view_id"))
+    .values(
+        status=bindparam("new_status"),
+        rules_version=bindparam("new_rules"),
+        evidence_version=bindparam("new_evidence"),
+        body=bindparam("new_body"),
+        issued_at=bindparam("new_issued_at"),
+    )
+)
+_CLAIM_NEW = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(CaseHead)
+    .values(recurrence_id=bindparam("rid"), latest_version=bindparam("v"))
+    .on_conflict_do_nothing()
+    for dialect in (postgresql, sqlite)
+}
+_CLAIM_NEWER = (
+    update(CaseHead)
+    .where(col(CaseHead.recurrence_id) == bindparam("rid"), col(CaseHead.latest_version) < bindparam("v"))
+    .values(latest_version=bindparam("v"))
+)
 
 
-def _recorded(session: Session, ref: RecordRef) -> Row[str, datetime] | None:
-    """(content_hash, received_at) of the stored version `ref` names, if any."""
-    return session.connection().execute(_RECORDED, version_params(ref.recurrence_id, ref.version)).first()
+def _recorded(session: Session, recurrence_id: str, version: int) -> Row[str, datetime] | None:
+    """(content_hash, received_at) of a stored version, if any: a stored version never changes,
+    so neither an entity nor its record's JSON is needed."""
+    return session.connection().execute(_RECORDED, version_params(recurrence_id, version)).first()
 
 
 def recorded_event(record_json: dict, *, content_hash: str, correlation_id: str) -> CloudEvent:
@@ -100,18 +140,11 @@ def _conflict(title: str, detail: str, kind: str) -> ProblemError:
 def _claim_head(session: Session, recurrence_id: str, version: int) -> bool | None:
     """Move the case's head to `version` if it is newer: True (superseding), False (new case),
     None (not newer). One atomic statement each, so concurrent versions cannot both win."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    inserted = session.exec(
-        dialect.insert(CaseHead).values(recurrence_id=recurrence_id, latest_version=version).on_conflict_do_nothing()
-    )
-    if inserted.rowcount == 1:
+    connection = session.connection()
+    params = {"rid": recurrence_id, "v": version}
+    if connection.execute(_CLAIM_NEW[connection.dialect.name], params).rowcount == 1:
         return False
-    moved = session.exec(
-        update(CaseHead)
-        .where(col(CaseHead.recurrence_id) == recurrence_id, col(CaseHead.latest_version) < version)
-        .values(latest_version=version)
-    )
-    return True if moved.rowcount == 1 else None
+    return True if connection.execute(_CLAIM_NEWER, params).rowcount == 1 else None
 
 
 def accept_record(
@@ -123,7 +156,7 @@ def accept_record(
     one (409), and a record whose event could not fit the broker's message limit (413).
     """
     content_hash = record.content_hash()
-    existing = get_version(session, record.recurrence_id, record.version)
+    existing = _recorded(session, record.recurrence_id, record.version)
     if existing is not None:
         if existing.content_hash != content_hash:
             raise _conflict(
@@ -132,7 +165,7 @@ def accept_record(
                 "send the change as a new version",
                 "version-conflict",
             )
-        return Accepted(Acceptance.duplicate, existing)
+        return Accepted(Acceptance.duplicate, existing.received_at)
     record_json = record.model_dump(mode="json")
     event = recorded_event(record_json, content_hash=content_hash, correlation_id=correlation_id)
     payload = event.model_dump_json()
@@ -146,9 +179,9 @@ def accept_record(
         )
     superseding = _claim_head(session, record.recurrence_id, record.version)
     if superseding is None:
-        existing = get_version(session, record.recurrence_id, record.version)
+        existing = _recorded(session, record.recurrence_id, record.version)
         if existing is not None and existing.content_hash == content_hash:  # the same version, concurrently
-            return Accepted(Acceptance.duplicate, existing)
+            return Accepted(Acceptance.duplicate, existing.received_at)
         head = session.get(CaseHead, record.recurrence_id, populate_existing=True)
         latest = head.latest_version if head is not None else record.version
         raise _conflict(
@@ -156,19 +189,32 @@ def accept_record(
             f"version {record.version} is not newer than the latest recorded version {latest}",
             "stale-version",
         )
-    row = RecordVersion(
-        recurrence_id=record.recurrence_id,
-        version=record.version,
-        patient_ref=record.patient_ref,
-        content_hash=content_hash,
-        record=record_json,
-        correlation_id=correlation_id,
+    connection, received_at = session.connection(), utc_now()
+    connection.execute(
+        _VERSIONS.insert(),
+        {
+            "id": uuid.uuid4(),
+            "recurrence_id": record.recurrence_id,
+            "version": record.version,
+            "patient_ref": record.patient_ref,
+            "content_hash": content_hash,
+            "record": record_json,
+            "correlation_id": correlation_id,
+            "received_at": received_at,
+            "redrive_count": 0,
+            "last_redrive_at": None,
+        },
     )
-    session.add(row)
-    for stage in STAGES:
-        session.add(StageState(recurrence_id=record.recurrence_id, version=record.version, stage=stage, state="pending"))
+    connection.execute(
+        _STATES.insert(),
+        [
+            {"recurrence_id": record.recurrence_id, "version": record.version, "stage": stage, "state": "pending",
+             "result_hash": None, "updated_at": received_at}
+            for stage in STAGES
+        ],
+    )
     add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event, payload=payload)
-    return Accepted(Acceptance.superseding if superseding else Acceptance.new, row)
+    return Accepted(Acceptance.superseding if superseding else Acceptance.new, received_at)
 
 
 # Stage results are accepted in pipeline order, each based on the previous stage's result.
@@ -193,11 +239,11 @@ class _NotYet(Exception):
     """The previous stage's result has not been read yet (it travels on another topic)."""
 
 
-def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> tuple[StageState, datetime]:
+def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on: str | None) -> _Provenance:
     """A stage result counts only for a stored version with the same content hash, after the
-    previous stage's result it names as its basis. Returns the stage's state and when the
-    version was received."""
-    row = _recorded(session, ref)
+    previous stage's result it names as its basis. Returns the version's stage states and when
+    the version was received."""
+    row = _recorded(session, ref.recurrence_id, ref.version)
     if row is None:
         raise ProvenanceError(f"{stage} result for version {ref.version} of {ref.recurrence_id}, which was never recorded")
     if row.content_hash != ref.content_hash:
@@ -205,8 +251,7 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
             f"{stage} result for version {ref.version} of {ref.recurrence_id} is for content "
             f"{ref.content_hash[:12]}, the stored version is {row.content_hash[:12]}"
         )
-    # One statement for the version's stage states (later gets of them are served from the session).
-    states = {s.stage: s for s in session.exec(of_version(StageState), params=version_params(ref.recurrence_id, ref.version))}
+    states = {s.stage: s for s in session.connection().execute(_READ_STATES, version_params(ref.recurrence_id, ref.version))}
     previous = PREVIOUS_STAGE.get(stage)
     if previous is not None:
         before = states.get(previous)
@@ -217,10 +262,25 @@ def _check_provenance(session: Session, ref: RecordRef, stage: str, *, based_on:
                 f"{stage} result for {ref.recurrence_id} v{ref.version} is based on a {previous} result "
                 f"({(based_on or '')[:12]}) other than the one recorded ({(before.result_hash or '')[:12]})"
             )
-    state = states.get(stage)
-    if state is None:
-        state = StageState(recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="pending")
-    return state, row.received_at
+    return _Provenance(states, row.received_at)
+
+
+@dataclass(frozen=True)
+class _Provenance:
+    states: dict[str, Row[str, str, str | None]]  # stage → (stage, state, result_hash)
+    received_at: datetime
+
+    def mark_done(self, session: Session, ref: RecordRef, stage: str, result_hash: str | None) -> None:
+        now = utc_now()
+        if stage in self.states:
+            session.connection().execute(_SET_STATE, _stage_params(ref.recurrence_id, ref.version, stage) | {"new_hash": result_hash, "now": now})
+        else:  # a version stored before its stage rows were
+            row = {"stage": stage, "state": "done", "result_hash": result_hash, "updated_at": now}
+            session.connection().execute(_STATES.insert(), version_params(ref.recurrence_id, ref.version) | row)
+
+
+def _stage_params(recurrence_id: str, version: int, stage: str) -> dict[str, Any]:
+    return {"of_id": recurrence_id, "of_version": version, "of_stage": stage}
 
 
 def on_stage_result(session: Session, stage: str, event_id: str, result: StageResult | RecommendationIssued) -> None:
@@ -244,13 +304,11 @@ def _apply(session: Session, stage: str, result: StageResult | RecommendationIss
     if isinstance(result, RecommendationIssued):
         store_recommendation(session, result)
         return
-    state, _received_at = _check_provenance(session, result, stage, based_on=result.scores_hash)
-    if state.state == "done" and state.result_hash not in (None, result.result_hash):
+    provenance = _check_provenance(session, result, stage, based_on=result.scores_hash)
+    state = provenance.states.get(stage)
+    if state is not None and state.state == "done" and state.result_hash not in (None, result.result_hash):
         raise ProvenanceError(f"a second, different {stage} result for {result.recurrence_id} v{result.version}")
-    state.state = "done"
-    state.result_hash = result.result_hash
-    state.updated_at = utc_now()
-    session.add(state)
+    provenance.mark_done(session, result, stage, result.result_hash)
 
 
 def _release_held(session: Session, ref: RecordRef, stage: str | None) -> None:
@@ -302,11 +360,8 @@ def note_dead_letter(session: Session, letter: DeadLetter) -> None:
             reason=letter.reason,
         )
     )
-    state = None if version is None else session.get(StageState, (letter.key, version, stage))
-    if state is not None and state.state == "pending":  # a later success is never overwritten
-        state.state = "dead_lettered"
-        state.updated_at = utc_now()
-        session.add(state)
+    if version is not None:
+        session.connection().execute(_DEAD_LETTERED, _stage_params(letter.key, version, stage) | {"now": utc_now()})
 
 
 def store_recommendation(session: Session, payload: RecommendationIssued) -> None:
@@ -319,47 +374,45 @@ def store_recommendation(session: Session, payload: RecommendationIssued) -> Non
     recommendation = payload.recommendation
     if (recommendation.recurrence_id, recommendation.version) != (payload.recurrence_id, payload.version):
         raise ProvenanceError("the recommendation is for another record version than its event says")
-    state, received_at = _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
-    scoring = session.get(StageState, (payload.recurrence_id, payload.version, "scoring"))
+    provenance = _check_provenance(session, payload, "recommendation", based_on=payload.evidence_hash)
+    scoring = provenance.states.get("scoring")
     if scoring is None or scoring.result_hash != payload.scores_hash:
         raise ProvenanceError("the recommendation is based on scores other than the ones recorded")
-    view = find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
+    connection = session.connection()
+    view = connection.execute(_READ_VIEW, version_params(recommendation.recurrence_id, recommendation.version)).first()
     if view is not None and not _supersedes(recommendation, view):
         if json.loads(view.body).get("input_hash") != recommendation.input_hash:
             raise ProvenanceError("a second, different recommendation for a version that has one")
     else:  # a first recommendation, or a re-evaluation's under new rules or evidence
+        status, versions, body = recommendation.status, recommendation.versions, recommendation.model_dump_json()
         if view is not None:
             session.add(_superseded(view, recommendation))
-        else:
-            view = RecommendationView(
-                recurrence_id=recommendation.recurrence_id,
-                version=recommendation.version,
-                status="",
-                rules_version="",
-                evidence_version="",
-                body="",
-                issued_at=recommendation.issued_at,
+            connection.execute(
+                _SET_VIEW,
+                {"view_id": view.id, "new_status": status, "new_rules": versions.rules, "new_evidence": versions.evidence,
+                 "new_body": body, "new_issued_at": recommendation.issued_at},
             )
-            latency_s = (recommendation.issued_at - received_at).total_seconds()
+        else:
+            connection.execute(
+                _VIEWS.insert(),
+                {"id": uuid.uuid4(), "recurrence_id": recommendation.recurrence_id, "version": recommendation.version,
+                 "status": status, "rules_version": versions.rules, "evidence_version": versions.evidence, "body": body,
+                 "issued_at": recommendation.issued_at, "received_at": utc_now()},
+            )
+            latency_s = (recommendation.issued_at - provenance.received_at).total_seconds()
             metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)
-        view.status = recommendation.status
-        view.rules_version = recommendation.versions.rules
-        view.evidence_version = recommendation.versions.evidence
-        view.body = recommendation.model_dump_json()
-        view.issued_at = recommendation.issued_at
-        session.add(view)
-    state.state = "done"
-    state.updated_at = utc_now()
-    session.add(state)
+    recorded = provenance.states.get("recommendation")
+    provenance.mark_done(session, payload, "recommendation", recorded.result_hash if recorded is not None else None)
 
 
-def _supersedes(recommendation: Recommendation, view: RecommendationView) -> bool:
+def _supersedes(recommendation: Recommendation, view: Row[Any]) -> bool:
+    """`view`: the stored recommendation_views row."""
     versions = recommendation.versions
     changed_versions = (versions.rules, versions.evidence) != (view.rules_version, view.evidence_version)
     return changed_versions and recommendation.issued_at >= view.issued_at  # never an older one back
 
 
-def _superseded(view: RecommendationView, new: Recommendation) -> SupersededRecommendation:
+def _superseded(view: Row[Any], new: Recommendation) -> SupersededRecommendation:
     """The stored recommendation as replaced by `new`, with why and whether the advice changed."""
     reasons = []
     if new.versions.rules != view.rules_version:
