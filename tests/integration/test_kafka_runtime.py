@@ -20,7 +20,7 @@ from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, select
 
 from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
-from rnpc_shared.db import make_engine, make_session_factory
+from rnpc_shared.db import make_engine, make_session_factory, run_sync
 from rnpc_shared.kafka.consumer import EventConsumer, PermanentError, Route, decode_dlq_headers
 from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
@@ -109,7 +109,7 @@ class Harness:
     async def publish_via_outbox(self, subject: str, value: int) -> CloudEvent:
         event = new_event(source="urn:test", type_=self.topic, subject=subject, data={"value": value}, correlation_id=None)
         async with self.sessions() as session:
-            add_to_outbox(session, self.topic, event)
+            await run_sync(session, add_to_outbox, self.topic, event)
             await session.commit()
         self.relay.notify()
         return event

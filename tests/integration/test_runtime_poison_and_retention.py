@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from sqlmodel import Field, SQLModel
 
 from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
-from rnpc_shared.db import make_engine, make_session_factory
+from rnpc_shared.db import make_engine, make_session_factory, run_sync
 from rnpc_shared.kafka.consumer import EventConsumer, Route, decode_dlq_headers
 from rnpc_shared.kafka.outbox import OutboxRelay, Retention, add_to_outbox
 from rnpc_shared.kafka.connection import KafkaConnection
@@ -132,7 +132,7 @@ class PoisonHarness:
         data = {"value": value, "padding": "x" * padding_bytes}
         event = new_event(source="urn:test", type_=self.topic, subject=subject, data=data, correlation_id=None)
         async with self.sessions() as session:
-            add_to_outbox(session, self.topic, event)
+            await run_sync(session, add_to_outbox, self.topic, event)
             await session.commit()
         return event
 
@@ -210,7 +210,7 @@ async def test_a_row_that_always_fails_is_parked_after_its_attempts_and_other_ke
     parked_before = _parked_total("failing")
     failing = new_event(source="urn:test", type_="t", subject="case-fails", data={"value": 1}, correlation_id=None)
     async with poison.sessions() as session:
-        add_to_outbox(session, "not a valid topic name!", failing)  # the broker never takes it
+        await run_sync(session, add_to_outbox, "not a valid topic name!", failing)  # the broker never takes it
         await session.commit()
     later_same_key = await poison.stage("case-fails", 7)
     for n in range(3):
@@ -238,7 +238,7 @@ async def test_an_event_that_always_fails_inside_a_batch_leaves_the_others_handl
     async with poison.sessions() as session:
         for value in (1, 2, 99, 3, 4):
             event = new_event(source="urn:test", type_=poison.topic, subject="case-batch", data={"value": value}, correlation_id=None)
-            add_to_outbox(session, poison.topic, event)
+            await run_sync(session, add_to_outbox, poison.topic, event)
         await session.commit()
     poison.relay.notify()
 
@@ -340,7 +340,7 @@ async def test_table_gauges_count_outbox_rows_and_payload_bytes(databases, dev_p
     events = [new_event(source="probe", type_="t", subject=f"case-{i}", data={"note": "é" * i}, correlation_id=None) for i in (1, 500)]
     async with sessions() as session:
         for event in events:
-            add_to_outbox(session, "rnpc.probe.v1", event)
+            await run_sync(session, add_to_outbox, "rnpc.probe.v1", event)
         await session.commit()
     await relay.refresh_gauges()
     sample = lambda name: REGISTRY.get_sample_value(name, {"service": "probe-bytes", "table": "outbox"})  # noqa: E731

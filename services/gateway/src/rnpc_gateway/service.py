@@ -46,7 +46,7 @@ from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
 from rnpc_shared.db import Units, find_by_version, of_version, parse_json, utc_now, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
-from rnpc_shared.kafka.outbox import add_to_outbox, message_size_bytes
+from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, message_size_bytes, outbox_row
 from rnpc_shared.problems import ProblemError
 
 STAGES = ("scoring", "evidence", "recommendation")
@@ -559,16 +559,23 @@ async def redrive_overdue(
     )
     if not manual:
         query = query.where(RecordVersion.redrive_count < max_attempts)
-    redriven = []
+    redriven, events = [], []
     for row in (await session.exec(query)).all():
-        event = recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id)
-        add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event)
+        events.append(recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id))
         if not manual:
             row.redrive_count += 1
         row.last_redrive_at = now
         session.add(row)
         redriven.append((row.recurrence_id, row.version))
+    await _add_to_outbox(session, events)
     return redriven
+
+
+async def _add_to_outbox(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Recorded events re-sent from an async session (re-drive, re-evaluation), in one statement."""
+    if events:
+        rows = [outbox_row(TOPIC_RECURRENCE_RECORDED, event) for event in events]
+        await (await session.connection()).execute(OUTBOX_INSERT, rows)
 
 
 @dataclass(frozen=True)
@@ -626,9 +633,9 @@ async def reevaluate(session: AsyncSession, current: CurrentVersions) -> list[tu
         .where(tuple_(col(StageState.recurrence_id), col(StageState.version)).in_(select(targets.c.recurrence_id, targets.c.version)))
         .values(state="pending", result_hash=None, updated_at=utc_now())
     )
-    for row in rows:
-        event = recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id)
-        add_to_outbox(session, TOPIC_RECURRENCE_RECORDED, event)
+    await _add_to_outbox(
+        session, [recorded_event(row.record, content_hash=row.content_hash, correlation_id=row.correlation_id) for row in rows]
+    )
     return [(row.recurrence_id, row.version) for row in rows]
 
 

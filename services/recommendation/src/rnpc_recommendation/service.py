@@ -14,10 +14,12 @@ are all there before its base waits for it, and runs when the base arrives.
 from __future__ import annotations
 
 import logging
+import uuid
 from types import EllipsisType
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import Row, select, update
 from sqlmodel import Session
 
 from rnpc_recommendation import bases
@@ -37,7 +39,7 @@ from rnpc_shared.contracts.events import (
 from rnpc_shared.contracts.evidence import CaseEvidence
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
-from rnpc_shared.db import find_by_version, utc_now
+from rnpc_shared.db import of_version, utc_now, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
@@ -58,7 +60,19 @@ def summarise(record: RecurrenceRecord) -> RecordSummary:
     )
 
 
-def outdated(stored: IssuedRecommendation, evidence_version: str) -> bool:
+# Core statements built once (see rnpc_shared.kafka.stage_inputs): the ORM's autoflush and
+# entity work around them cost more than the statements.
+_ISSUED = IssuedRecommendation.__table__  # type: ignore[attr-defined]
+_READ_ISSUED = select(_ISSUED).where(of_version(IssuedRecommendation).whereclause)
+Issued = Row[Any]  # a recommendations row
+
+
+def _issued(session: Session, ref: RecordRef) -> Issued | None:
+    """The recommendation issued for `ref`'s version, if any."""
+    return session.connection().execute(_READ_ISSUED, version_params(ref.recurrence_id, ref.version)).first()
+
+
+def outdated(stored: Issued, evidence_version: str) -> bool:
     """Issued under other rules or another evidence base than today's: re-evaluate."""
     return (stored.rules_version, stored.evidence_version) != (RULES_VERSION, evidence_version)
 
@@ -72,7 +86,7 @@ def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str,
 
 
 def on_matched(session: Session, payload: EvidenceMatched, *, correlation_id: str, policy: Policy) -> None:
-    stored = find_by_version(session, IssuedRecommendation, payload.recurrence_id, payload.version)
+    stored = _issued(session, payload)
     if stored is not None and not outdated(stored, payload.evidence.evidence_version):
         # a re-drive: re-emit the recommendation issued for this version (the re-sent parts are not needed)
         stage_inputs.discard(session, payload)
@@ -121,7 +135,7 @@ def _collect(
     *,
     correlation_id: str,
     policy: Policy,
-    stored: IssuedRecommendation | None | EllipsisType = ...,
+    stored: Issued | None | EllipsisType = ...,
 ) -> None:
     """`value` is the arriving part as its event reader validated it (kept until the others come);
     `stored`: this version's recommendation if the caller read it already (`...`: not read)."""
@@ -140,7 +154,7 @@ def _complete(
     *,
     correlation_id: str,
     policy: Policy,
-    stored: IssuedRecommendation | None | EllipsisType = ...,
+    stored: Issued | None | EllipsisType = ...,
 ) -> None:
     """All parts are there: recommend, once the evidence base the case's evidence names is here."""
     ref = parts.ref
@@ -173,12 +187,13 @@ def _complete(
         "issued_at": recommendation.issued_at,
     }
     if stored is ...:
-        stored = find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
+        stored = _issued(session, ref)
     if stored is None:
-        session.add(IssuedRecommendation(recurrence_id=ref.recurrence_id, version=ref.version, **columns))
+        session.connection().execute(
+            _ISSUED.insert(), {"id": uuid.uuid4(), "recurrence_id": ref.recurrence_id, "version": ref.version} | columns
+        )
     else:  # a re-evaluation: today's rules or evidence replace the outdated advice
-        stored.sqlmodel_update(columns)
-        session.add(stored)
+        session.connection().execute(update(_ISSUED).where(_ISSUED.c.id == stored.id).values(columns))
     stage_inputs.discard(session, ref)
     _emit(
         session,

@@ -32,7 +32,6 @@ from rnpc_shared.kafka.tables import (
     INBOX_TABLE,
     OUTBOX_TABLE,
     STAGE_INPUT_TABLE,
-    OutboxEvent,
     OutboxStatus,
 )
 
@@ -50,14 +49,33 @@ def message_size_bytes(topic_payload: str | bytes, key: str) -> int:
     return len(value) + len(key.encode()) + MESSAGE_OVERHEAD_BYTES
 
 
-def add_to_outbox(session: Session | AsyncSession, topic: str, event: CloudEvent, *, payload: str | None = None) -> None:
-    """Stage an event in the caller's transaction; nothing is sent until that transaction commits.
+def outbox_row(topic: str, event: CloudEvent, *, payload: str | None = None) -> dict[str, Any]:
+    """The outbox row of an event (a Core insert's parameters: no entity, no flush).
 
     `payload`: the event already serialised by the caller (e.g. to measure it), not dumped twice."""
     payload = payload if payload is not None else event.model_dump_json()
-    session.add(
-        OutboxEvent(id=uuid.UUID(event.id), topic=topic, key=event.subject, payload=payload, payload_bytes=len(payload.encode()))
-    )
+    return {
+        "id": uuid.UUID(event.id),
+        "topic": topic,
+        "key": event.subject,
+        "payload": payload,
+        "payload_bytes": len(payload.encode()),
+        "created_at": utc_now(),
+        "published_at": None,
+        "status": OutboxStatus.pending,
+        "attempts": 0,
+        "last_error": None,
+    }
+
+
+OUTBOX_INSERT = OUTBOX_TABLE.insert()
+
+
+def add_to_outbox(session: Session, topic: str, event: CloudEvent, *, payload: str | None = None) -> None:
+    """Stage an event in the caller's transaction; nothing is sent until that transaction commits.
+    Async callers: `await run_sync(session, add_to_outbox, …)`, or for many events at once
+    `await (await session.connection()).execute(OUTBOX_INSERT, [outbox_row(…), …])`."""
+    session.connection().execute(OUTBOX_INSERT, outbox_row(topic, event, payload=payload))
 
 
 def finished_outbox_ids(created_before: datetime, limit: int) -> Select[tuple[Any]]:
@@ -343,7 +361,7 @@ def parked_reference(payload: str) -> dict[str, Any]:
 
 
 def emit(
-    session: Session | AsyncSession,
+    session: Session,
     *,
     service: str,
     topic: str,
