@@ -29,7 +29,7 @@ from rnpc_gateway.app import create_app, redrive_loop
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import RecordVersion
 from rnpc_shared.contracts.record import RecurrenceRecord
-from rnpc_shared.db import make_engine, make_session_factory, run_sync, utc_now
+from rnpc_shared.db import find_by_version, make_engine, make_session_factory, run_sync, utc_now
 from rnpc_shared.kafka.tables import OutboxEvent
 from rnpc_shared.service import Runtime
 
@@ -191,7 +191,7 @@ async def test_a_manual_redrive_does_not_use_up_the_automatic_budget(databases, 
             session, older_than=timedelta(0), max_attempts=settings.redrive_max_attempts, now=utc_now()
         )
         await session.commit()
-        row = await run_sync(session, service.get_version, "manual-1", 1)
+        row = await run_sync(session, find_by_version, RecordVersion, "manual-1", 1)
     assert automatic == [("manual-1", 1)]
     assert row is not None and row.redrive_count == 1
     await engine.dispose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from sqlalchemy import Row
 
 from sqlmodel import col, select
 from sqlmodel import Session
@@ -29,7 +31,7 @@ _LOADED_VERSIONS = select(StudyRow.evidence_version).distinct()  # asked for on 
 
 def loaded(session: Session) -> Loaded:
     """The evidence base as loaded by migration (one version at a time)."""
-    versions = session.exec(_LOADED_VERSIONS).all()
+    versions = session.connection().execute(_LOADED_VERSIONS).scalars().all()
     if not versions:
         raise ProblemError(503, "Evidence base not loaded", "Run this service's migrations (alembic upgrade head).")
     if len(versions) != 1:
@@ -55,5 +57,6 @@ def load_base(session: Session) -> EvidenceBase:
     return loaded(session).base
 
 
-def find_match(session: Session, recurrence_id: str, version: int) -> EvidenceMatch | None:
+def find_match(session: Session, recurrence_id: str, version: int) -> Row[Any] | None:
+    """The version's evidence_matches row, if any."""
     return find_by_version(session, EvidenceMatch, recurrence_id, version)

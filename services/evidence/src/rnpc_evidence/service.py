@@ -13,8 +13,10 @@ the transaction of the first case's event on it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from sqlalchemy import Row, bindparam, select, update
 from sqlmodel import Session
 
 from rnpc_evidence.domain.matching import case_notes
@@ -32,13 +34,19 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
 from rnpc_shared.contracts.scores import Scores
+from rnpc_shared.db import utc_now
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
 RECORD, SCORES = "record", "scores"
 
 
-def _is_current(session: Session, stored: EvidenceMatch | None) -> bool:
+_MATCHES = EvidenceMatch.__table__  # type: ignore[attr-defined]
+_ANNOUNCEMENTS = BaseAnnouncement.__table__  # type: ignore[attr-defined]
+_ANNOUNCED = select(_ANNOUNCEMENTS.c.evidence_version).where(_ANNOUNCEMENTS.c.evidence_version == bindparam("v"))
+
+
+def _is_current(session: Session, stored: Row[Any] | None) -> bool:
     """Whether the stored match of a version was made under today's evidence base."""
     return stored is not None and stored.evidence_version == loaded(session).base.evidence_version
 
@@ -61,7 +69,7 @@ def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str)
 
 
 def _match_when_complete(
-    session: Session, parts: stage_inputs.Parts, stored: EvidenceMatch | None, *, correlation_id: str
+    session: Session, parts: stage_inputs.Parts, stored: Row[Any] | None, *, correlation_id: str
 ) -> None:
     """`stored`: this version's match made under an older evidence base, if any (replaced)."""
     if not parts.has(RECORD, SCORES):
@@ -75,11 +83,12 @@ def _match_when_complete(
         base_hash=current.base_hash,
         case_notes=case_notes(record, scores),
     ).model_dump(mode="json")
-    ref = parts.ref
-    stored = stored or EvidenceMatch(recurrence_id=ref.recurrence_id, version=ref.version, evidence_version="", evidence={})
-    stored.evidence_version = current.base.evidence_version
-    stored.evidence = evidence
-    session.add(stored)
+    ref, columns = parts.ref, {"evidence_version": current.base.evidence_version, "evidence": evidence}
+    if stored is None:
+        row = {"id": uuid.uuid4(), "recurrence_id": ref.recurrence_id, "version": ref.version, "created_at": utc_now()}
+        session.connection().execute(_MATCHES.insert(), row | columns)
+    else:
+        session.connection().execute(update(_MATCHES).where(_MATCHES.c.id == stored.id).values(columns))
     stage_inputs.discard(session, ref)
     _emit(session, ref, evidence, scores_hash=parts.result_hash(SCORES) or "", correlation_id=correlation_id)
 
@@ -91,10 +100,10 @@ def _announce(session: Session, current: Loaded, *, correlation_id: str) -> None
     cache saying "announced"). Two replicas announcing at once: the second's commit fails on the
     key and its batch is retried event by event, which then finds the row."""
     version = current.base.evidence_version
-    if session.get(BaseAnnouncement, version) is not None:
+    if session.connection().execute(_ANNOUNCED, {"v": version}).first() is not None:
         return
-    session.add(BaseAnnouncement(evidence_version=version, base_hash=current.base_hash))
-    session.flush()  # the batch's next event finds it
+    row = {"evidence_version": version, "base_hash": current.base_hash, "announced_at": utc_now()}
+    session.connection().execute(_ANNOUNCEMENTS.insert(), row)  # the batch's next event finds it
     event = EvidenceBaseAnnounced.model_construct(base=current.base, base_hash=current.base_hash)
     emit(
         session,

@@ -43,7 +43,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import Units, find_by_version, of_version, parse_json, utc_now, version_params
+from rnpc_shared.db import Units, of_version, parse_json, utc_now, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
 from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, message_size_bytes, outbox_row
@@ -62,10 +62,6 @@ class Acceptance(StrEnum):
 class Accepted:
     outcome: Acceptance
     received_at: datetime  # of the stored version (the first copy's, for a duplicate)
-
-
-def get_version(session: Session, recurrence_id: str, version: int) -> RecordVersion | None:
-    return find_by_version(session, RecordVersion, recurrence_id, version)
 
 
 # The hot paths (ingest, stage results) are Core statements built once, run on the session's

@@ -19,7 +19,7 @@ from types import EllipsisType
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, update
 from sqlmodel import Session
 
 from rnpc_recommendation import bases
@@ -39,7 +39,7 @@ from rnpc_shared.contracts.events import (
 from rnpc_shared.contracts.evidence import CaseEvidence
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
-from rnpc_shared.db import of_version, utc_now, version_params
+from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
@@ -60,16 +60,8 @@ def summarise(record: RecurrenceRecord) -> RecordSummary:
     )
 
 
-# Core statements built once (see rnpc_shared.kafka.stage_inputs): the ORM's autoflush and
-# entity work around them cost more than the statements.
 _ISSUED = IssuedRecommendation.__table__  # type: ignore[attr-defined]
-_READ_ISSUED = select(_ISSUED).where(of_version(IssuedRecommendation).whereclause)
-Issued = Row[Any]  # a recommendations row
-
-
-def _issued(session: Session, ref: RecordRef) -> Issued | None:
-    """The recommendation issued for `ref`'s version, if any."""
-    return session.connection().execute(_READ_ISSUED, version_params(ref.recurrence_id, ref.version)).first()
+Issued = Row[Any]  # a recommendations row (find_by_version)
 
 
 def outdated(stored: Issued, evidence_version: str) -> bool:
@@ -86,7 +78,7 @@ def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str,
 
 
 def on_matched(session: Session, payload: EvidenceMatched, *, correlation_id: str, policy: Policy) -> None:
-    stored = _issued(session, payload)
+    stored = find_by_version(session, IssuedRecommendation, payload.recurrence_id, payload.version)
     if stored is not None and not outdated(stored, payload.evidence.evidence_version):
         # a re-drive: re-emit the recommendation issued for this version (the re-sent parts are not needed)
         stage_inputs.discard(session, payload)
@@ -187,7 +179,7 @@ def _complete(
         "issued_at": recommendation.issued_at,
     }
     if stored is ...:
-        stored = _issued(session, ref)
+        stored = find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
     if stored is None:
         session.connection().execute(
             _ISSUED.insert(), {"id": uuid.uuid4(), "recurrence_id": ref.recurrence_id, "version": ref.version} | columns

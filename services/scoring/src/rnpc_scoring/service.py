@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlmodel import Session
 
 from rnpc_scoring.domain import compute_scores
@@ -9,9 +11,11 @@ from rnpc_scoring.tables import ScoreSet
 from rnpc_shared.contracts.events import TOPIC_SCORES_COMPUTED, RecurrenceRecorded, ScoresComputed
 from rnpc_shared.contracts.record import canonical_hash
 from rnpc_shared.contracts.scores import ScoringParameters
-from rnpc_shared.db import find_by_version
+from rnpc_shared.db import find_by_version, utc_now
 from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.outbox import emit
+
+_SCORE_SETS = ScoreSet.__table__  # type: ignore[attr-defined]
 
 
 def score_recorded_version(
@@ -30,15 +34,18 @@ def score_recorded_version(
     else:
         scores = compute_scores(record, params)
         scores_json = scores.model_dump(mode="json")
-        session.add(
-            ScoreSet(
-                recurrence_id=record.recurrence_id,
-                version=record.version,
+        session.connection().execute(
+            _SCORE_SETS.insert(),
+            {
+                "id": uuid.uuid4(),
+                "recurrence_id": record.recurrence_id,
+                "version": record.version,
                 # The gateway's hash of what it stored, not a re-hash of what this reader understood.
-                content_hash=payload.content_hash,
-                models_version=scores.models_version,
-                scores=scores_json,
-            )
+                "content_hash": payload.content_hash,
+                "models_version": scores.models_version,
+                "scores": scores_json,
+                "created_at": utc_now(),
+            },
         )
     event = ScoresComputed.model_construct(  # validated values; skip a second validation
         recurrence_id=record.recurrence_id,

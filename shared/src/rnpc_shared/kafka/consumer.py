@@ -27,10 +27,10 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import insert
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import EventHeader, dlq_topic, read_event
@@ -38,7 +38,7 @@ from rnpc_shared.db import Units, utc_now
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.outbox import OutboxRelay
 from rnpc_shared.kafka.producer import EventProducer
-from rnpc_shared.kafka.tables import InboxEvent
+from rnpc_shared.kafka.tables import INBOX_TABLE, InboxEvent
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.settings import ServiceSettings
 
@@ -395,14 +395,20 @@ def _run_effect(session: Session, item: _Item) -> None:
         correlation_id_var.reset(token)
 
 
+# Core statements built once on the session's connection: the ORM's bulk-insert path and query
+# work cost more than the statements.
+_INBOX_INSERT = INBOX_TABLE.insert()
+_SEEN_IN_INBOX = select(INBOX_TABLE.c.event_id).where(
+    INBOX_TABLE.c.consumer == bindparam("consumer"), INBOX_TABLE.c.event_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _apply_batch_unit(connection: Connection, consumer: str, items: list[_Item]) -> dict[str, Outcome]:
     """The unit of work of a poll batch: skip events already in the inbox, insert the others' inbox
     rows in one statement, run their effects; the `Units` commits when this returns."""
     with Session(bind=connection) as session:
         ids = [item.event_id for item in items]
-        seen = set(
-            session.exec(select(InboxEvent.event_id).where(InboxEvent.consumer == consumer, col(InboxEvent.event_id).in_(ids))).all()
-        )
+        seen = set(session.connection().execute(_SEEN_IN_INBOX, {"consumer": consumer, "ids": ids}).scalars())
         outcomes: dict[str, Outcome] = {}
         fresh: list[_Item] = []
         for item in items:
@@ -413,7 +419,7 @@ def _apply_batch_unit(connection: Connection, consumer: str, items: list[_Item])
                 fresh.append(item)
                 outcomes[item.event_id] = Outcome.success
         if fresh:
-            session.execute(insert(InboxEvent), [_inbox_row(consumer, item) for item in fresh])
+            session.connection().execute(_INBOX_INSERT, [_inbox_row(consumer, item) for item in fresh])
             for item in fresh:
                 _run_effect(session, item)
             session.flush()
@@ -425,7 +431,7 @@ def _apply_unit(connection: Connection, consumer: str, item: _Item) -> Outcome:
     if _seen(connection, consumer, item.event_id):
         return Outcome.duplicate
     with Session(bind=connection) as session:
-        session.execute(insert(InboxEvent), [_inbox_row(consumer, item)])
+        session.connection().execute(_INBOX_INSERT, [_inbox_row(consumer, item)])
         _run_effect(session, item)
         session.flush()
     return Outcome.success
