@@ -202,14 +202,15 @@ class OutboxRelay:
                 # Replicas share the table in production: each row goes to one relay.
                 .with_for_update(skip_locked=True)
             )
-            claimed = (await session.execute(claim)).all()
+            connection = await session.connection()  # Core statements: plain rows
+            claimed = (await connection.execute(claim)).all()
             if not claimed:
                 await session.commit()
                 return 0
             # Payloads are read by id once claimed: in the claim's sort (SQLite's sorter holds whole
             # rows) every pending ~75 KB payload was copied on every pass, slower as a backlog grew.
             payloads = dict(
-                (await session.execute(select(table.c.id, table.c.payload).where(table.c.id.in_([row.id for row in claimed])))).all()
+                (await connection.execute(select(table.c.id, table.c.payload).where(table.c.id.in_([row.id for row in claimed])))).all()
             )
             rows = [_Claimed(row.id, row.topic, row.key, payloads[row.id], row.attempts) for row in claimed]
             oversize = {row.id for row in rows if message_size_bytes(row.payload, row.key) > self._max_message_bytes}
@@ -306,22 +307,23 @@ class OutboxRelay:
     async def refresh_gauges(self) -> None:
         outbox, inbox, inputs = OUTBOX_TABLE, INBOX_TABLE, STAGE_INPUT_TABLE
         async with self._sessions() as session:
+            connection = await session.connection()  # Core statements: plain rows
             pending, oldest = (
-                await session.execute(
+                await connection.execute(
                     select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == OutboxStatus.pending)
                 )
             ).one()
             sizes = {
-                "outbox": (await session.execute(select(func.count(), func.sum(outbox.c.payload_bytes)))).one(),
+                "outbox": (await connection.execute(select(func.count(), func.sum(outbox.c.payload_bytes)))).one(),
                 "inbox": (
-                    await session.execute(
+                    await connection.execute(
                         select(
                             func.count(),
                             func.sum(func.length(inbox.c.event_id) + func.length(inbox.c.consumer) + func.length(inbox.c.topic)),
                         )
                     )
                 ).one(),
-                "stage_inputs": (await session.execute(select(func.count(), func.sum(func.length(inputs.c.data))))).one(),
+                "stage_inputs": (await connection.execute(select(func.count(), func.sum(func.length(inputs.c.data))))).one(),
             }
         metrics.OUTBOX_PENDING.labels(self._service).set(pending)
         for table_name, (rows, size) in sizes.items():
