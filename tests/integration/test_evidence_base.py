@@ -45,6 +45,7 @@ from rnpc_shared.kafka.tables import OUTBOX_TABLE, STAGE_INPUT_TABLE
 pytestmark = pytest.mark.integration
 
 CORRELATION = "test"
+CASE_CORRELATION = "case-1-request"  # the case's, carried by its evidence event
 
 
 async def _migrated(databases: Any, service: str, label: str) -> Units:  # noqa: ANN401 - conftest factory
@@ -118,7 +119,7 @@ async def test_the_base_is_announced_once_before_the_first_case_and_a_case_waits
         def parts_first(session: Session) -> tuple[int, int]:
             recommendation.on_recorded(session, recorded, correlation_id=CORRELATION, policy=policy)
             recommendation.on_scored(session, scored, correlation_id=CORRELATION, policy=policy)
-            recommendation.on_matched(session, case_evidence, correlation_id=CORRELATION, policy=policy)
+            recommendation.on_matched(session, case_evidence, correlation_id=CASE_CORRELATION, policy=policy)
             session.flush()
             waiting = len(session.connection().execute(select(STAGE_INPUT_TABLE.c.part)).all())
             return len(_outbox(session)), waiting
@@ -133,8 +134,9 @@ async def test_the_base_is_announced_once_before_the_first_case_and_a_case_waits
 
         issued = await recommendation_units.run(_in_session(base_comes))
         assert [topic for topic, _ in issued] == [TOPIC_RECOMMENDATION_ISSUED]
-        advice = read_event(RecommendationIssued, issued[0][1])[1]
+        header, advice = read_event(RecommendationIssued, issued[0][1])
         assert advice.evidence_hash == case_evidence.result_hash
+        assert header.correlationid == CASE_CORRELATION  # traced as the case, not as the base's event
         # The same advice as from the whole evidence the evidence stage matched.
         whole = match_evidence(recorded.record, scored.scores, load_studies())
         expected = recommend(recorded.record, scored.scores, whole, issued_at=utc_now(), policy=policy)

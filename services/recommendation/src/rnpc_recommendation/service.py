@@ -110,7 +110,8 @@ def on_base(session: Session, payload: EvidenceBaseAnnounced, *, correlation_id:
             continue
         case_evidence = parts.model(EVIDENCE, CaseEvidence)
         if (case_evidence.evidence_version, case_evidence.base_hash) == named:
-            _complete(session, parts, correlation_id=correlation_id, policy=policy)
+            # Traced under the case's correlation id (its evidence event's), not the base's.
+            _complete(session, parts, correlation_id=parts.correlation_id(EVIDENCE) or correlation_id, policy=policy)
         elif case_evidence.evidence_version == named[0]:
             log.error(
                 "%s version %d names evidence base %s with content %s, announced with content %s: not joined",
@@ -133,7 +134,7 @@ def _collect(
     `stored`: this version's recommendation if the caller read it already (`...`: not read)."""
     # Parts are kept even when this version was issued already: only the evidence event tells
     # whether a re-drive re-emits the stored advice or a re-evaluation recomputes it.
-    parts = stage_inputs.gather(session, ref, part, value, result_hash)
+    parts = stage_inputs.gather(session, ref, part, value, result_hash, correlation_id=correlation_id)
     if not parts.has(RECORD, SCORES, EVIDENCE):
         stage_inputs.keep(session, parts)
         return

@@ -8,7 +8,7 @@ whose content hash differs from a part already kept for the same version is a pr
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
@@ -24,17 +24,23 @@ from rnpc_shared.kafka.tables import STAGE_INPUT_TABLE, StageInput
 M = TypeVar("M", bound=BaseModel)
 
 
+class _Part(NamedTuple):
+    value: BaseModel | dict[str, Any]
+    result_hash: str | None
+    correlation_id: str | None  # of the event that brought it (the case's, end to end)
+
+
 class Parts:
-    """The parts of one record version present so far: name → (value, result hash). A part read
-    from its event is its validated model; a kept one is read from its row when first asked for."""
+    """The parts of one record version present so far, by name. A part read from its event is
+    its validated model; a kept one is read from its row when first asked for."""
 
     def __init__(self, ref: RecordRef, stored: list[Row[str, str, str]]) -> None:
         self.ref = ref
         self._stored = {row.part: row for row in stored}
-        self._current: dict[str, tuple[BaseModel | dict[str, Any], str | None]] = {}
+        self._current: dict[str, _Part] = {}
 
-    def add(self, part: str, value: BaseModel, result_hash: str | None) -> None:
-        self._current[part] = (value, result_hash)
+    def add(self, part: str, value: BaseModel, result_hash: str | None, correlation_id: str | None = None) -> None:
+        self._current[part] = _Part(value, result_hash, correlation_id)
 
     def has(self, *parts: str) -> bool:
         return all(part in self._stored or part in self._current for part in parts)
@@ -45,12 +51,16 @@ class Parts:
         return value if isinstance(value, model) else read_tolerant(model, value)
 
     def result_hash(self, part: str) -> str | None:
-        return self._entry(part)[1]
+        return self._entry(part).result_hash
 
-    def _entry(self, part: str) -> tuple[BaseModel | dict[str, Any], str | None]:
+    def correlation_id(self, part: str) -> str | None:
+        """The correlation id of the event that brought `part` (None for parts kept before it was)."""
+        return self._entry(part).correlation_id
+
+    def _entry(self, part: str) -> _Part:
         if part not in self._current:  # read once
             data = parse_json(self._stored[part].data)
-            self._current[part] = (data["value"], data.get("result_hash"))
+            self._current[part] = _Part(data["value"], data.get("result_hash"), data.get("correlation_id"))
         return self._current[part]
 
     def new_rows(self) -> list[dict[str, Any]]:
@@ -61,19 +71,23 @@ class Parts:
                 "version": self.ref.version,
                 "part": part,
                 "content_hash": self.ref.content_hash,
-                "data": _part_text(value, result_hash),
+                "data": _part_text(entry),
                 "received_at": received_at,
             }
-            for part, (value, result_hash) in self._current.items()
+            for part, entry in self._current.items()
             if part not in self._stored
         ]
 
 
-def _part_text(value: BaseModel | dict[str, Any], result_hash: str | None) -> str:
-    """{"value": …, "result_hash": …} as JSON text; a model is serialised in one pass (not to
-    plain values first and then to text)."""
+def _part_text(part: _Part) -> str:
+    """{"value": …, "result_hash": …, "correlation_id": …} as JSON text; a model is serialised in
+    one pass (not to plain values first and then to text)."""
+    value = part.value
     value_text = value.model_dump_json() if isinstance(value, BaseModel) else json_text(value)
-    return f'{{"value":{value_text},"result_hash":{json_text(result_hash)}}}'
+    return (
+        f'{{"value":{value_text},"result_hash":{json_text(part.result_hash)},'
+        f'"correlation_id":{json_text(part.correlation_id)}}}'
+    )
 
 
 # Parts are never ORM objects: Core statements on the session's connection, built once. They run
@@ -89,10 +103,18 @@ _DISCARD = delete(_T).where(_OF_VERSION)
 _DROP = _DISCARD.where(_T.c.part.in_(bindparam("parts", expanding=True)))
 
 
-def gather(session: Session, ref: RecordRef, part: str, value: BaseModel, result_hash: str | None = None) -> Parts:
+def gather(
+    session: Session,
+    ref: RecordRef,
+    part: str,
+    value: BaseModel,
+    result_hash: str | None = None,
+    *,
+    correlation_id: str | None = None,
+) -> Parts:
     """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
     parts = kept(session, ref, arriving=part)
-    parts.add(part, value, result_hash)
+    parts.add(part, value, result_hash, correlation_id)
     return parts
 
 
