@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import pydantic_core
 from sqlmodel import Session, SQLModel, select
@@ -146,6 +146,28 @@ def find_by_version(session: Session, table: type[SQLModel], recurrence_id: str,
     batch's pending writes, the entity's construction) cost several times the statement.
     Async callers: `await run_sync(session, find_by_version, table, recurrence_id, version)`."""
     return session.connection().execute(_row_of_version(table), version_params(recurrence_id, version)).first()
+
+
+@functools.cache
+def _declared_defaults(table: type[SQLModel]) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """(column, default, default factory) of each of `table`'s columns that has one."""
+    return tuple(
+        (name, field.default, cast(Callable[[], Any] | None, field.default_factory))
+        for name, field in table.model_fields.items()
+        if not field.is_required()
+    )
+
+
+def new_row(table: type[SQLModel], **values: Any) -> dict[str, Any]:
+    """A new row of `table` as a Core insert's parameters: `values`, and every other column's
+    default as the model declares it (a factory's fresh id or timestamp), as its entity would
+    have had without being built."""
+    defaults = {
+        name: factory() if factory is not None else default
+        for name, default, factory in _declared_defaults(table)
+        if name not in values
+    }
+    return defaults | values
 
 
 Job = Callable[[Connection], Any]  # a unit of work: a plain function of a connection in a transaction

@@ -13,7 +13,6 @@ the transaction of the first case's event on it.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import Row, bindparam, select, update
@@ -34,7 +33,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
 from rnpc_shared.contracts.scores import Scores
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import new_row
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
@@ -85,8 +84,7 @@ def _match_when_complete(
     ).model_dump(mode="json")
     ref, columns = parts.ref, {"evidence_version": current.base.evidence_version, "evidence": evidence}
     if stored is None:
-        row = {"id": uuid.uuid4(), "recurrence_id": ref.recurrence_id, "version": ref.version, "created_at": utc_now()}
-        session.connection().execute(_MATCHES.insert(), row | columns)
+        session.connection().execute(_MATCHES.insert(), new_row(EvidenceMatch, recurrence_id=ref.recurrence_id, version=ref.version, **columns))
     else:
         session.connection().execute(update(_MATCHES).where(_MATCHES.c.id == stored.id).values(columns))
     stage_inputs.discard(session, ref)
@@ -102,7 +100,7 @@ def _announce(session: Session, current: Loaded, *, correlation_id: str) -> None
     version = current.base.evidence_version
     if session.connection().execute(_ANNOUNCED, {"v": version}).first() is not None:
         return
-    row = {"evidence_version": version, "base_hash": current.base_hash, "announced_at": utc_now()}
+    row = new_row(BaseAnnouncement, evidence_version=version, base_hash=current.base_hash)
     session.connection().execute(_ANNOUNCEMENTS.insert(), row)  # the batch's next event finds it
     event = EvidenceBaseAnnounced.model_construct(base=current.base, base_hash=current.base_hash)
     emit(

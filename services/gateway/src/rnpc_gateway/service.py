@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,7 +42,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import Units, of_version, parse_json, utc_now, version_params
+from rnpc_shared.db import Units, find_by_version, new_row, of_version, parse_json, utc_now, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
 from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, message_size_bytes, outbox_row
@@ -82,7 +81,6 @@ _DEAD_LETTERED = (
     .where(_OF_STAGE, _STATES.c.state == "pending")  # a later success is never overwritten
     .values(state="dead_lettered", updated_at=bindparam("now"))
 )
-_READ_VIEW = select(_VIEWS).where(of_version(RecommendationView).whereclause)
 _SET_VIEW = (
     update(_VIEWS)
     .where(_VIEWS.c.id == bindparam("view_id"))
@@ -188,24 +186,21 @@ def accept_record(
     connection, received_at = session.connection(), utc_now()
     connection.execute(
         _VERSIONS.insert(),
-        {
-            "id": uuid.uuid4(),
-            "recurrence_id": record.recurrence_id,
-            "version": record.version,
-            "patient_ref": record.patient_ref,
-            "content_hash": content_hash,
-            "record": record_json,
-            "correlation_id": correlation_id,
-            "received_at": received_at,
-            "redrive_count": 0,
-            "last_redrive_at": None,
-        },
+        new_row(
+            RecordVersion,
+            recurrence_id=record.recurrence_id,
+            version=record.version,
+            patient_ref=record.patient_ref,
+            content_hash=content_hash,
+            record=record_json,
+            correlation_id=correlation_id,
+            received_at=received_at,
+        ),
     )
     connection.execute(
         _STATES.insert(),
         [
-            {"recurrence_id": record.recurrence_id, "version": record.version, "stage": stage, "state": "pending",
-             "result_hash": None, "updated_at": received_at}
+            new_row(StageState, recurrence_id=record.recurrence_id, version=record.version, stage=stage, state="pending")
             for stage in STAGES
         ],
     )
@@ -267,12 +262,12 @@ class _Provenance:
     received_at: datetime
 
     def mark_done(self, session: Session, ref: RecordRef, stage: str, result_hash: str | None) -> None:
-        now = utc_now()
         if stage in self.states:
-            session.connection().execute(_SET_STATE, _stage_params(ref.recurrence_id, ref.version, stage) | {"new_hash": result_hash, "now": now})
+            params = _stage_params(ref.recurrence_id, ref.version, stage) | {"new_hash": result_hash, "now": utc_now()}
+            session.connection().execute(_SET_STATE, params)
         else:  # a version stored before its stage rows were
-            row = {"stage": stage, "state": "done", "result_hash": result_hash, "updated_at": now}
-            session.connection().execute(_STATES.insert(), version_params(ref.recurrence_id, ref.version) | row)
+            row = new_row(StageState, recurrence_id=ref.recurrence_id, version=ref.version, stage=stage, state="done", result_hash=result_hash)
+            session.connection().execute(_STATES.insert(), row)
 
 
 def _stage_params(recurrence_id: str, version: int, stage: str) -> dict[str, Any]:
@@ -375,7 +370,7 @@ def store_recommendation(session: Session, payload: RecommendationIssued) -> Non
     if scoring is None or scoring.result_hash != payload.scores_hash:
         raise ProvenanceError("the recommendation is based on scores other than the ones recorded")
     connection = session.connection()
-    view = connection.execute(_READ_VIEW, version_params(recommendation.recurrence_id, recommendation.version)).first()
+    view = find_by_version(session, RecommendationView, recommendation.recurrence_id, recommendation.version)
     if view is not None and not _supersedes(recommendation, view):
         if json.loads(view.body).get("input_hash") != recommendation.input_hash:
             raise ProvenanceError("a second, different recommendation for a version that has one")
@@ -391,9 +386,16 @@ def store_recommendation(session: Session, payload: RecommendationIssued) -> Non
         else:
             connection.execute(
                 _VIEWS.insert(),
-                {"id": uuid.uuid4(), "recurrence_id": recommendation.recurrence_id, "version": recommendation.version,
-                 "status": status, "rules_version": versions.rules, "evidence_version": versions.evidence, "body": body,
-                 "issued_at": recommendation.issued_at, "received_at": utc_now()},
+                new_row(
+                    RecommendationView,
+                    recurrence_id=recommendation.recurrence_id,
+                    version=recommendation.version,
+                    status=status,
+                    rules_version=versions.rules,
+                    evidence_version=versions.evidence,
+                    body=body,
+                    issued_at=recommendation.issued_at,
+                ),
             )
             latency_s = (recommendation.issued_at - provenance.received_at).total_seconds()
             metrics.END_TO_END_LATENCY.labels("gateway").observe(latency_s)

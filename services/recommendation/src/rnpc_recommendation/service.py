@@ -14,7 +14,6 @@ are all there before its base waits for it, and runs when the base arrives.
 from __future__ import annotations
 
 import logging
-import uuid
 from types import EllipsisType
 from typing import Any
 
@@ -39,7 +38,7 @@ from rnpc_shared.contracts.events import (
 from rnpc_shared.contracts.evidence import CaseEvidence
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores
-from rnpc_shared.db import find_by_version, utc_now
+from rnpc_shared.db import find_by_version, new_row, utc_now
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.outbox import emit
 
@@ -182,9 +181,8 @@ def _complete(
     if stored is ...:
         stored = find_by_version(session, IssuedRecommendation, ref.recurrence_id, ref.version)
     if stored is None:
-        session.connection().execute(
-            _ISSUED.insert(), {"id": uuid.uuid4(), "recurrence_id": ref.recurrence_id, "version": ref.version} | columns
-        )
+        row = new_row(IssuedRecommendation, recurrence_id=ref.recurrence_id, version=ref.version, **columns)
+        session.connection().execute(_ISSUED.insert(), row)
     else:  # a re-evaluation: today's rules or evidence replace the outdated advice
         session.connection().execute(update(_ISSUED).where(_ISSUED.c.id == stored.id).values(columns))
     stage_inputs.discard(session, ref)

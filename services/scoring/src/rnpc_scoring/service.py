@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlmodel import Session
 
 from rnpc_scoring.domain import compute_scores
@@ -11,7 +9,7 @@ from rnpc_scoring.tables import ScoreSet
 from rnpc_shared.contracts.events import TOPIC_SCORES_COMPUTED, RecurrenceRecorded, ScoresComputed
 from rnpc_shared.contracts.record import canonical_hash
 from rnpc_shared.contracts.scores import ScoringParameters
-from rnpc_shared.db import find_by_version, utc_now
+from rnpc_shared.db import find_by_version, new_row
 from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.outbox import emit
 
@@ -36,16 +34,15 @@ def score_recorded_version(
         scores_json = scores.model_dump(mode="json")
         session.connection().execute(
             _SCORE_SETS.insert(),
-            {
-                "id": uuid.uuid4(),
-                "recurrence_id": record.recurrence_id,
-                "version": record.version,
+            new_row(
+                ScoreSet,
+                recurrence_id=record.recurrence_id,
+                version=record.version,
                 # The gateway's hash of what it stored, not a re-hash of what this reader understood.
-                "content_hash": payload.content_hash,
-                "models_version": scores.models_version,
-                "scores": scores_json,
-                "created_at": utc_now(),
-            },
+                content_hash=payload.content_hash,
+                models_version=scores.models_version,
+                scores=scores_json,
+            ),
         )
     event = ScoresComputed.model_construct(  # validated values; skip a second validation
         recurrence_id=record.recurrence_id,

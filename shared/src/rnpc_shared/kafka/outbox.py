@@ -26,12 +26,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, dlq_topic, new_event
-from rnpc_shared.db import utc_now
+from rnpc_shared.db import new_row, utc_now
 from rnpc_shared.kafka.producer import EventProducer, Message
 from rnpc_shared.kafka.tables import (
     INBOX_TABLE,
     OUTBOX_TABLE,
     STAGE_INPUT_TABLE,
+    OutboxEvent,
     OutboxStatus,
 )
 
@@ -54,18 +55,9 @@ def outbox_row(topic: str, event: CloudEvent, *, payload: str | None = None) -> 
 
     `payload`: the event already serialised by the caller (e.g. to measure it), not dumped twice."""
     payload = payload if payload is not None else event.model_dump_json()
-    return {
-        "id": uuid.UUID(event.id),
-        "topic": topic,
-        "key": event.subject,
-        "payload": payload,
-        "payload_bytes": len(payload.encode()),
-        "created_at": utc_now(),
-        "published_at": None,
-        "status": OutboxStatus.pending,
-        "attempts": 0,
-        "last_error": None,
-    }
+    return new_row(
+        OutboxEvent, id=uuid.UUID(event.id), topic=topic, key=event.subject, payload=payload, payload_bytes=len(payload.encode())
+    )
 
 
 OUTBOX_INSERT = OUTBOX_TABLE.insert()
