@@ -166,16 +166,17 @@ def _complete(
         record, scores, evidence, issued_at=utc_now(), policy=policy,
         record_hash=ref.content_hash, scores_hash=parts.result_hash(SCORES),
     )
-    recommendation_json = recommendation.model_dump(mode="json")
-    summary_json = summarise(record).model_dump(mode="json")
+    summary = summarise(record)
     columns: dict[str, Any] = {
         "status": recommendation.status,
         "input_hash": recommendation.input_hash,
         "rules_version": recommendation.versions.rules,
         "models_version": recommendation.versions.models,
         "evidence_version": recommendation.versions.evidence,
-        "recommendation": recommendation_json,
-        "record_summary": summary_json,
+        # The models themselves: the JSON columns and the event serialise each once, in
+        # pydantic-core (never to plain values first: ~1.2 ms per recommendation).
+        "recommendation": recommendation,
+        "record_summary": summary,
         "issued_at": recommendation.issued_at,
     }
     if stored is ...:
@@ -189,8 +190,8 @@ def _complete(
     _emit(
         session,
         ref,
-        recommendation_json,
-        summary_json,
+        recommendation,
+        summary,
         scores_hash=parts.result_hash(SCORES) or "",
         evidence_hash=parts.result_hash(EVIDENCE) or "",
         correlation_id=correlation_id,
@@ -200,8 +201,8 @@ def _complete(
 def _emit(
     session: Session,
     ref: RecordRef,
-    recommendation: dict[str, Any],
-    summary: dict[str, Any],
+    recommendation: BaseModel | dict[str, Any],  # as issued now, or as stored (a re-drive)
+    summary: BaseModel | dict[str, Any],
     *,
     scores_hash: str,
     evidence_hash: str,
