@@ -28,10 +28,12 @@ CDS_ISSUER = "https://ehr.test/cds-client"
 
 
 class FhirStub:
-    """A tiny real FHIR server on loopback serving fixture resources (reads and patient searches)."""
+    """A tiny real FHIR server on loopback serving fixture resources (reads, patient searches, and
+    a Subscription's past events by number through $events, id-only)."""
 
     def __init__(self, resources: list[dict[str, Any]]) -> None:
         self.resources = resources
+        self.events: dict[int, str] = {}  # event number → focus reference, for $events
         self.requests: list[tuple[str, str | None]] = []
         stub = self
 
@@ -41,6 +43,9 @@ class FhirStub:
                 path, _, query = self.path.partition("?")
                 parts = path.strip("/").split("/")[1:]  # after the "fhir" base segment
                 params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                if parts[-1] == "$events":
+                    self._send(200, stub.events_bundle("/".join(parts[:2]), int(params["eventsSinceNumber"]), int(params["eventsUntilNumber"])))
+                    return
                 if len(parts) == 2:
                     found = [r for r in stub.resources if r["resourceType"] == parts[0] and r["id"] == parts[1]]
                     self._send(200 if found else 404, found[0] if found else {"resourceType": "OperationOutcome", "issue": []})
@@ -63,6 +68,20 @@ class FhirStub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def events_bundle(self, subscription: str, since: int, until: int) -> dict[str, Any]:
+        """The Backport IG's $events answer (R4): a history Bundle, the status Parameters first."""
+        events = [(n, focus) for n, focus in sorted(self.events.items()) if since <= n <= until]
+        status = {"resourceType": "Parameters", "parameter": [
+            {"name": "subscription", "valueReference": {"reference": f"{self.base}/{subscription}"}},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "query-event"},
+            *({"name": "notification-event", "part": [
+                {"name": "event-number", "valueString": str(n)}, {"name": "focus", "valueReference": {"reference": focus}}]}
+              for n, focus in events),
+        ]}
+        return {"resourceType": "Bundle", "type": "history", "entry": [
+            {"fullUrl": "urn:uuid:5b0f6c1e-9d3a-4c7e-8f21-3a6d2e4b7c90", "resource": status}, *({"fullUrl": focus} for _, focus in events)]}
 
     def __enter__(self) -> FhirStub:
         self.thread.start()

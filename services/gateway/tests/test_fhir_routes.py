@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from rnpc_gateway.fhir.fetch import FhirReader
+from rnpc_gateway.fhir.mapping import MappingError
 from rnpc_gateway.tables import AuditEntry, RecordVersion, SubscriptionState
 from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ, SCOPE_RECORD_READ, SCOPE_RECORD_WRITE
 from rnpc_shared.kafka.tables import OutboxEvent
 
-from .conftest import MCODE_EXAMPLES, load_example
+from .conftest import MCODE_EXAMPLES, bundle_resources, load_example
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 SUBSCRIPTION = "https://ehr.test/fhir/Subscription/rnpc-recurrence"
@@ -100,9 +102,9 @@ async def test_mcode_example_bundles_over_http_are_refused_with_a_reason_never_5
     assert response.json()["errors"][0]["resource"]
 
 
-def status_parameters(kind: str, since: int, events: list[tuple[int, str]]) -> dict[str, Any]:
+def status_parameters(kind: str, since: int, events: list[tuple[int, str]], subscription: str = SUBSCRIPTION) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": "subscription", "valueReference": {"reference": SUBSCRIPTION}},
+        {"name": "subscription", "valueReference": {"reference": subscription}},
         {"name": "topic", "valueCanonical": TOPIC},
         {"name": "status", "valueCode": "active"},
         {"name": "type", "valueCode": kind},
@@ -117,8 +119,11 @@ def status_parameters(kind: str, since: int, events: list[tuple[int, str]]) -> d
     return {"resourceType": "Parameters", "parameter": params}
 
 
-def notification(kind: str, since: int, events: list[tuple[int, str]] = (), resources: list[dict[str, Any]] = (), id_only: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    entries = [{"fullUrl": "urn:uuid:2d5afc69-6ef2-420f-a8d1-8500c99eb96c", "resource": status_parameters(kind, since, list(events))}]
+def notification(
+    kind: str, since: int, events: list[tuple[int, str]] = (), resources: list[dict[str, Any]] = (), id_only: list[str] = (),  # type: ignore[assignment]
+    subscription: str = SUBSCRIPTION,
+) -> dict[str, Any]:
+    entries = [{"fullUrl": "urn:uuid:2d5afc69-6ef2-420f-a8d1-8500c99eb96c", "resource": status_parameters(kind, since, list(events), subscription)}]
     entries += [{"fullUrl": f"https://ehr.test/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in resources]
     entries += [{"fullUrl": url} for url in id_only]
     return {"resourceType": "Bundle", "type": "history", "timestamp": "2026-11-20T10:00:00Z", "entry": entries}
@@ -153,6 +158,67 @@ async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gatewa
     assert state.last_gap and "events 2-3 missed" in state.last_gap
     metrics = (await client.get("/metrics")).text
     assert "rnpc_fhir_subscription_event_gaps_total 1.0" in metrics
+
+
+def _metric(text: str, sample: str) -> float:
+    """A sample's value in a /metrics page (0 if absent)."""
+    line = next((line for line in text.splitlines() if line.startswith(sample + " ")), None)
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+
+RECOVERED = 'rnpc_fhir_subscription_gap_recoveries_total{outcome="recovered"}'
+INCOMPLETE = 'rnpc_fhir_subscription_gap_recoveries_total{outcome="incomplete"}'
+
+
+async def test_missed_events_are_read_back_with_events_and_ingested_first(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    subscription = f"{fhir_stub.base}/Subscription/rnpc-recurrence"
+    fhir_stub.events = {1: f"{fhir_stub.base}/Condition/npc-ecog-rec", 2: f"{fhir_stub.base}/Condition/npc-restaged-rec"}
+    before = _metric((await client.get("/metrics")).text, RECOVERED)
+    await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0, subscription=subscription)), headers=fhir_write)
+    # events 1 and 2 never arrived: event 3 (full resources) reveals the gap
+    focus = "https://ehr.test/fhir/Condition/npc-early-local-rec"
+    body = notification("event-notification", 3, [(3, focus)], bundle_resources("npc-early-local"), subscription=subscription)
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == "/v1/recurrences/fhir-npc-early-local-rec"  # the notification's own event
+    issues = response.json()["issue"]
+    assert "missed event(s) [1, 2] read back and accepted" in issues[0]["diagnostics"]
+    assert {"severity": "information", "code": "incomplete", "diagnostics": "missed events 1-2: read back with $events"} in issues
+    assert ("/fhir/Subscription/rnpc-recurrence/$events?eventsSinceNumber=1&eventsUntilNumber=2&content=full-resource", None) in fhir_stub.requests
+    rows = await _rows(app, RecordVersion)
+    # the missed events first, in their order, then the notification's own
+    assert [r.recurrence_id for r in sorted(rows, key=lambda r: r.received_at)] == [
+        "fhir-npc-ecog-rec", "fhir-npc-restaged-rec", "fhir-npc-early-local-rec"]
+    [state] = await _rows(app, SubscriptionState)
+    assert state.last_event_number == 3 and state.last_gap and "events 1-2 missed" in state.last_gap and "read back with $events" in state.last_gap
+    assert _metric((await client.get("/metrics")).text, RECOVERED) == before + 1
+
+
+async def test_missed_events_not_returned_or_refused_are_reported_and_keep_out_nothing_else(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    subscription = f"{fhir_stub.base}/Subscription/rnpc-recurrence"
+    # of the missed 1-3: 1 is readable, 2 names a Condition the server does not have, 3 is not returned
+    fhir_stub.events = {1: f"{fhir_stub.base}/Condition/npc-ecog-rec", 2: f"{fhir_stub.base}/Condition/gone"}
+    before = _metric((await client.get("/metrics")).text, INCOMPLETE)
+    heartbeat = notification("heartbeat", 3, subscription=subscription)
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(heartbeat), headers=fhir_write)
+    assert response.status_code == 202, response.text
+    issues = response.json()["issue"]
+    assert issues[0]["diagnostics"] == "heartbeat acknowledged; missed event(s) [1] read back and accepted"
+    assert {"severity": "warning", "code": "incomplete", "diagnostics": "missed events 1-3: read back with $events, except [3]"} in issues
+    assert any(i["severity"] == "error" and i["diagnostics"].startswith("missed event 2 read back but refused") for i in issues)
+    assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-ecog-rec"]
+    [state] = await _rows(app, SubscriptionState)
+    assert state.last_event_number == 3 and "except [3]" in (state.last_gap or "")
+    assert _metric((await client.get("/metrics")).text, INCOMPLETE) == before + 1
+
+
+@pytest.mark.parametrize("reference", ["https://ehr.test/fhir/Subscription/x", "http://127.0.0.1/fhir/../admin/Subscription/x",
+                                       "Subscription/..", "Patient/x", "Subscription/x/_history/1"])
+async def test_events_are_read_back_only_from_a_subscription_on_the_configured_server(reference: str) -> None:
+    with pytest.raises(MappingError):
+        await FhirReader("http://127.0.0.1/fhir").missed_events(reference, 1, 2)
 
 
 async def test_heartbeat_reveals_missed_events(gateway, fhir_write) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ Only URLs under the configured server are fetched (never an arbitrary URL from a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from rnpc_gateway.fhir.mapping import Issue, MappingError, Resource
 
 MAX_PAGES = 10
 FHIR_JSON = "application/fhir+json"
+SUBSCRIPTION_REFERENCE = re.compile(r"(?:^|/)Subscription/(?!\.+$)[A-Za-z0-9\-.]{1,64}$")  # ends in a FHIR id
 
 
 class FhirServerError(Exception):
@@ -29,7 +31,10 @@ class FhirReader:
         self._timeout_s = timeout_s
 
     def url_of(self, reference: str) -> str:
-        """Absolute URL of a reference; refuses one pointing at another server."""
+        """Absolute URL of a reference; refuses one pointing at another server (or climbing out of
+        this one's base with dot segments)."""
+        if any(segment in (".", "..") for segment in reference.split("?", 1)[0].split("/")):
+            raise MappingError([Issue(reference, "(reference)", "foreign_server", "dot segments leave the configured FHIR server's base")])
         if reference.startswith(("http://", "https://")):
             if not reference.startswith(self.base + "/"):
                 raise MappingError([Issue(reference, "(reference)", "foreign_server", f"not under the configured FHIR server {self.base}")])
@@ -51,6 +56,15 @@ class FhirReader:
     async def read(self, reference: str) -> Resource:
         async with httpx.AsyncClient(timeout=self._timeout_s) as client:
             return await self._get(client, self.url_of(reference))
+
+    async def missed_events(self, subscription: str, first: int, last: int) -> Resource:
+        """Subscriptions Backport IG `$events`: the notification Bundle of events first..last
+        (inclusive) of `subscription`, full resources asked for (a hint the server may ignore)."""
+        if not SUBSCRIPTION_REFERENCE.search(subscription):
+            raise MappingError([Issue(subscription, "parameter[subscription]", "subscription_reference", "not a Subscription reference")])
+        query = f"$events?eventsSinceNumber={first}&eventsUntilNumber={last}&content=full-resource"
+        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+            return await self._get(client, f"{self.url_of(subscription)}/{query}")
 
     async def search(self, client: httpx.AsyncClient, query: str) -> list[Resource]:
         """All pages (up to MAX_PAGES) of a search, the matched resources."""

@@ -7,6 +7,10 @@ from prometheus_client import Counter
 FHIR_INGEST = Counter("rnpc_fhir_ingest_total", "FHIR Bundles / notifications ingested, by path and outcome", ["path", "outcome"])
 SUBSCRIPTION_NOTIFICATIONS = Counter("rnpc_fhir_subscription_notifications_total", "Subscription notifications, by type", ["type"])
 SUBSCRIPTION_GAPS = Counter("rnpc_fhir_subscription_event_gaps_total", "Subscription event-number gaps noticed (missed events)")
+# outcome: recovered (every missed event read back with $events), incomplete, failed, no_server, too_many
+SUBSCRIPTION_GAP_RECOVERIES = Counter(
+    "rnpc_fhir_subscription_gap_recoveries_total", "Missed-event ranges and what reading them back with $events gave", ["outcome"]
+)
 CDS_REQUESTS = Counter("rnpc_cds_requests_total", "CDS Hooks service calls, by service and outcome", ["service_id", "outcome"])
 CDS_FEEDBACK = Counter("rnpc_cds_feedback_total", "CDS Hooks feedback items, by service and outcome", ["service_id", "outcome"])
 CDS_AUTH_REFUSED = Counter("rnpc_cds_auth_refused_total", "CDS Hooks JWTs refused, by reason", ["reason"])

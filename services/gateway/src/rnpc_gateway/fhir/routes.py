@@ -6,6 +6,7 @@ RFC 9457 problem+json naming the resource and element (`errors`), never a 500.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Annotated, Any
@@ -17,9 +18,9 @@ from rnpc_gateway.fhir import metrics, store
 from rnpc_gateway.fhir.fetch import FhirReader, FhirServerError
 from rnpc_gateway.fhir.mapping import Issue, Mapped, MappingError, local_ref, map_bundle, map_validated, validate_resource
 from rnpc_gateway.fhir.output import eqd2_observations, guidance_response, searchset
-from rnpc_gateway.audit import AuditorDep
+from rnpc_gateway.audit import Auditor, AuditorDep
 from rnpc_gateway.fhir.security import fhir_bundle_write, fhir_guidance_read, fhir_notification_write
-from rnpc_gateway.fhir.subscriptions import Notification, parse_notification
+from rnpc_gateway.fhir.subscriptions import Notification, NotificationEvent, parse_notification
 from rnpc_gateway.routes import accept
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import RecommendationView, RecordVersion
@@ -90,6 +91,12 @@ async def post_bundle(request: Request, runtime: RuntimeDep, auditor: AuditorDep
     return fhir_response(_accepted_body(mapped, accepted.outcome), 202, {"Location": location})
 
 
+def _fhir_reader(base_url: str, settings: GatewaySettings) -> FhirReader:
+    """The hospital's FHIR server (GATEWAY_FHIR_SERVER_URL), with its token and timeout."""
+    token = settings.fhir_server_token.get_secret_value() if settings.fhir_server_token else None
+    return FhirReader(base_url, token=token, timeout_s=settings.fhir_fetch_timeout_s)
+
+
 async def _event_resources(notification: Notification, focus: str, settings: GatewaySettings) -> list[dict[str, Any]]:
     """The resources to map for one event: the full-resource payload, else (id-only, or a payload
     without the patient) read from the configured FHIR server."""
@@ -100,7 +107,7 @@ async def _event_resources(notification: Notification, focus: str, settings: Gat
     if settings.fhir_server_url is None:
         raise MappingError([Issue(focus, "(reference)", "fhir_server_required",
                                   "the notification does not carry the patient's data and no FHIR server is configured (GATEWAY_FHIR_SERVER_URL)")])
-    reader = FhirReader(settings.fhir_server_url, token=settings.fhir_server_token.get_secret_value() if settings.fhir_server_token else None, timeout_s=settings.fhir_fetch_timeout_s)
+    reader = _fhir_reader(settings.fhir_server_url, settings)
     try:
         focus_resource = await reader.read(focus)
         return await reader.patient_record(focus_resource)
@@ -109,9 +116,40 @@ async def _event_resources(notification: Notification, focus: str, settings: Gat
                            type_="https://rnpc.example/problems/fhir-server") from exc
 
 
+async def _read_back(gap: tuple[int, int], subscription: str, settings: GatewaySettings) -> tuple[list[tuple[Notification, NotificationEvent]], dict[str, str]]:
+    """The events of a missed range read back with $events (Subscriptions Backport IG), and an
+    issue saying what came of it. Never raises: a range not read back is reported, counted (the
+    RnpcFhirEventsNotReadBack alert) and logged."""
+    first, last = gap
+    missed = f"missed events {first}-{last}"
+    found: list[tuple[Notification, NotificationEvent]]
+    if settings.fhir_server_url is None:
+        outcome, note, found = "no_server", f"{missed}: not read back (no FHIR server configured: GATEWAY_FHIR_SERVER_URL)", []
+    elif last - first + 1 > settings.fhir_events_recovery_max:
+        outcome, note, found = "too_many", f"{missed}: more than {settings.fhir_events_recovery_max} to read back here; use $events", []
+    else:
+        reader = _fhir_reader(settings.fhir_server_url, settings)
+        try:
+            answer = parse_notification(await reader.missed_events(subscription, first, last))
+        except (FhirServerError, MappingError) as exc:
+            outcome, note, found = "failed", f"{missed}: $events failed ({exc})", []
+        else:
+            if local_ref(answer.subscription) != local_ref(subscription):
+                answer = dataclasses.replace(answer, events=[])  # another subscription's events are not ours to ingest
+            found = [(answer, e) for e in answer.events if e.focus and e.number is not None and first <= e.number <= last]
+            absent = sorted(set(range(first, last + 1)) - {e.number for _, e in found})
+            outcome = "incomplete" if absent else "recovered"
+            note = f"{missed}: read back with $events" + (f", except {absent}" if absent else "")
+    metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(outcome).inc()
+    if outcome != "recovered":
+        log.warning("missed subscription events not read back", extra={"subscription": subscription, "outcome": note})
+    return found, {"severity": "information" if outcome == "recovered" else "warning", "code": "incomplete", "diagnostics": note}
+
+
 @router.post("/notifications", dependencies=[fhir_notification_write])
 async def post_notification(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
-    """Subscriptions Backport IG rest-hook endpoint (R4 `history` Bundle)."""
+    """Subscriptions Backport IG rest-hook endpoint (R4 `history` Bundle). Events missed before
+    this notification (an event-number gap) are read back with $events and ingested first."""
     settings = settings_of(runtime)
     try:
         notification = parse_notification(await read_json(request))
@@ -120,27 +158,54 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
     metrics.SUBSCRIPTION_NOTIFICATIONS.labels(notification.type).inc()
     tracking = await store.note_notification(session, notification)
     await session.commit()  # the counter and any gap are kept even if an event below is refused
-    if notification.type != "event-notification":
-        # handshake / heartbeat / query answers: acknowledged, never ingested
-        return fhir_response({"resourceType": "OperationOutcome", "issue": [
-            {"severity": "information", "code": "informational", "diagnostics": f"{notification.type} acknowledged"}]})
-    events = [e for e in notification.events if e.focus and (e.number is None or e.number in tracking.fresh)]
-    locations = []
-    for event in events:
-        assert event.focus is not None
-        try:
-            resources = [validate_resource(r, local_ref(event.focus)) for r in await _event_resources(notification, event.focus, settings)]
-            mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
-        except MappingError as exc:
-            raise mapping_problem(exc, "notification") from exc
-        accepted = await accept(runtime, mapped.record, auditor)
-        metrics.FHIR_INGEST.labels("notification", accepted.outcome).inc()
-        locations.append(f"/v1/recurrences/{mapped.record.recurrence_id}")
-    body = {"resourceType": "OperationOutcome", "issue": [
-        {"severity": "information", "code": "informational", "diagnostics": f"event(s) {tracking.fresh or 'without number'} accepted: {', '.join(locations) or 'none new'}"},
-        *({"severity": "warning", "code": "incomplete", "diagnostics": f"missed events {a}-{b}: recover with $events"} for a, b in tracking.gaps),
-    ]}
+    issues: list[dict[str, str]] = []
+    locations: list[str] = []  # of the records read back, then of this notification's own
+    read_back: list[int | None] = []
+    for gap in tracking.gaps:
+        found, issue = await _read_back(gap, notification.subscription, settings)
+        issues.append(issue)
+        for answer, event in found:  # one refused event never keeps out the others
+            try:
+                locations.append(await _ingest_event(answer, event, runtime, auditor, settings))
+                read_back.append(event.number)
+            except (MappingError, ProblemError) as exc:
+                reason = "; ".join(f"{i.resource} {i.element}: {i.message}" for i in exc.issues) if isinstance(exc, MappingError) else exc.detail
+                issues.append({"severity": "error", "code": "processing", "diagnostics": f"missed event {event.number} read back but refused: {reason}"})
+    if tracking.gaps:
+        await store.note_recovery(session, notification.subscription, "; ".join(i["diagnostics"] for i in issues))
+        await session.commit()
+    if notification.type == "event-notification":
+        own = [
+            await _ingest_event(notification, event, runtime, auditor, settings, refuse=True)
+            for event in notification.events
+            if event.focus and (event.number is None or event.number in tracking.fresh)
+        ]
+        summary = f"event(s) {tracking.fresh or 'without number'} accepted: {', '.join(own) or 'none new'}"
+        locations = own + locations
+    else:  # handshake / heartbeat / query answers: acknowledged, never ingested themselves
+        summary = f"{notification.type} acknowledged"
+    if read_back:
+        summary += f"; missed event(s) {read_back} read back and accepted"
+    body = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational", "diagnostics": summary}, *issues]}
     return fhir_response(body, 202 if locations else 200, {"Location": locations[0]} if locations else None)
+
+
+async def _ingest_event(
+    notification: Notification, event: NotificationEvent, runtime: Runtime, auditor: Auditor, settings: GatewaySettings, *, refuse: bool = False
+) -> str:
+    """Map one event's resources and accept the record; its Location. `refuse`: a mapping error
+    is the answer's problem (422); otherwise it is raised for the caller to report."""
+    assert event.focus is not None
+    try:
+        resources = [validate_resource(r, local_ref(event.focus)) for r in await _event_resources(notification, event.focus, settings)]
+        mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
+    except MappingError as exc:
+        if refuse:
+            raise mapping_problem(exc, "notification") from exc
+        raise
+    accepted = await accept(runtime, mapped.record, auditor)
+    metrics.FHIR_INGEST.labels("notification", accepted.outcome).inc()
+    return f"/v1/recurrences/{mapped.record.recurrence_id}"
 
 
 async def _guidance_entries(

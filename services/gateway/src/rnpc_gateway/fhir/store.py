@@ -32,11 +32,19 @@ async def note_notification(session: AsyncSession, notification: Notification) -
     for first, last in tracking.gaps:
         missed = f"events {first}-{last}" if first != last else f"event {first}"
         state.gaps_detected += 1
-        state.last_gap = f"{missed} missed (noticed on a {notification.type} at {state.updated_at.isoformat()}); recover with $events"
+        state.last_gap = f"{missed} missed (noticed on a {notification.type} at {state.updated_at.isoformat()})"
         metrics.SUBSCRIPTION_GAPS.inc()
         log.warning("subscription event gap", extra={"subscription": notification.subscription, "missed": missed})
     session.add(state)
     return tracking
+
+
+async def note_recovery(session: AsyncSession, subscription: str, outcome: str) -> None:
+    """What reading the missed events back gave, after the gap noted last (the caller commits)."""
+    state = await session.get(SubscriptionState, subscription, with_for_update=True)
+    if state is not None and state.last_gap:
+        state.last_gap = f"{state.last_gap}; {outcome}"[:4000]
+        session.add(state)
 
 
 def _latest_versions() -> Subquery:
