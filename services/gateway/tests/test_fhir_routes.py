@@ -214,6 +214,15 @@ async def test_missed_events_not_returned_or_refused_are_reported_and_keep_out_n
     assert _metric((await client.get("/metrics")).text, INCOMPLETE) == before + 1
 
 
+async def test_a_gap_too_large_to_read_back_while_the_ehr_waits_is_reported_not_read(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    _, client = gateway
+    heartbeat = notification("heartbeat", 21, subscription=f"{fhir_stub.base}/Subscription/rnpc-recurrence")  # the default limit is 20
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(heartbeat), headers=fhir_write)
+    assert response.status_code == 200, response.text
+    assert any(i["severity"] == "warning" and i["diagnostics"].startswith("missed events 1-21: more than 20") for i in response.json()["issue"])
+    assert not any("$events" in path for path, _ in fhir_stub.requests)
+
+
 @pytest.mark.parametrize("reference", ["https://ehr.test/fhir/Subscription/x", "http://127.0.0.1/fhir/../admin/Subscription/x",
                                        "Subscription/..", "Patient/x", "Subscription/x/_history/1"])
 async def test_events_are_read_back_only_from_a_subscription_on_the_configured_server(reference: str) -> None:

@@ -44,7 +44,7 @@ class GatewaySettings(ServiceSettings):
     fhir_fetch_timeout_s: float = Field(default=10.0, gt=0)
     # Missed Subscription events are read back from fhir_server_url with $events, while the
     # notification that revealed them waits: at most this many per range (more: reported, not read).
-    fhir_events_recovery_max: int = Field(default=100, ge=1, le=1000)
+    fhir_events_recovery_max: int = Field(default=20, ge=1, le=1000)
     fhir_source_system: str = "fhir"
     # CDS Hooks client trust: a JSON file [{"iss": ..., "jwks": {"keys": [...]}, "jku": [allowed urls]}].
     # `make cds-token` writes a local development issuer here. No file = no trusted client.
