@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from sqlalchemy import Select, delete, func, select, tuple_, update
+from sqlalchemy import Select, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -101,6 +101,32 @@ class _Claimed:
     attempts: int
 
 
+def _claim_statement(batch_size: int) -> Select[Any]:
+    """The oldest pending row of each key (per-key order), oldest first, `batch_size` at most."""
+    table = OUTBOX_TABLE
+    ranked = (
+        select(table.c.id, func.row_number().over(partition_by=table.c.key, order_by=(table.c.created_at, table.c.id)).label("place"))
+        .where(table.c.status == OutboxStatus.pending)
+        .subquery()
+    )
+    return (
+        select(table.c.id, table.c.topic, table.c.key, table.c.attempts)
+        .where(table.c.id.in_(select(ranked.c.id).where(ranked.c.place == 1)))
+        .order_by(table.c.created_at, table.c.id)
+        .limit(batch_size)
+        # Replicas share the table in production: each row goes to one relay.
+        .with_for_update(skip_locked=True)
+    )
+
+
+_PAYLOADS = select(OUTBOX_TABLE.c.id, OUTBOX_TABLE.c.payload).where(OUTBOX_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+_MARK_PUBLISHED = (
+    update(OUTBOX_TABLE)
+    .where(OUTBOX_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status=OutboxStatus.published, published_at=bindparam("at"))
+)
+
+
 class OutboxRelay:
     """Publishes pending outbox rows, in order per key; at-least-once (downstream dedupes by id)."""
 
@@ -129,6 +155,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.oldest_pending_age_s = 0.0  # sampled by housekeeping; /readyz reads it
+        self._claim = _claim_statement(batch_size)  # built once: every pass runs it
 
     def notify(self) -> None:
         """Called after a commit that wrote outbox rows, so they go out without waiting a poll."""
@@ -174,36 +201,15 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """One pass: claim the oldest pending row of each key, send them together, mark them."""
-        table = OUTBOX_TABLE
         async with self._sessions() as session:
-            ranked = (
-                select(
-                    table.c.id,
-                    func.row_number()
-                    .over(partition_by=table.c.key, order_by=(table.c.created_at, table.c.id))
-                    .label("place"),
-                )
-                .where(table.c.status == OutboxStatus.pending)
-                .subquery()
-            )
-            claim = (
-                select(table.c.id, table.c.topic, table.c.key, table.c.attempts)
-                .where(table.c.id.in_(select(ranked.c.id).where(ranked.c.place == 1)))
-                .order_by(table.c.created_at, table.c.id)
-                .limit(self._batch_size)
-                # Replicas share the table in production: each row goes to one relay.
-                .with_for_update(skip_locked=True)
-            )
             connection = await session.connection()  # Core statements: plain rows
-            claimed = (await connection.execute(claim)).all()
+            claimed = (await connection.execute(self._claim)).all()
             if not claimed:
                 await session.commit()
                 return 0
             # Payloads are read by id once claimed: in the claim's sort (SQLite's sorter holds whole
             # rows) every pending ~75 KB payload was copied on every pass, slower as a backlog grew.
-            payloads = dict(
-                (await connection.execute(select(table.c.id, table.c.payload).where(table.c.id.in_([row.id for row in claimed])))).all()
-            )
+            payloads = dict((await connection.execute(_PAYLOADS, {"ids": [row.id for row in claimed]})).all())
             rows = [_Claimed(row.id, row.topic, row.key, payloads[row.id], row.attempts) for row in claimed]
             oversize = {row.id for row in rows if message_size_bytes(row.payload, row.key) > self._max_message_bytes}
             sendable = [row for row in rows if row.id not in oversize]
@@ -218,11 +224,7 @@ class OutboxRelay:
             failures |= {row.id: error for row, error in zip(sendable, errors, strict=True) if error is not None}
             published_ids = [row.id for row in rows if row.id not in failures]
             if published_ids:
-                await session.exec(
-                    update(table)
-                    .where(table.c.id.in_(published_ids))
-                    .values(status=OutboxStatus.published, published_at=utc_now())
-                )
+                await connection.execute(_MARK_PUBLISHED, {"ids": published_ids, "at": utc_now()})
                 metrics.OUTBOX_PUBLISHED.labels(self._service, "ok").inc(len(published_ids))
             if failures:
                 # A broker outage fails every row: that is not the rows' fault and must not park them.
