@@ -147,7 +147,6 @@ class OutboxRelay:
         self._sessions = session_factory
         self._producer = producer
         self._poll_interval_s = poll_interval_s
-        self._batch_size = batch_size
         self._max_attempts = max_attempts
         self._max_message_bytes = max_message_bytes
         self._housekeeping_interval_s = housekeeping_interval_s

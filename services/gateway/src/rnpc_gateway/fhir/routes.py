@@ -168,18 +168,19 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
             try:
                 locations.append(await _ingest_event(answer, event, runtime, auditor, settings))
                 read_back.append(event.number)
-            except (MappingError, ProblemError) as exc:
-                reason = "; ".join(f"{i.resource} {i.element}: {i.message}" for i in exc.issues) if isinstance(exc, MappingError) else exc.detail
-                issues.append({"severity": "error", "code": "processing", "diagnostics": f"missed event {event.number} read back but refused: {reason}"})
+            except (MappingError, ProblemError) as exc:  # either one's text names what is wrong
+                issues.append({"severity": "error", "code": "processing", "diagnostics": f"missed event {event.number} read back but refused: {exc}"})
     if tracking.gaps:
         await store.note_recovery(session, notification.subscription, "; ".join(i["diagnostics"] for i in issues))
         await session.commit()
     if notification.type == "event-notification":
-        own = [
-            await _ingest_event(notification, event, runtime, auditor, settings, refuse=True)
-            for event in notification.events
-            if event.focus and (event.number is None or event.number in tracking.fresh)
-        ]
+        own = []
+        for event in notification.events:
+            if event.focus and (event.number is None or event.number in tracking.fresh):
+                try:
+                    own.append(await _ingest_event(notification, event, runtime, auditor, settings))
+                except MappingError as exc:  # the notification's own event: the answer is a 422
+                    raise mapping_problem(exc, "notification") from exc
         summary = f"event(s) {tracking.fresh or 'without number'} accepted: {', '.join(own) or 'none new'}"
         locations = own + locations
     else:  # handshake / heartbeat / query answers: acknowledged, never ingested themselves
@@ -191,18 +192,13 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
 
 
 async def _ingest_event(
-    notification: Notification, event: NotificationEvent, runtime: Runtime, auditor: Auditor, settings: GatewaySettings, *, refuse: bool = False
+    notification: Notification, event: NotificationEvent, runtime: Runtime, auditor: Auditor, settings: GatewaySettings
 ) -> str:
-    """Map one event's resources and accept the record; its Location. `refuse`: a mapping error
-    is the answer's problem (422); otherwise it is raised for the caller to report."""
+    """Map one event's resources and accept the record; its Location. A MappingError is the
+    caller's to answer or report."""
     assert event.focus is not None
-    try:
-        resources = [validate_resource(r, local_ref(event.focus)) for r in await _event_resources(notification, event.focus, settings)]
-        mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
-    except MappingError as exc:
-        if refuse:
-            raise mapping_problem(exc, "notification") from exc
-        raise
+    resources = [validate_resource(r, local_ref(event.focus)) for r in await _event_resources(notification, event.focus, settings)]
+    mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
     accepted = await accept(runtime, mapped.record, auditor)
     metrics.FHIR_INGEST.labels("notification", accepted.outcome).inc()
     return f"/v1/recurrences/{mapped.record.recurrence_id}"
