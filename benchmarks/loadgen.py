@@ -41,16 +41,24 @@ class _Pool:
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    return (await _exchange_head(reader, writer, request))[0]
+
+
+async def _exchange_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, str | None]:
+    """Send one request, read its response; (status, Retry-After header or None)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
+    length, retry_after = 0, None
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
+        elif name == b"retry-after":
+            retry_after = value.strip().decode()
     await reader.readexactly(length)
-    return status
+    return status, retry_after
 
 
 def build_request(url: str, method: str, body: bytes | None, headers: dict[str, str] | None = None) -> tuple[str, int, bytes]:
@@ -94,3 +102,29 @@ async def open_loop(
         return await asyncio.gather(*(one(i) for i in range(count)))
     finally:
         pool.close()
+
+
+async def closed_loop(
+    url: str, method: str, bodies: list[bytes], concurrency: int, headers: dict[str, str] | None = None
+) -> dict[int, int]:
+    """Send every body, `concurrency` at a time, each connection sending its next as soon as it is
+    answered; a 503 is sent again after its Retry-After. Counts of the final statuses."""
+    host, port, _ = build_request(url, method, None)
+    pending = [build_request(url, method, body, headers)[2] for body in reversed(bodies)]  # built before timing
+    statuses: dict[int, int] = {}
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while pending:
+                request = pending.pop()
+                head = await _exchange_head(reader, writer, request)
+                while head[0] == 503:  # busy: nothing stored, retry after the server's hint
+                    await asyncio.sleep(float(head[1] or 1))
+                    head = await _exchange_head(reader, writer, request)
+                statuses[head[0]] = statuses.get(head[0], 0) + 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return statuses

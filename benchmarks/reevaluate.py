@@ -29,7 +29,7 @@ def main() -> None:
     try:
         seeded = time.perf_counter()
         auth = h.auth_headers(stack)
-        bodies = [h.record(base, f"reeval-{i}") for i in range(count)]
+        bodies = h.encoded_records(base, "reeval-", count)
         asyncio.run(h.post_burst(stack.base(), bodies, h.env_int("BENCH_CONCURRENCY", 8), auth))
         h.wait_done(stack, "reeval-", count, deadline_s)
         print(f"seeded {count} cases through the pipeline in {time.perf_counter() - seeded:.1f} s", flush=True)
