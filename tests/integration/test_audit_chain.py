@@ -4,6 +4,7 @@ the database refuses edits, and the verify command detects an edit made behind i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from rnpc_gateway import audit
+from rnpc_gateway.tables import AuditEntry
 from rnpc_shared.auth import Principal
 from rnpc_shared.db import GroupCommit, make_engine, make_session_factory
 from rnpc_devstack.stack import migrate, repo_root
@@ -87,11 +89,17 @@ def test_concurrent_appends_form_one_chain_and_an_edit_is_detected(databases) ->
     assert "seq 7: row_hash does not match its content" in broken.stdout
 
 
+def test_a_row_to_append_has_exactly_the_tables_columns() -> None:
+    columns = set(AuditEntry.__table__.columns.keys())  # type: ignore[attr-defined]
+    assert set(audit.COLUMNS) == columns
+    assert {field.name for field in dataclasses.fields(audit.AuditRow)} == columns
+
+
 def test_the_hash_covers_every_recorded_field() -> None:
     entry = _auditor("dr-a").entry("read", "case-1", 2, 200, "detail")
     entry.seq, entry.prev_hash = 1, "0" * 64
     original = audit.row_hash(entry)
     for field, other in [("subject", "dr-b"), ("recurrence_id", "case-2"), ("version", 3), ("status", 404),
                          ("purpose_of_use", None), ("correlation_id", "x"), ("route", "GET /v1/audit"), ("prev_hash", "1" * 64)]:
-        changed = entry.model_copy(update={field: other})
+        changed = dataclasses.replace(entry, **{field: other})
         assert audit.row_hash(changed) != original, field

@@ -1,4 +1,4 @@
-"""Gateway HTTP behaviour in-process: the /v1/evaluate concurrency limit.
+"""Gateway HTTP behaviour in-process: the /v1/evaluate concurrency limit, audited recommendation reads.
 
 The upstream services are replaced by a controllable stand-in (the limit is the gateway's own
 behaviour); one request is held inside the limit until the test releases it.
@@ -18,7 +18,12 @@ import pytest
 from rnpc_devstack.stack import migrate
 from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ
 from rnpc_shared.devissuer import user_scopes
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rnpc_gateway import audit
 from rnpc_gateway.app import create_app
+from rnpc_gateway.tables import RecommendationView
+from rnpc_shared.db import make_engine, new_row, utc_now
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.upstream import get_upstream
 
@@ -102,3 +107,44 @@ async def test_a_refused_scope_is_audited_and_an_anonymous_probe_is_not(gateway,
     assert refusals == [("refused", route, "case-7", 403, "insufficient_scope"), ("refused", route, None, 403, "insufficient_scope")]
     assert len(trail) == 2  # the 401 left no row (this read of the trail is recorded after its answer is built)
     assert {e["subject"] for e in trail} == {"dev-user"}
+
+
+async def test_recommendation_reads_are_audited_in_their_own_unit_of_work(gateway, example_record, tmp_path) -> None:  # noqa: ANN001
+    """A stored recommendation, a pending one and an unknown case, read concurrently (one group
+    commit's batch): each answered as before and audited once, with the version it read; a 404
+    does not fail the reads it shares a batch with, and the chain stays whole."""
+    client, _ = gateway
+    for case, version in (("case-stored", 1), ("case-stored", 2), ("case-pending", 1)):
+        accepted = await client.post("/v1/recurrences", json=example_record | {"recurrence_id": case, "version": version})
+        assert accepted.status_code == 202
+    body = '{"recurrence_id": "case-stored", "version": 2}'
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    async with engine.begin() as connection:
+        await connection.execute(RecommendationView.__table__.insert(), new_row(  # type: ignore[attr-defined]
+            RecommendationView, recurrence_id="case-stored", version=2, status="recommended", rules_version="r",
+            evidence_version="e", body=body, issued_at=utc_now(),
+        ))
+    await engine.dispose()
+
+    cases = ["case-stored", "case-pending", "case-unknown"] * 4
+    answers = await asyncio.gather(*(client.get(f"/v1/recurrences/{case}/recommendation") for case in cases))
+    for case, answer in zip(cases, answers, strict=True):
+        if case == "case-stored":
+            assert (answer.status_code, answer.text) == (200, body)
+        else:
+            assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
+    assert answers[1].json()["latest_version"] == 1 and answers[1].json()["title"] == "Recommendation not ready"
+    assert answers[2].json()["title"] == "Recurrence not found"
+
+    trail = (await client.get("/v1/audit")).json()["entries"]
+    reads = {e["correlation_id"]: (e["recurrence_id"], e["version"], e["status"], e["detail"]) for e in trail if e["action"] == "read"}
+    expected = {
+        "case-stored": ("case-stored", 2, 200, None),
+        "case-pending": ("case-pending", None, 404, "Recommendation not ready"),
+        "case-unknown": ("case-unknown", None, 404, "Recurrence not found"),
+    }
+    assert reads == {answer.headers["x-correlation-id"]: expected[case] for case, answer in zip(cases, answers, strict=True)}
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    async with AsyncSession(engine) as session:
+        assert await audit.verify(session) == []
+    await engine.dispose()

@@ -7,6 +7,7 @@ leaves an audit row (`AuditorDep`), in the same transaction as a write, before a
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -101,11 +102,9 @@ async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, a
     response_class=Response,
     responses={200: {"description": "The Recommendation (contracts: rnpc_shared.contracts.recommendation)", "content": {"application/json": {}}}},
 )
-async def get_recommendation(recurrence_id: RecurrenceIdPath, runtime: RuntimeDep, auditor: AuditorDep) -> Response:
+async def get_recommendation(recurrence_id: RecurrenceIdPath, auditor: AuditorDep) -> Response:
     """The latest version's recommendation, served as the stored bytes (validated when issued)."""
-    async with auditor.standalone("read", recurrence_id) as note:
-        version, body = await service.latest_recommendation(runtime.reads, recurrence_id)
-        note.version = version
+    _version, body = await auditor.read("read", recurrence_id, partial(service.latest_recommendation, recurrence_id=recurrence_id))
     return Response(body, media_type="application/json")
 
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Row, Select, String, and_, bindparam, case, exists, func, or_, tuple_, update
+from sqlalchemy import LargeBinary, Row, String, and_, bindparam, case, cast, exists, func, literal_column, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
@@ -42,7 +42,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import Units, find_by_version, new_row, of_version, parse_json, utc_now, version_params
+from rnpc_shared.db import find_by_version, new_row, of_version, parse_json, utc_now, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
 from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, message_size_bytes, outbox_row
@@ -485,30 +485,32 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
     }
 
 
-def _latest_recommendation_statement() -> Select[Any]:
+def _latest_recommendation_statement(dialect: str) -> Any:
     """Built once, with the id as a parameter: the hot read skips building the statement and its
-    cache key on every call."""
+    cache key on every call. The body is read as its UTF-8 bytes, as it is sent: decoding ~64 KB of
+    text to a str and encoding it back cost ~0.1 ms of every read."""
     recurrence_id = bindparam("recurrence_id", type_=String)
     versions = RecordVersion.__table__  # type: ignore[attr-defined]
     views = RecommendationView.__table__  # type: ignore[attr-defined]
     latest = select(func.max(versions.c.version).label("version")).where(versions.c.recurrence_id == recurrence_id).subquery()
-    return select(latest.c.version, views.c.body).select_from(
+    body_bytes = (
+        func.convert_to(views.c.body, literal_column("'UTF8'"), type_=LargeBinary)  # text::bytea would read backslashes as escapes
+        if dialect == "postgresql"
+        else cast(views.c.body, LargeBinary)  # SQLite: CAST(... AS BLOB), the stored bytes
+    )
+    return select(latest.c.version, body_bytes).select_from(
         latest.outerjoin(views, (views.c.recurrence_id == recurrence_id) & (views.c.version == latest.c.version))
     )
 
 
-LATEST_RECOMMENDATION = _latest_recommendation_statement()
+LATEST_RECOMMENDATION = {dialect: _latest_recommendation_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-def _latest_recommendation_row(connection: Connection, recurrence_id: str) -> tuple[int | None, str | None]:
-    row = connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id}).one()
-    return row[0], row[1]
-
-
-async def latest_recommendation(reads: Units, recurrence_id: str) -> tuple[int, str]:
-    """The latest version and its recommendation as stored JSON text: one Core query, one hop to
-    the read connection (no ORM session, and no connection held while the audit row commits)."""
-    latest_version, body = await reads.run(_latest_recommendation_row, recurrence_id)
+def latest_recommendation(connection: Connection, recurrence_id: str) -> tuple[int, bytes]:
+    """The latest version and its recommendation as stored JSON (UTF-8 bytes): one Core query, no
+    ORM session (run in the unit of work that commits the read's audit row: `Auditor.read`)."""
+    statement = LATEST_RECOMMENDATION[connection.dialect.name]
+    latest_version, body = connection.execute(statement, {"recurrence_id": recurrence_id}).one()
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
     if body is None:
@@ -520,7 +522,7 @@ async def latest_recommendation(reads: Units, recurrence_id: str) -> tuple[int, 
             type_="https://rnpc.example/problems/recommendation-pending",
             latest_version=latest_version,
         )
-    return int(latest_version), str(body)
+    return int(latest_version), bytes(body)
 
 
 async def redrive_overdue(
