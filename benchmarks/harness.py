@@ -100,15 +100,17 @@ def _utc(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def end_to_end_s(stack: Stack, prefix: str) -> list[float]:
-    """Per record: gateway accepted → its recommendation stored in the gateway's read model."""
+def end_to_end_s(stack: Stack, prefix: str, *, in_acceptance_order: bool = False) -> list[float]:
+    """Per record: gateway accepted → its recommendation stored in the gateway's read model
+    (sorted by latency, or in the order the records were accepted)."""
     rows = query(
         stack.urls["gateway"],
         "SELECT r.received_at, v.received_at FROM record_versions r JOIN recommendation_views v "
         "ON v.recurrence_id = r.recurrence_id AND v.version = r.version WHERE r.recurrence_id LIKE ?",
         [prefix + "%"],
     )
-    return sorted((_utc(done) - _utc(accepted)).total_seconds() for accepted, done in rows)
+    latencies = [(_utc(accepted), (_utc(done) - _utc(accepted)).total_seconds()) for accepted, done in rows]
+    return [latency for _, latency in sorted(latencies)] if in_acceptance_order else sorted(latency for _, latency in latencies)
 
 
 def last_done_epoch_s(stack: Stack, prefix: str) -> float:

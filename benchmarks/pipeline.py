@@ -3,7 +3,7 @@
 Prints figures; asserts nothing about speed. Knobs (environment):
     BENCH_RELAY_RECORDS=2000   raw 4-hop relay records
     BENCH_BURST=2000           pipeline burst (records POSTed at once, BENCH_CONCURRENCY connections)
-    BENCH_PACED_RATES=20,50    paced pipeline rates (records/s), each for BENCH_PACED_S seconds (10)
+    BENCH_PACED_RATES=20,50,100 paced pipeline rates (records/s), each for BENCH_PACED_S seconds (20)
     BENCH_HTTP_RATE=100        paced HTTP rate (req/s), each target (hello-world, stored recommendation,
                                /v1/evaluate, CDS Hooks patient-view) for BENCH_HTTP_S seconds (10)
     BENCH_DEADLINE_S=900       longest wait for a phase's recommendations
@@ -86,10 +86,14 @@ def run_paced(stack, base: dict, rate: float, duration_s: float, deadline_s: flo
     result = uvloop.run(h.paced(stack.base(), "POST", "/v1/recurrences", rate_per_s=rate, duration_s=duration_s, bodies=bodies, headers=auth))
     accepted = result.statuses.get(202, 0)
     h.wait_done(stack, prefix, accepted, deadline_s)
-    latencies = h.end_to_end_s(stack, prefix)
+    latencies = h.end_to_end_s(stack, prefix, in_acceptance_order=True)
     answered_s = len(bodies) / result.achieved_per_s
+    # Kept up with, when the last records wait no longer than the first: a growing backlog shows here.
+    tenth = max(1, len(latencies) // 10)
+    first, last = (h.percentiles(part)["p50"] * 1000 for part in (latencies[:tenth], latencies[-tenth:]))
     print(f"paced {rate:.0f} records/s for {duration_s:.0f} s ({accepted} accepted; the last POST answered after {answered_s:.1f} s): "
-          + h.fmt_ms(h.percentiles(latencies), ("p50", "p95", "p99")), flush=True)
+          + h.fmt_ms(h.percentiles(latencies), ("p50", "p95", "p99"))
+          + f"; p50 of the first tenth {first:.0f} ms, of the last tenth {last:.0f} ms", flush=True)
 
 
 def http_figures(label: str, result: h.PacedResult) -> dict[str, float]:
@@ -156,8 +160,8 @@ def main() -> None:
     relay_count = h.env_int("BENCH_RELAY_RECORDS", 2000)
     burst = h.env_int("BENCH_BURST", 2000)
     concurrency = h.env_int("BENCH_CONCURRENCY", 8)
-    rates = [float(r) for r in os.environ.get("BENCH_PACED_RATES", "20,50").split(",") if r]
-    paced_s = h.env_float("BENCH_PACED_S", 10)
+    rates = [float(r) for r in os.environ.get("BENCH_PACED_RATES", "20,50,100").split(",") if r]
+    paced_s = h.env_float("BENCH_PACED_S", 20)
     http_rate = h.env_float("BENCH_HTTP_RATE", 100)
     http_s = h.env_float("BENCH_HTTP_S", 10)
     deadline_s = h.env_float("BENCH_DEADLINE_S", 900)
