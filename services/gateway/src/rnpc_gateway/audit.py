@@ -216,7 +216,7 @@ class Auditor:
             try:
                 version, value = read(connection)
             except ProblemError as exc:  # kept inside the unit: the batch's other jobs commit
-                entry.status, entry.detail = exc.status, exc.title[:255]
+                entry.status, entry.detail = _outcome(exc)
                 return Deferred(chain, entry, exc)
             entry.version = version
             return Deferred(chain, entry, (version, value))
@@ -247,9 +247,14 @@ class Auditor:
         return self.group_commit
 
     def _failed(self, exc: Exception, action: str, recurrence_id: str | None, version: int | None) -> AuditRow:
-        status = exc.status if isinstance(exc, ProblemError) else 500
-        title = exc.title if isinstance(exc, ProblemError) else type(exc).__name__
-        return self.entry(action, recurrence_id, version, status, title)
+        return self.entry(action, recurrence_id, version, *_outcome(exc))
+
+
+def _outcome(exc: Exception) -> tuple[int, str]:
+    """A failure's audited status and detail: the problem's, or 500 and the error's type."""
+    if isinstance(exc, ProblemError):
+        return exc.status, exc.title[:255]
+    return 500, type(exc).__name__
 
 
 async def get_auditor(
