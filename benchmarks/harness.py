@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from benchmarks.loadgen import closed_loop, open_loop
 from rnpc_devstack.stack import EmbeddedBroker, Stack
 from rnpc_devstack.cds_token import ensure_dev_identity

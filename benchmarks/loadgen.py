@@ -40,11 +40,7 @@ class _Pool:
             writer.close()
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
-    return (await _exchange_head(reader, writer, request))[0]
-
-
-async def _exchange_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, str | None]:
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, str | None]:
     """Send one request, read its response; (status, Retry-After header or None)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
@@ -92,7 +88,7 @@ async def open_loop(
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))  # the schedule itself
         try:
             reader, writer = await pool.take()
-            status = await asyncio.wait_for(_exchange(reader, writer, requests[i % len(requests)]), 60)
+            status, _retry_after = await asyncio.wait_for(_exchange(reader, writer, requests[i % len(requests)]), 60)
             pool.give_back(reader, writer)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
             status = 0
@@ -118,10 +114,10 @@ async def closed_loop(
         try:
             while pending:
                 request = pending.pop()
-                head = await _exchange_head(reader, writer, request)
+                head = await _exchange(reader, writer, request)
                 while head[0] == 503:  # busy: nothing stored, retry after the server's hint
                     await asyncio.sleep(float(head[1] or 1))
-                    head = await _exchange_head(reader, writer, request)
+                    head = await _exchange(reader, writer, request)
                 statuses[head[0]] = statuses.get(head[0], 0) + 1
         finally:
             writer.close()
