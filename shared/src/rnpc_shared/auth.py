@@ -284,15 +284,27 @@ async def authenticate(
     return principal
 
 
+async def current_principal(request: Request) -> Principal:
+    """The request's principal, for code that runs after its route's `require_scope` (which has
+    verified it); verified here if it has not been. Not a FastAPI dependency of its own: each
+    dependency is a node FastAPI solves on every request (~40 µs of its introspection)."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    return cached if cached is not None else await authenticate(request, await bearer_scheme(request))
+
+
 def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the authenticated caller holding `scope`, else 401/403.
 
     Use as `dependencies=[Depends(require_scope(...))]` on a route, or as a parameter
-    `principal: Annotated[Principal, Depends(require_scope(...))]`."""
+    `principal: Annotated[Principal, Depends(require_scope(...))]`. The scheme's scopes show in the
+    route's OpenAPI `security` (`declared_scopes`)."""
     if scope not in SCOPES:
         raise ValueError(f"undeclared scope {scope!r}; add it to rnpc_shared.auth.SCOPES")
 
-    async def dependency(principal: Annotated[Principal, Security(authenticate, scopes=[scope])]) -> Principal:
+    async def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme, scopes=[scope])]
+    ) -> Principal:
+        principal = await authenticate(request, credentials)
         if scope not in principal.scopes:
             raise AuthError(403, "insufficient_scope", f"this route needs the scope {scope}", scope=scope, principal=principal)
         return principal

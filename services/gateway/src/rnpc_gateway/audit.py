@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
-from rnpc_shared.auth import AuthError, Principal, authenticate
+from rnpc_shared.auth import AuthError, Principal, current_principal
 from rnpc_shared.contracts.record import RecurrenceId, canonical_json
 from rnpc_shared.db import Deferred, GroupCommit, Job, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
@@ -259,15 +259,15 @@ def _outcome(exc: Exception) -> tuple[int, str]:
 
 async def get_auditor(
     request: Request,
-    principal: Annotated[Principal, Depends(authenticate)],
     purpose_of_use: Annotated[
         str | None,
         Header(alias=PURPOSE_OF_USE_HEADER, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="Purpose of use, e.g. TREAT"),
     ] = None,
 ) -> Auditor:
+    """The request's auditor, for the principal its route's `require_scope` verified."""
     route = request.scope.get("route")
     return Auditor(
-        principal, f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use, (await get_runtime(request)).group_commit
+        await current_principal(request), f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use, (await get_runtime(request)).group_commit
     )
 
 

@@ -1,0 +1,92 @@
+"""`require_scope` and `current_principal`: a route's scope check verifies the token once, code after
+it reuses that principal, and code on a route without a scope check still authenticates (fail
+closed). (In-process app; the keys are a dev issuer's on disk.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI, Request
+from fastapi.testclient import TestClient
+
+from rnpc_shared.auth import (
+    SCOPE_EVIDENCE_READ,
+    AuthError,
+    IssuerConfig,
+    Principal,
+    TokenVerifier,
+    current_principal,
+    declared_scopes,
+    require_scope,
+)
+from rnpc_shared.devissuer import DEV_ISSUER, GATEWAY_AUDIENCE, DevIssuer, ensure_dev_issuer
+
+
+async def subject(request: Request) -> str:
+    return (await current_principal(request)).subject
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> DevIssuer:
+    return ensure_dev_issuer(tmp_path / "issuer")
+
+
+@pytest.fixture
+def app(issuer: DevIssuer) -> tuple[FastAPI, list[str]]:
+    app = FastAPI()
+    verifier = TokenVerifier([IssuerConfig(issuer=DEV_ISSUER, jwks_uri=issuer.jwks_path.as_uri())], audience=GATEWAY_AUDIENCE, leeway_s=30)
+    verified: list[str] = []
+    verify = verifier.verify
+
+    async def counting(token: str) -> Principal:
+        verified.append(token)
+        return await verify(token)
+
+    verifier.verify = counting  # type: ignore[method-assign]
+    app.state.token_verifier = verifier
+    app.add_exception_handler(AuthError, lambda request, exc: exc.response(instance=request.url.path))  # type: ignore[arg-type, attr-defined]
+
+    @app.get("/scoped", dependencies=[Depends(require_scope(SCOPE_EVIDENCE_READ))])
+    async def scoped(who: Annotated[str, Depends(subject)]) -> str:
+        return who
+
+    @app.get("/unscoped")
+    async def unscoped(who: Annotated[str, Depends(subject)]) -> str:
+        return who
+
+    return app, verified
+
+
+def test_the_scope_check_verifies_once_and_later_code_reuses_its_principal(app: tuple[FastAPI, list[str]], issuer: DevIssuer) -> None:
+    application, verified = app
+    token = issuer.mint([SCOPE_EVIDENCE_READ], subject="clinician")
+    response = TestClient(application).get("/scoped", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and response.json() == "clinician"
+    assert verified == [token]
+
+
+def test_the_scope_check_refuses_before_later_code_runs(app: tuple[FastAPI, list[str]], issuer: DevIssuer) -> None:
+    application, _ = app
+    client = TestClient(application)
+    assert client.get("/scoped").status_code == 401
+    response = client.get("/scoped", headers={"Authorization": f"Bearer {issuer.mint(['user/Recommendation.read'])}"})
+    assert response.status_code == 403 and SCOPE_EVIDENCE_READ in response.json()["detail"]
+
+
+def test_without_a_scope_check_the_principal_is_still_verified(app: tuple[FastAPI, list[str]], issuer: DevIssuer) -> None:
+    application, verified = app
+    client = TestClient(application)
+    assert client.get("/unscoped").status_code == 401
+    assert client.get("/unscoped", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+    token = issuer.mint([], subject="service")
+    assert client.get("/unscoped", headers={"Authorization": f"Bearer {token}"}).json() == "service"
+    assert verified[-1] == token
+
+
+def test_a_scoped_route_declares_exactly_its_scope(app: tuple[FastAPI, list[str]]) -> None:
+    application, _ = app
+    openapi = application.openapi()
+    assert declared_scopes(openapi)[("GET", "/scoped")] == [SCOPE_EVIDENCE_READ]
+    assert openapi["paths"]["/scoped"]["get"]["security"] == [{"bearer": [SCOPE_EVIDENCE_READ]}]
