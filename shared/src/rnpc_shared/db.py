@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, bindparam, create_engine, event, text
+from sqlalchemy import DateTime, LargeBinary, MetaData, bindparam, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -53,6 +57,30 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class utf8_bytes(FunctionElement[bytes]):  # noqa: N801  # used like a SQL function: utf8_bytes(column)
+    """A text column read as its UTF-8 bytes, for values that are sent on as bytes (an event to the
+    broker, a stored document to an HTTP client): decoding ~64 KB of non-ASCII JSON to a str and
+    encoding it back cost ~0.14 ms per read. SQLite: `CAST(x AS BLOB)`, the stored bytes.
+    PostgreSQL: `convert_to(x, 'UTF8')` (a `::bytea` cast would read backslashes as escapes)."""
+
+    type = LargeBinary()
+    inherit_cache = True
+    name = "utf8_bytes"
+
+    def __init__(self, column: ColumnElement[str]) -> None:
+        super().__init__(column)
+
+
+@compiles(utf8_bytes, "postgresql")
+def _utf8_bytes_postgresql(element: utf8_bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"convert_to({compiler.process(element.clauses, **kw)}, 'UTF8')"
+
+
+@compiles(utf8_bytes, "sqlite")
+def _utf8_bytes_sqlite(element: utf8_bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BLOB)"
 
 
 def utc_now() -> datetime:

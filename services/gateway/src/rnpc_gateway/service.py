@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import LargeBinary, Row, String, and_, bindparam, case, cast, exists, func, literal_column, or_, tuple_, update
+from sqlalchemy import Row, String, and_, bindparam, case, exists, func, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
@@ -42,10 +42,10 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import find_by_version, new_row, of_version, parse_json, utc_now, version_params
+from rnpc_shared.db import find_by_version, new_row, of_version, parse_json, utc_now, utf8_bytes, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
-from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, message_size_bytes, outbox_row
+from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, event_json, message_size_bytes, outbox_row
 from rnpc_shared.problems import ProblemError
 
 STAGES = ("scoring", "evidence", "recommendation")
@@ -162,7 +162,7 @@ def accept_record(
         return Accepted(Acceptance.duplicate, existing.received_at)
     record_json = record.model_dump(mode="json")
     event = recorded_event(record_json, content_hash=content_hash, correlation_id=correlation_id)
-    payload = event.model_dump_json()
+    payload = event_json(event)
     size = message_size_bytes(payload, record.recurrence_id)
     if size > max_event_bytes:
         raise ProblemError(
@@ -485,32 +485,21 @@ async def case_view(session: AsyncSession, recurrence_id: str) -> dict:
     }
 
 
-def _latest_recommendation_statement(dialect: str) -> Any:
-    """Built once, with the id as a parameter: the hot read skips building the statement and its
-    cache key on every call. The body is read as its UTF-8 bytes, as it is sent: decoding ~64 KB of
-    text to a str and encoding it back cost ~0.1 ms of every read."""
-    recurrence_id = bindparam("recurrence_id", type_=String)
-    versions = RecordVersion.__table__  # type: ignore[attr-defined]
-    views = RecommendationView.__table__  # type: ignore[attr-defined]
-    latest = select(func.max(versions.c.version).label("version")).where(versions.c.recurrence_id == recurrence_id).subquery()
-    body_bytes = (
-        func.convert_to(views.c.body, literal_column("'UTF8'"), type_=LargeBinary)  # text::bytea would read backslashes as escapes
-        if dialect == "postgresql"
-        else cast(views.c.body, LargeBinary)  # SQLite: CAST(... AS BLOB), the stored bytes
-    )
-    return select(latest.c.version, body_bytes).select_from(
-        latest.outerjoin(views, (views.c.recurrence_id == recurrence_id) & (views.c.version == latest.c.version))
-    )
-
-
-LATEST_RECOMMENDATION = {dialect: _latest_recommendation_statement(dialect) for dialect in ("postgresql", "sqlite")}
+# Built once, with the id as a parameter: the hot read skips building the statement and its cache
+# key on every call. The body is read as the UTF-8 bytes it is sent as (`utf8_bytes`).
+_RECOMMENDATION_ID = bindparam("recurrence_id", type_=String)
+_LATEST_VERSION = (
+    select(func.max(_VERSIONS.c.version).label("version")).where(_VERSIONS.c.recurrence_id == _RECOMMENDATION_ID).subquery()
+)
+LATEST_RECOMMENDATION = select(_LATEST_VERSION.c.version, utf8_bytes(_VIEWS.c.body)).select_from(
+    _LATEST_VERSION.outerjoin(_VIEWS, (_VIEWS.c.recurrence_id == _RECOMMENDATION_ID) & (_VIEWS.c.version == _LATEST_VERSION.c.version))
+)
 
 
 def latest_recommendation(connection: Connection, recurrence_id: str) -> tuple[int, bytes]:
     """The latest version and its recommendation as stored JSON (UTF-8 bytes): one Core query, no
     ORM session (run in the unit of work that commits the read's audit row: `Auditor.read`)."""
-    statement = LATEST_RECOMMENDATION[connection.dialect.name]
-    latest_version, body = connection.execute(statement, {"recurrence_id": recurrence_id}).one()
+    latest_version, body = connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id}).one()
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
     if body is None:
