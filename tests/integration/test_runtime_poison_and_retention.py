@@ -31,7 +31,7 @@ from sqlmodel import Field, SQLModel
 from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
 from rnpc_shared.db import make_engine, make_session_factory, run_sync
 from rnpc_shared.kafka.consumer import EventConsumer, Route, decode_dlq_headers
-from rnpc_shared.kafka.outbox import OutboxRelay, Retention, add_to_outbox
+from rnpc_shared.kafka.outbox import OutboxRelay, Retention, add_to_outbox, event_json
 from rnpc_shared.kafka.connection import KafkaConnection
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
 from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent, OutboxStatus, StageInput
@@ -128,8 +128,8 @@ class PoisonHarness:
             rows = (await session.exec(select(PoisonEffect).where(PoisonEffect.subject == subject))).all()
         return sorted(row.value for row in rows)
 
-    async def stage(self, subject: str, value: int, padding_bytes: int = 0) -> CloudEvent:
-        data = {"value": value, "padding": "x" * padding_bytes}
+    async def stage(self, subject: str, value: int, padding_bytes: int = 0, padding: str = "") -> CloudEvent:
+        data = {"value": value, "padding": padding or "x" * padding_bytes}
         event = new_event(source="urn:test", type_=self.topic, subject=subject, data=data, correlation_id=None)
         async with self.sessions() as session:
             await run_sync(session, add_to_outbox, self.topic, event)
@@ -147,8 +147,11 @@ class PoisonHarness:
             return (await session.exec(select(func.count()).select_from(table))).one()
 
     async def dead_letters(self, count: int) -> list[Any]:
+        return await self.messages(dlq_topic(self.topic), count)
+
+    async def messages(self, topic: str, count: int) -> list[Any]:
         consumer = AIOKafkaConsumer(
-            dlq_topic(self.topic),
+            topic,
             **KafkaConnection.from_settings(self.settings).client_options(),
             group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
@@ -176,6 +179,17 @@ async def poison(broker, databases) -> AsyncIterator[PoisonHarness]:  # noqa: AN
 
 def _parked_total(reason: str) -> float:
     return REGISTRY.get_sample_value("rnpc_outbox_parked_total", {"service": "probe", "reason": reason}) or 0.0
+
+
+async def test_the_relay_sends_each_payload_as_the_exact_utf8_bytes_it_was_written_as(poison: PoisonHarness) -> None:
+    """The relay reads payloads as bytes (`utf8_bytes`: CAST AS BLOB, convert_to) and sends them as
+    read: non-ASCII text, backslashes and escaped quotes arrive as serialised, and are handled."""
+    event = await poison.stage("case-utf8", 7, padding='é ≥ 鼻咽 \\ \\u00e9 "quoted" \u2028 end')
+    poison.relay.notify()
+    [message] = await poison.messages(poison.topic, 1)
+    assert message.value == event_json(event) and message.key == b"case-utf8"
+    assert json.loads(message.value)["data"]["padding"] == event.data["padding"]
+    assert await eventually(lambda: poison.effects("case-utf8")) == [7]
 
 
 async def test_a_row_too_large_is_parked_and_every_other_key_keeps_flowing(poison: PoisonHarness) -> None:
