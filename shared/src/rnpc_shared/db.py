@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -237,6 +238,24 @@ class Units:
             async with self._async_engine.connect() as connection, connection.begin():
                 return await connection.run_sync(unit, *args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_on_thread, unit, args)
+
+    @asynccontextmanager
+    async def steps(self) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        """Units with awaits between them (e.g. a network call), as `run(step, *args)`.
+
+        On PostgreSQL they share one transaction, committed at the end, so what a step locked
+        (`FOR UPDATE SKIP LOCKED`) stays locked against other replicas across the awaits. On
+        SQLite each step is its own unit, one hop each: pysqlite opens no transaction for a read,
+        so none spanned the awaits there anyway (and a database file has one writer process)."""
+        if self._async_engine is None:
+            yield self.run
+            return
+        async with self._async_engine.connect() as connection, connection.begin():
+
+            async def run(unit: Callable[..., R], *args: Any) -> R:
+                return await connection.run_sync(unit, *args)
+
+            yield run
 
     def _run_on_thread(self, unit: Callable[..., R], args: tuple[Any, ...]) -> R:
         assert self._sync_engine is not None

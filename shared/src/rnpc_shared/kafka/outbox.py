@@ -20,13 +20,14 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from sqlalchemy import Select, bindparam, delete, func, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_shared import metrics
 from rnpc_shared.contracts.events import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, dlq_topic, new_event
-from rnpc_shared.db import new_row, utc_now, utf8_bytes
+from rnpc_shared.db import Units, new_row, utc_now, utf8_bytes
 from rnpc_shared.kafka.producer import EventProducer, Message
 from rnpc_shared.kafka.tables import (
     INBOX_TABLE,
@@ -133,6 +134,24 @@ _MARK_PUBLISHED = (
 )
 
 
+def _claim_rows(connection: Connection, claim: Select[Any]) -> list[_Claimed]:
+    """A pass's rows, with their payloads as the bytes to send."""
+    claimed = connection.execute(claim).all()
+    if not claimed:
+        return []
+    # Payloads are read by id once claimed: in the claim's sort (SQLite's sorter holds whole rows)
+    # every pending ~75 KB payload was copied on every pass, slower as a backlog grew.
+    payloads: dict[uuid.UUID, bytes] = dict(connection.execute(_PAYLOADS, {"ids": [row.id for row in claimed]}).all())
+    return [_Claimed(row.id, row.topic, row.key, payloads[row.id], row.attempts) for row in claimed]
+
+
+def _mark_rows(connection: Connection, published_ids: list[uuid.UUID], failed: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+    if published_ids:
+        connection.execute(_MARK_PUBLISHED, {"ids": published_ids, "at": utc_now()})
+    for row_id, values in failed:
+        connection.execute(update(OUTBOX_TABLE).where(OUTBOX_TABLE.c.id == row_id).values(**values))
+
+
 class OutboxRelay:
     """Publishes pending outbox rows, in order per key; at-least-once (downstream dedupes by id)."""
 
@@ -161,6 +180,9 @@ class OutboxRelay:
         self._stopping = False
         self.oldest_pending_age_s = 0.0  # sampled by housekeeping; /readyz reads it
         self._claim = _claim_statement(batch_size)  # built once: every pass runs it
+        # A pass's two steps (claim, mark) on a connection of the relay's own: one hop each on
+        # SQLite, where aiosqlite hopped threads for every DBAPI call (see `Units.steps`).
+        self._units = Units(session_factory.kw["bind"].url.render_as_string(hide_password=False), name=f"{service}-relay")
 
     def notify(self) -> None:
         """Called after a commit that wrote outbox rows, so they go out without waiting a poll."""
@@ -189,6 +211,7 @@ class OutboxRelay:
         finally:
             housekeeping.cancel()
             await asyncio.gather(housekeeping, return_exceptions=True)
+            await self._units.close()
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -206,16 +229,10 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """One pass: claim the oldest pending row of each key, send them together, mark them."""
-        async with self._sessions() as session:
-            connection = await session.connection()  # Core statements: plain rows
-            claimed = (await connection.execute(self._claim)).all()
-            if not claimed:
-                await session.commit()
+        async with self._units.steps() as run:
+            rows: list[_Claimed] = await run(_claim_rows, self._claim)
+            if not rows:
                 return 0
-            # Payloads are read by id once claimed: in the claim's sort (SQLite's sorter holds whole
-            # rows) every pending ~75 KB payload was copied on every pass, slower as a backlog grew.
-            payloads: dict[uuid.UUID, bytes] = dict((await connection.execute(_PAYLOADS, {"ids": [row.id for row in claimed]})).all())
-            rows = [_Claimed(row.id, row.topic, row.key, payloads[row.id], row.attempts) for row in claimed]
             oversize = {row.id for row in rows if message_size_bytes(row.payload, row.key) > self._max_message_bytes}
             sendable = [row for row in rows if row.id not in oversize]
             errors = await self._producer.send_many(
@@ -228,21 +245,21 @@ class OutboxRelay:
             }
             failures |= {row.id: error for row, error in zip(sendable, errors, strict=True) if error is not None}
             published_ids = [row.id for row in rows if row.id not in failures]
-            if published_ids:
-                await connection.execute(_MARK_PUBLISHED, {"ids": published_ids, "at": utc_now()})
-                metrics.OUTBOX_PUBLISHED.labels(self._service, "ok").inc(len(published_ids))
+            failed: list[tuple[uuid.UUID, dict[str, Any]]] = []
             if failures:
                 # A broker outage fails every row: that is not the rows' fault and must not park them.
                 broker_up = bool(published_ids) or await self._producer.broker_reachable()
                 for row in rows:
                     if row.id in failures:
-                        await self._record_failure(session, row, failures[row.id], broker_up=broker_up)
-            await session.commit()
+                        failed.append((row.id, await self._failure(row, failures[row.id], broker_up=broker_up)))
+            await run(_mark_rows, published_ids, failed)
+        if published_ids:
+            metrics.OUTBOX_PUBLISHED.labels(self._service, "ok").inc(len(published_ids))
         return len(published_ids)
 
-    async def _record_failure(
-        self, session: AsyncSession, row: _Claimed, error: BaseException, *, broker_up: bool
-    ) -> None:
+    async def _failure(self, row: _Claimed, error: BaseException, *, broker_up: bool) -> dict[str, Any]:
+        """The failed row's new values: its attempts and reason, and `parked` once it is hopeless
+        (announced on the DLQ before the pass commits)."""
         metrics.OUTBOX_PUBLISHED.labels(self._service, "error").inc()
         reason = f"{type(error).__name__}: {error or 'no acknowledgement'}"[:2000]
         counts = isinstance(error, OversizeError) or broker_up or not _retriable(error)
@@ -256,7 +273,7 @@ class OutboxRelay:
             await self._announce_parked(row, reason)
         else:
             log.warning("outbox publish failed", extra={"event_id": str(row.id), "topic": row.topic, "outcome": reason})
-        await session.exec(update(OUTBOX_TABLE).where(OUTBOX_TABLE.c.id == row.id).values(**values))
+        return values
 
     async def _announce_parked(self, row: _Claimed, reason: str) -> None:
         """A small notice on `<topic>.dlq` (never the big payload): the gateway shows it on the case.
