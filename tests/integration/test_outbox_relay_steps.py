@@ -18,7 +18,6 @@ from rnpc_shared.contracts.events import new_event
 from rnpc_shared.db import Units, make_engine
 from rnpc_shared.kafka.outbox import _claim_rows, _claim_statement, _mark_rows, event_json, outbox_row
 from rnpc_shared.kafka.tables import OUTBOX_TABLE, OutboxStatus
-from tests.conftest import use_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +64,7 @@ async def test_a_claimed_row_stays_locked_across_the_pass_on_postgresql(database
             # Another replica's pass: on PostgreSQL the claimed rows are locked and skipped.
             seen_meanwhile = await _claimable(second)
             await run(_mark_rows, [ids[0]], [])
-        if use_postgres():
+        if url.startswith("postgresql"):
             assert seen_meanwhile == set()
         else:  # SQLite: no locks (one relay per database file); each step is its own unit
             assert seen_meanwhile == set(ids)
