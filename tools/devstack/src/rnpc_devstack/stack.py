@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -44,10 +45,38 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+_HANDED_OUT_PORTS: set[int] = set()
+
+
+def _ephemeral_port_floor() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux; 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port that nothing listens on, for a process started next to bind.
+
+    Taken below the kernel's ephemeral range, so no outgoing connection can take it before the
+    process binds it, and never handed out twice by this process: the kernel's own choice
+    (binding port 0) once gave two services of one stack the same port, and the second one's
+    failure went unseen because the first one answered on it."""
+    floor = _ephemeral_port_floor()
+    low = max(1024, floor // 2)
+    for _ in range(1000):
+        port = random.randrange(low, floor)
+        if port in _HANDED_OUT_PORTS:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT_PORTS.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{floor - 1}")
 
 
 def wait_for_port(port: int, deadline_s: float, process: subprocess.Popen | None = None) -> None:
