@@ -119,8 +119,10 @@ def test_recommendation_is_a_problem_404_until_it_exists(stack) -> None:  # noqa
 
 def test_health_and_metrics_on_every_service(stack) -> None:  # noqa: ANN001
     for service in ("gateway", "scoring", "evidence", "recommendation"):
-        assert httpx.get(stack.base(service) + "/livez").status_code == 200
-        assert httpx.get(stack.base(service) + "/readyz").json()["checks"]["database"] is True
+        live = httpx.get(stack.base(service) + "/livez")
+        assert live.status_code == 200 and live.json()["service"] == service  # each port is its service's
+        ready = httpx.get(stack.base(service) + "/readyz").json()
+        assert ready["service"] == service and ready["checks"]["database"] is True
         metrics = httpx.get(stack.base(service) + "/metrics").text
         assert "rnpc_outbox_pending" in metrics
 

@@ -149,20 +149,22 @@ def install_http_middleware(app: FastAPI, service: str, max_body_bytes: int, bod
 
 
 def health_router(
-    *, live: Callable[[], bool], ready: Callable[[], Awaitable[dict[str, bool]]]
+    *, service: str, live: Callable[[], bool], ready: Callable[[], Awaitable[dict[str, bool]]]
 ) -> APIRouter:
+    """Probes that name the service answering, so a probe of the wrong port is seen as such."""
     router = APIRouter(tags=["ops"])
 
     @router.get("/livez")
     async def livez() -> JSONResponse:
         ok = live()
-        return JSONResponse({"status": "ok" if ok else "stalled"}, status_code=200 if ok else 503)
+        return JSONResponse({"service": service, "status": "ok" if ok else "stalled"}, status_code=200 if ok else 503)
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
         checks = await ready()
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
+        body = {"service": service, "status": "ready" if ok else "not_ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -191,7 +191,9 @@ def create_service_app(
     install_http_middleware(app, settings.service_name, settings.max_body_bytes, settings.body_timeout_s)
     _document_scopes(app, settings)
     app.include_router(
-        health_router(live=lambda: app.state.runtime.live(), ready=lambda: app.state.runtime.ready())
+        health_router(
+            service=settings.service_name, live=lambda: app.state.runtime.live(), ready=lambda: app.state.runtime.ready()
+        )
     )
     if settings.run_api:  # a consumer-only Deployment still serves health and metrics
         for router in routers:

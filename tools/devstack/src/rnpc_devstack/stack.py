@@ -79,6 +79,16 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {low}-{floor - 1}")
 
 
+def _ready_as(base_url: str, service: str) -> bool:
+    """Whether `service` answers ready at `base_url`; another service answering there is an error
+    at once (its port was taken: waiting would only hide that this one never started)."""
+    response = httpx.get(base_url + "/readyz")
+    answering = response.json().get("service")
+    if answering != service:
+        raise RuntimeError(f"{base_url} answers as {answering!r}, not {service!r}: the port is another process's")
+    return response.status_code == 200
+
+
 def wait_for_port(port: int, deadline_s: float, process: subprocess.Popen | None = None) -> None:
     """Poll until something accepts on 127.0.0.1:port (or the process died / the deadline passed)."""
     deadline = time.monotonic() + deadline_s
@@ -271,7 +281,7 @@ class Stack:
 
     def wait_ready(self, service: str, deadline_s: float = 60) -> None:
         wait_for_port(self.ports[service], deadline_s, self.processes[service])
-        wait_until(lambda: httpx.get(self.base(service) + "/readyz").status_code == 200, deadline_s, f"{service} ready")
+        wait_until(lambda: _ready_as(self.base(service), service), deadline_s, f"{service} ready")
 
     def auth_headers(self, scopes: list[str] | None = None) -> dict[str, str]:
         """A bearer token from the stack's dev issuer (every user scope by default)."""
