@@ -42,7 +42,7 @@ class Runtime:
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
     group_commit: GroupCommit = field(init=False)  # small writes of concurrent requests, one commit
-    reads: Units = field(init=False)  # hot small reads (a stored recommendation), one hop each
+    reads: Units = field(init=False)  # hot small reads (CDS Hooks: a patient's stored recommendation), one hop each
 
     def __post_init__(self) -> None:
         database_url = self.settings.database_url.get_secret_value()

@@ -364,7 +364,7 @@ def _retriable(error: BaseException) -> bool:
     return isinstance(error, (TimeoutError, ConnectionError, OSError))
 
 
-def parked_reference(payload: bytes | str) -> dict[str, Any]:
+def parked_reference(payload: bytes) -> dict[str, Any]:
     """The (recurrence_id, version, content_hash) an event was about, for the parked notice."""
     try:
         data = json.loads(payload).get("data") or {}
