@@ -35,11 +35,15 @@ class FhirStub:
         self.resources = resources
         self.events: dict[int, str] = {}  # event number → focus reference, for $events
         self.requests: list[tuple[str, str | None]] = []
+        self.down = False  # answer every request 503, as a server being restarted does
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 stub.requests.append((self.path, self.headers.get("Authorization")))
+                if stub.down:
+                    self._send(503, {"resourceType": "OperationOutcome", "issue": []})
+                    return
                 path, _, query = self.path.partition("?")
                 parts = path.strip("/").split("/")[1:]  # after the "fhir" base segment
                 params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
@@ -154,6 +158,7 @@ async def gateway(
         database_url=url, run_consumer=False, run_relay=False, fhir_server_url=fhir_stub.base,
         cds_trusted_issuers_file=str(issuers), scoring_url="http://127.0.0.1:9", evidence_url="http://127.0.0.1:9",
         recommendation_url="http://127.0.0.1:9", profile="dev", dev_issuer_dir=str(dev_issuer.directory),
+        fhir_pending_retry_interval_s=3600,  # retries are driven by the tests (`retry_pending`)
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -14,6 +14,7 @@ from rnpc_gateway.audit import audit_refusal
 from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.cds.routes import router as cds_router
 from rnpc_gateway.fhir.inbound import InboundMessage, inbound_handler
+from rnpc_gateway.fhir.recovery import pending_retry_loop
 from rnpc_gateway.fhir.routes import router as fhir_router
 from rnpc_gateway.routes import redrive, router
 from rnpc_gateway.settings import GatewaySettings
@@ -93,7 +94,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             TOPIC_EHR_INBOUND: Route(InboundMessage, inbound_handler(settings.kafka_max_message_bytes)),
             **{dlq_topic(topic): DeadLetterRoute(on_dead_letter) for topic in PIPELINE_TOPICS},
         },
-        extra_tasks=[redrive_loop] if settings.run_consumer else [],
+        extra_tasks=[*([redrive_loop] if settings.run_consumer else []), *([pending_retry_loop] if settings.run_api else [])],
         resources=[upstream_resource, limits_resource],
     )
     app.add_exception_handler(AuthError, audit_refusal)  # 403s are audited (see audit_refusal)

@@ -45,6 +45,14 @@ class GatewaySettings(ServiceSettings):
     # Missed Subscription events are read back from fhir_server_url with $events, while the
     # notification that revealed them waits: at most this many per range (more: reported, not read).
     fhir_events_recovery_max: int = Field(default=20, ge=1, le=1000)
+    # Events known and not ingested (FHIR server down, too many, not returned) are kept in
+    # fhir_pending_events and retried every interval, backing off from backoff_s to backoff_max_s.
+    # A gap wider than fhir_events_backfill_max (a counter jump, not missed traffic) is kept for an
+    # operator instead of being read back in parts.
+    fhir_pending_retry_interval_s: float = Field(default=15.0, gt=0)
+    fhir_pending_backoff_s: float = Field(default=30.0, gt=0)
+    fhir_pending_backoff_max_s: float = Field(default=3600.0, gt=0)
+    fhir_events_backfill_max: int = Field(default=1000, ge=1, le=100_000)
     fhir_source_system: str = "fhir"
     # CDS Hooks client trust: a JSON file [{"iss": ..., "jwks": {"keys": [...]}, "jku": [allowed urls]}].
     # `make cds-token` writes a local development issuer here. No file = no trusted client.

@@ -169,6 +169,28 @@ class SubscriptionState(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
 
 
+class PendingFhirEvents(SQLModel, table=True):
+    """Subscription events known to exist and not ingested yet: their resources or the $events
+    read-back could not be had (server down, not configured, too many at once, not returned).
+    Retried in the background, with a capped backoff, until ingested or dismissed by an admin:
+    a recurrence the EHR recorded is never dropped because its FHIR server failed once.
+
+    A row is an inclusive range of event numbers; `focus` is set when the event's focus is known
+    (then its resources are read directly, else the range is read back with $events)."""
+
+    __tablename__ = "fhir_pending_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription: str = Field(max_length=255, index=True)
+    first_event: int = Field(sa_type=BigInteger)
+    last_event: int = Field(sa_type=BigInteger)
+    focus: str | None = Field(default=None, max_length=2048)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    attempts: int = 0
+    noticed_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    next_attempt_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False, index=True)
+
+
 class CdsFeedback(SQLModel, table=True):
     """One CDS Hooks feedback item (accepted / overridden) about a card we returned."""
 

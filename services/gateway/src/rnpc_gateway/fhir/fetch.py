@@ -18,7 +18,9 @@ SUBSCRIPTION_REFERENCE = re.compile(r"(?:^|/)Subscription/(?!\.+$)[A-Za-z0-9\-.]
 
 
 class FhirServerError(Exception):
-    """The FHIR server could not be read (unreachable, or answered an error)."""
+    """The FHIR server could not be read (unreachable, or answered an error). What it was asked
+    for may be there later (a restart, a replica catching up, a credential fixed): a caller
+    keeps the work to retry it, never drops it."""
 
 
 class FhirReader:

@@ -6,25 +6,27 @@ RFC 9457 problem+json naming the resource and element (`errors`), never a 500.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rnpc_gateway.fhir import metrics, store
-from rnpc_gateway.fhir.fetch import FhirReader, FhirServerError
-from rnpc_gateway.fhir.mapping import Issue, Mapped, MappingError, local_ref, map_bundle, map_validated, validate_resource
+from rnpc_gateway.fhir import metrics, recovery, store
+from rnpc_gateway.fhir.fetch import FhirServerError
+from rnpc_gateway.fhir.mapping import Mapped, MappingError, map_bundle
 from rnpc_gateway.fhir.output import eqd2_observations, guidance_response, searchset
-from rnpc_gateway.audit import Auditor, AuditorDep
+from rnpc_gateway.audit import AuditorDep
 from rnpc_gateway.fhir.security import fhir_bundle_write, fhir_guidance_read, fhir_notification_write
-from rnpc_gateway.fhir.subscriptions import Notification, NotificationEvent, parse_notification
+from rnpc_gateway.fhir.store import Pending
+from rnpc_gateway.fhir.subscriptions import parse_notification
 from rnpc_gateway.routes import accept
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import RecommendationView, RecordVersion
 from rnpc_gateway.upstream import UpstreamDep
+from rnpc_shared.db import utc_now
 from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
@@ -91,65 +93,11 @@ async def post_bundle(request: Request, runtime: RuntimeDep, auditor: AuditorDep
     return fhir_response(_accepted_body(mapped, accepted.outcome), 202, {"Location": location})
 
 
-def _fhir_reader(base_url: str, settings: GatewaySettings) -> FhirReader:
-    """The hospital's FHIR server (GATEWAY_FHIR_SERVER_URL), with its token and timeout."""
-    token = settings.fhir_server_token.get_secret_value() if settings.fhir_server_token else None
-    return FhirReader(base_url, token=token, timeout_s=settings.fhir_fetch_timeout_s)
-
-
-async def _event_resources(notification: Notification, focus: str, settings: GatewaySettings) -> list[dict[str, Any]]:
-    """The resources to map for one event: the full-resource payload, else (id-only, or a payload
-    without the patient) read from the configured FHIR server."""
-    resources = notification.resources
-    has_focus = any(f"{r.get('resourceType')}/{r.get('id')}" == local_ref(focus) for r in resources)
-    if has_focus and any(r.get("resourceType") == "Patient" for r in resources):
-        return resources
-    if settings.fhir_server_url is None:
-        raise MappingError([Issue(focus, "(reference)", "fhir_server_required",
-                                  "the notification does not carry the patient's data and no FHIR server is configured (GATEWAY_FHIR_SERVER_URL)")])
-    reader = _fhir_reader(settings.fhir_server_url, settings)
-    try:
-        focus_resource = await reader.read(focus)
-        return await reader.patient_record(focus_resource)
-    except FhirServerError as exc:
-        raise ProblemError(502, "FHIR server unavailable", f"could not read {focus}: {exc}",
-                           type_="https://rnpc.example/problems/fhir-server") from exc
-
-
-async def _read_back(gap: tuple[int, int], subscription: str, settings: GatewaySettings) -> tuple[list[tuple[Notification, NotificationEvent]], dict[str, str]]:
-    """The events of a missed range read back with $events (Subscriptions Backport IG), and an
-    issue saying what came of it. Never raises: a range not read back is reported, counted (the
-    RnpcFhirEventsNotReadBack alert) and logged."""
-    first, last = gap
-    missed = f"missed events {first}-{last}"
-    found: list[tuple[Notification, NotificationEvent]]
-    if settings.fhir_server_url is None:
-        outcome, note, found = "no_server", f"{missed}: not read back (no FHIR server configured: GATEWAY_FHIR_SERVER_URL)", []
-    elif last - first + 1 > settings.fhir_events_recovery_max:
-        outcome, note, found = "too_many", f"{missed}: more than {settings.fhir_events_recovery_max} to read back here; use $events", []
-    else:
-        reader = _fhir_reader(settings.fhir_server_url, settings)
-        try:
-            answer = parse_notification(await reader.missed_events(subscription, first, last))
-        except (FhirServerError, MappingError) as exc:
-            outcome, note, found = "failed", f"{missed}: $events failed ({exc})", []
-        else:
-            if local_ref(answer.subscription) != local_ref(subscription):
-                answer = dataclasses.replace(answer, events=[])  # another subscription's events are not ours to ingest
-            found = [(answer, e) for e in answer.events if e.focus and e.number is not None and first <= e.number <= last]
-            absent = sorted(set(range(first, last + 1)) - {e.number for _, e in found})
-            outcome = "incomplete" if absent else "recovered"
-            note = f"{missed}: read back with $events" + (f", except {absent}" if absent else "")
-    metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(outcome).inc()
-    if outcome != "recovered":
-        log.warning("missed subscription events not read back", extra={"subscription": subscription, "outcome": note})
-    return found, {"severity": "information" if outcome == "recovered" else "warning", "code": "incomplete", "diagnostics": note}
-
-
 @router.post("/notifications", dependencies=[fhir_notification_write])
 async def post_notification(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
     """Subscriptions Backport IG rest-hook endpoint (R4 `history` Bundle). Events missed before
-    this notification (an event-number gap) are read back with $events and ingested first."""
+    this notification (an event-number gap) are read back with $events and ingested first. An
+    event whose resources cannot be had now is kept and retried (`recovery`), never dropped."""
     settings = settings_of(runtime)
     try:
         notification = parse_notification(await read_json(request))
@@ -157,51 +105,66 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
         raise mapping_problem(exc, "notification") from exc
     metrics.SUBSCRIPTION_NOTIFICATIONS.labels(notification.type).inc()
     tracking = await store.note_notification(session, notification)
+    numbers = [e.number for e in notification.events if e.number is not None]
+    retried = await store.pending_among(session, notification.subscription, numbers)  # sent again: retried now
     await session.commit()  # the counter and any gap are kept even if an event below is refused
-    issues: list[dict[str, str]] = []
-    locations: list[str] = []  # of the records read back, then of this notification's own
-    read_back: list[int | None] = []
-    for gap in tracking.gaps:
-        found, issue = await _read_back(gap, notification.subscription, settings)
-        issues.append(issue)
-        for answer, event in found:  # one refused event never keeps out the others
-            try:
-                locations.append(await _ingest_event(answer, event, runtime, auditor, settings))
-                read_back.append(event.number)
-            except (MappingError, ProblemError) as exc:  # either one's text names what is wrong
-                issues.append({"severity": "error", "code": "processing", "diagnostics": f"missed event {event.number} read back but refused: {exc}"})
-    if tracking.gaps:
-        await store.note_recovery(session, notification.subscription, "; ".join(i["diagnostics"] for i in issues))
-        await session.commit()
+    recovered = recovery.Outcome()
+    for first, last in tracking.gaps:
+        if last - first + 1 > settings.fhir_events_recovery_max:
+            recovered.keep(Pending(first, last, None, f"more than {settings.fhir_events_recovery_max} missed at once"),
+                           f"missed events {first}-{last}: more than {settings.fhir_events_recovery_max} to read back while the EHR waits; "
+                           "kept, read back in the background")
+            metrics.SUBSCRIPTION_GAP_RECOVERIES.labels("too_many").inc()
+        else:
+            metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(await recovery.read_back(first, last, notification.subscription, runtime, auditor, recovered)).inc()
+    own, unread = recovery.Outcome(), []
     if notification.type == "event-notification":
-        own = []
         for event in notification.events:
-            if event.focus and (event.number is None or event.number in tracking.fresh):
-                try:
-                    own.append(await _ingest_event(notification, event, runtime, auditor, settings))
-                except MappingError as exc:  # the notification's own event: the answer is a 422
-                    raise mapping_problem(exc, "notification") from exc
-        summary = f"event(s) {tracking.fresh or 'without number'} accepted: {', '.join(own) or 'none new'}"
-        locations = own + locations
+            if not event.focus or not (event.number is None or event.number in tracking.fresh or event.number in retried):
+                continue
+            try:
+                own.accepted.append((event.number, await recovery.ingest_event(notification, event.focus, runtime, auditor)))
+            except MappingError as exc:  # the notification's own event: the answer is a 422
+                raise mapping_problem(exc, "notification") from exc
+            except FhirServerError as exc:
+                if event.number is None:  # nothing to keep it by: the EHR's retry is the only one
+                    raise _fhir_server_problem(str(exc)) from exc
+                unread.append(event.number)
+                diagnostics = f"event {event.number}: its resources could not be read ({exc}); kept, retried automatically"
+                if event.number in retried:  # already kept
+                    own.issues.append({"severity": "warning", "code": "incomplete", "diagnostics": diagnostics})
+                else:
+                    own.keep(Pending(event.number, event.number, event.focus, f"resources not read: {exc}"), diagnostics)
+    await _settle(session, notification.subscription, recovered, own)
+    if unread:  # the EHR is told, and may send it again: that retries it at once
+        raise _fhir_server_problem(f"event(s) {unread} could not be read from the FHIR server now; "
+                                   "they are kept and retried automatically, and again when sent again")
+    if notification.type == "event-notification":
+        summary = f"event(s) {tracking.fresh or 'without number'} accepted: {', '.join(loc for _, loc in own.accepted) or 'none new'}"
     else:  # handshake / heartbeat / query answers: acknowledged, never ingested themselves
         summary = f"{notification.type} acknowledged"
-    if read_back:
-        summary += f"; missed event(s) {read_back} read back and accepted"
-    body = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational", "diagnostics": summary}, *issues]}
+    if recovered.accepted:
+        summary += f"; missed event(s) {[n for n, _ in recovered.accepted]} read back and accepted"
+    locations = [loc for _, loc in own.accepted + recovered.accepted]  # the notification's own first
+    body = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational", "diagnostics": summary},
+                                                          *recovered.issues, *own.issues]}
     return fhir_response(body, 202 if locations else 200, {"Location": locations[0]} if locations else None)
 
 
-async def _ingest_event(
-    notification: Notification, event: NotificationEvent, runtime: Runtime, auditor: Auditor, settings: GatewaySettings
-) -> str:
-    """Map one event's resources and accept the record; its Location. A MappingError is the
-    caller's to answer or report."""
-    assert event.focus is not None
-    resources = [validate_resource(r, local_ref(event.focus)) for r in await _event_resources(notification, event.focus, settings)]
-    mapped = map_validated(resources, source_system=settings.fhir_source_system, focus=event.focus)
-    accepted = await accept(runtime, mapped.record, auditor)
-    metrics.FHIR_INGEST.labels("notification", accepted.outcome).inc()
-    return f"/v1/recurrences/{mapped.record.recurrence_id}"
+def _fhir_server_problem(detail: str) -> ProblemError:
+    return ProblemError(502, "FHIR server unavailable", detail, type_="https://rnpc.example/problems/fhir-server")
+
+
+async def _settle(session: AsyncSession, subscription: str, *outcomes: recovery.Outcome) -> None:
+    """Keep what could not be had (due at the next retry pass); take what was ingested out of
+    what was kept; what it was, on the subscription's state."""
+    pending = [p for o in outcomes for p in o.pending]
+    store.keep_pending(session, subscription, pending, next_attempt_at=utc_now())
+    await store.resolve_pending(session, subscription, {n for o in outcomes for n, _ in o.accepted if n is not None})
+    notes = [i["diagnostics"] for o in outcomes for i in o.issues]
+    if notes:
+        await store.note_recovery(session, subscription, "; ".join(notes))
+    await session.commit()
 
 
 async def _guidance_entries(

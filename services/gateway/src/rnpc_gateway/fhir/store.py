@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Subquery, and_, bindparam, func
+from sqlalchemy import Select, Subquery, and_, bindparam, func, or_
 from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.fhir import metrics
-from rnpc_gateway.fhir.subscriptions import Notification, Tracking, track_events
-from rnpc_gateway.tables import RecommendationView, RecordVersion, SubscriptionState
+from rnpc_gateway.fhir.subscriptions import Notification, Tracking, subtract, track_events
+from rnpc_gateway.tables import PendingFhirEvents, RecommendationView, RecordVersion, SubscriptionState
 from rnpc_shared.db import Units, utc_now
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,93 @@ async def note_recovery(session: AsyncSession, subscription: str, outcome: str) 
     if state is not None and state.last_gap:
         state.last_gap = f"{state.last_gap}; {outcome}"[:4000]
         session.add(state)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Events to keep for a retry: first..last, with their focus when it is known (one event)."""
+
+    first: int
+    last: int
+    focus: str | None
+    reason: str
+
+
+def keep_pending(
+    session: AsyncSession, subscription: str, pending: list[Pending], *, next_attempt_at: datetime,
+    attempts: int = 0, noticed_at: datetime | None = None,
+) -> None:
+    """Keep events to retry (the caller commits). A range derived from an earlier row carries its
+    attempts and age on, so its backoff keeps growing and its alert keeps its start."""
+    for item in pending:
+        session.add(PendingFhirEvents(
+            subscription=subscription, first_event=item.first, last_event=item.last, focus=item.focus, reason=item.reason[:4000],
+            attempts=attempts, noticed_at=noticed_at or utc_now(), next_attempt_at=next_attempt_at,
+        ))
+        log.warning("subscription events kept to retry", extra={
+            "subscription": subscription, "events": f"{item.first}-{item.last}", "reason": item.reason})
+
+
+def _covering(subscription: str, numbers: list[int]) -> Any:
+    return select(PendingFhirEvents).where(
+        PendingFhirEvents.subscription == subscription,
+        or_(*(and_(col(PendingFhirEvents.first_event) <= n, col(PendingFhirEvents.last_event) >= n) for n in numbers)),
+    )
+
+
+async def pending_among(session: AsyncSession, subscription: str, numbers: list[int]) -> set[int]:
+    """Which of `numbers` are kept to retry (a redelivered notification retries them at once)."""
+    if not numbers:
+        return set()
+    rows = (await session.exec(_covering(subscription, numbers))).all()
+    return {n for n in numbers for row in rows if row.first_event <= n <= row.last_event}
+
+
+async def resolve_pending(session: AsyncSession, subscription: str, numbers: set[int]) -> None:
+    """Take ingested event numbers out of the kept ranges (the caller commits)."""
+    if not numbers:
+        return
+    for row in (await session.exec(_covering(subscription, sorted(numbers)).with_for_update())).all():
+        rest = subtract(row.first_event, row.last_event, numbers)
+        await session.delete(row)
+        keep_pending(session, subscription, [Pending(first, last, row.focus if first == last else None, row.reason) for first, last in rest],
+                     next_attempt_at=row.next_attempt_at, attempts=row.attempts, noticed_at=row.noticed_at)
+
+
+async def claim_due(session: AsyncSession, *, now: datetime, lease_s: float, limit: int = 50) -> list[PendingFhirEvents]:
+    """Rows due for a retry, leased for `lease_s` (replicas skip each other's; a replica that dies
+    mid-retry leaves its rows to be taken again when the lease ends). The caller commits."""
+    rows = (await session.exec(
+        select(PendingFhirEvents).where(col(PendingFhirEvents.next_attempt_at) <= now)
+        .order_by(col(PendingFhirEvents.next_attempt_at)).limit(limit).with_for_update(skip_locked=True)
+    )).all()
+    for row in rows:
+        row.attempts += 1
+        row.next_attempt_at = now + timedelta(seconds=lease_s)
+        session.add(row)
+    return list(rows)
+
+
+async def list_pending(session: AsyncSession, limit: int) -> list[PendingFhirEvents]:
+    return list((await session.exec(select(PendingFhirEvents).order_by(col(PendingFhirEvents.noticed_at), col(PendingFhirEvents.id)).limit(limit))).all())
+
+
+async def dismiss_pending(session: AsyncSession, pending_id: int) -> str | None:
+    """Delete one kept row (the caller commits); what it was, or None if there is none."""
+    row = await session.get(PendingFhirEvents, pending_id, with_for_update=True)
+    if row is None:
+        return None
+    await session.delete(row)
+    return f"{row.subscription} events {row.first_event}-{row.last_event}"
+
+
+async def pending_summary(session: AsyncSession, now: datetime) -> tuple[int, float]:
+    """Event numbers kept to retry, and the age in seconds of the oldest (0 when none)."""
+    count, oldest = (await session.exec(select(
+        func.coalesce(func.sum(PendingFhirEvents.last_event - PendingFhirEvents.first_event + 1), 0),
+        func.min(PendingFhirEvents.noticed_at),
+    ))).one()
+    return int(count), (now - oldest).total_seconds() if oldest is not None else 0.0
 
 
 def _latest_versions() -> Subquery:

@@ -8,6 +8,7 @@ in R4. Handshake and heartbeat carry no events and are never turned into records
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from rnpc_gateway.fhir.mapping import MappingError, Issue, Resource
@@ -140,3 +141,27 @@ def track_events(last: int | None, notification: Notification) -> Tracking:
         fresh.append(number)
         seen = number
     return Tracking(seen if (fresh or last is not None) else last, gaps, fresh)
+
+
+def ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
+    """Distinct numbers as sorted inclusive ranges of consecutive numbers: {1, 2, 3, 7} → [(1, 3), (7, 7)]."""
+    out: list[tuple[int, int]] = []
+    for number in sorted(set(numbers)):
+        if out and number == out[-1][1] + 1:
+            out[-1] = (out[-1][0], number)
+        else:
+            out.append((number, number))
+    return out
+
+
+def subtract(first: int, last: int, numbers: Iterable[int]) -> list[tuple[int, int]]:
+    """What is left of the range first..last once `numbers` are taken out, as ranges (arithmetic:
+    a range may be wide)."""
+    out, start = [], first
+    for number in sorted({n for n in numbers if first <= n <= last}):
+        if number > start:
+            out.append((start, number - 1))
+        start = number + 1
+    if start <= last:
+        out.append((start, last))
+    return out
