@@ -4,6 +4,7 @@ tests/e2e/test_ehr_integration.py): Bundle POST, Subscription notifications, Gui
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,8 +12,11 @@ from sqlmodel import select
 
 from rnpc_gateway.fhir.fetch import FhirReader
 from rnpc_gateway.fhir.mapping import MappingError
-from rnpc_gateway.tables import AuditEntry, RecordVersion, SubscriptionState
-from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ, SCOPE_RECORD_READ, SCOPE_RECORD_WRITE
+from rnpc_gateway.fhir.recovery import backoff_s, retry_pending
+from rnpc_gateway.fhir.subscriptions import ranges, subtract
+from rnpc_gateway.tables import AuditEntry, PendingFhirEvents, RecordVersion, SubscriptionState
+from rnpc_shared.db import utc_now
+from rnpc_shared.auth import SCOPE_ADMIN, SCOPE_RECOMMENDATION_READ, SCOPE_RECORD_READ, SCOPE_RECORD_WRITE
 from rnpc_shared.kafka.tables import OutboxEvent
 
 from .conftest import MCODE_EXAMPLES, bundle_resources, load_example
@@ -195,32 +199,123 @@ async def test_missed_events_are_read_back_with_events_and_ingested_first(gatewa
     assert _metric((await client.get("/metrics")).text, RECOVERED) == before + 1
 
 
-async def test_missed_events_not_returned_or_refused_are_reported_and_keep_out_nothing_else(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+def _condition(resource_id: str) -> dict[str, Any]:
+    """The npc-early-local example's recurrence Condition under another id (a new case)."""
+    condition = next(r for r in bundle_resources("npc-early-local") if r["resourceType"] == "Condition" and r["id"] == "npc-early-local-rec")
+    return {**condition, "id": resource_id}
+
+
+async def _kept(app: Any) -> list[tuple[int, int, str | None, int]]:
+    return sorted((r.first_event, r.last_event, r.focus, r.attempts) for r in await _rows(app, PendingFhirEvents))
+
+
+async def test_missed_events_not_had_are_kept_retried_and_ingested_when_the_server_has_them(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
     app, client = gateway
+    runtime = app.state.runtime
     subscription = f"{fhir_stub.base}/Subscription/rnpc-recurrence"
-    # of the missed 1-3: 1 is readable, 2 names a Condition the server does not have, 3 is not returned
-    fhir_stub.events = {1: f"{fhir_stub.base}/Condition/npc-ecog-rec", 2: f"{fhir_stub.base}/Condition/gone"}
+    # of the missed 1-3: 1 is readable, 2 names a Condition the server does not have (yet), 3 is not returned (yet)
+    gone = f"{fhir_stub.base}/Condition/late-rec"
+    fhir_stub.events = {1: f"{fhir_stub.base}/Condition/npc-ecog-rec", 2: gone}
     before = _metric((await client.get("/metrics")).text, INCOMPLETE)
     heartbeat = notification("heartbeat", 3, subscription=subscription)
     response = await client.post("/fhir/r4/notifications", content=json.dumps(heartbeat), headers=fhir_write)
     assert response.status_code == 202, response.text
     issues = response.json()["issue"]
     assert issues[0]["diagnostics"] == "heartbeat acknowledged; missed event(s) [1] read back and accepted"
-    assert {"severity": "warning", "code": "incomplete", "diagnostics": "missed events 1-3: read back with $events, except [3]"} in issues
-    assert any(i["severity"] == "error" and i["diagnostics"].startswith("missed event 2 read back but refused") for i in issues)
+    assert {"severity": "warning", "code": "incomplete",
+            "diagnostics": "missed events 1-3: read back with $events, except [3] (kept, retried automatically)"} in issues
+    assert any(i["severity"] == "warning" and i["diagnostics"].startswith("missed event 2: its resources could not be read") for i in issues)
     assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-ecog-rec"]
+    assert await _kept(app) == [(2, 2, gone, 0), (3, 3, None, 0)]
     [state] = await _rows(app, SubscriptionState)
     assert state.last_event_number == 3 and "except [3]" in (state.last_gap or "")
     assert _metric((await client.get("/metrics")).text, INCOMPLETE) == before + 1
 
+    # a retry while the server still lacks them keeps them, to try again after a growing delay
+    now = utc_now()
+    assert await retry_pending(runtime, now) == 0
+    assert await _kept(app) == [(2, 2, gone, 1), (3, 3, None, 1)]
+    assert all(r.next_attempt_at > now for r in await _rows(app, PendingFhirEvents))
+    assert await retry_pending(runtime, now) == 0 and [a for *_, a in await _kept(app)] == [1, 1]  # not due: not tried
+    metrics = (await client.get("/metrics")).text
+    assert _metric(metrics, "rnpc_fhir_events_pending") == 2 and _metric(metrics, "rnpc_fhir_events_pending_oldest_age_seconds") >= 0
 
-async def test_a_gap_too_large_to_read_back_while_the_ehr_waits_is_reported_not_read(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
-    _, client = gateway
-    heartbeat = notification("heartbeat", 21, subscription=f"{fhir_stub.base}/Subscription/rnpc-recurrence")  # the default limit is 20
+    # the server has them now: the next due retry ingests both, and nothing is kept
+    fhir_stub.resources.append(_condition("late-rec"))
+    fhir_stub.events[3] = f"{fhir_stub.base}/Condition/npc-restaged-rec"
+    ingested_before = _metric(metrics, "rnpc_fhir_pending_events_ingested_total")
+    assert await retry_pending(runtime, now + timedelta(hours=2)) == 2
+    assert await _kept(app) == []
+    assert sorted(r.recurrence_id for r in await _rows(app, RecordVersion)) == ["fhir-late-rec", "fhir-npc-ecog-rec", "fhir-npc-restaged-rec"]
+    metrics = (await client.get("/metrics")).text
+    assert _metric(metrics, "rnpc_fhir_pending_events_ingested_total") == ingested_before + 2
+    assert _metric(metrics, "rnpc_fhir_events_pending") == 0
+    retried = [e for e in await _rows(app, AuditEntry) if e.route == "JOB fhir-pending-retry"]
+    assert sorted(e.recurrence_id for e in retried) == ["fhir-late-rec", "fhir-npc-restaged-rec"]  # the retry's ingest is audited
+
+
+async def test_an_event_whose_resources_cannot_be_read_is_kept_and_ingested_when_sent_again(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
+    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    fhir_stub.down = True
+    refused = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert refused.status_code == 502, refused.text
+    assert "event(s) [1] could not be read from the FHIR server now" in refused.json()["detail"]
+    assert await _rows(app, RecordVersion) == [] and await _kept(app) == [(1, 1, focus, 0)]
+    # the EHR sends it again (a 502 invites that): event 1 was seen, but it is kept, so it is tried now
+    again = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert again.status_code == 502 and await _kept(app) == [(1, 1, focus, 0)]  # still down: kept once, not twice
+    fhir_stub.down = False
+    accepted = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["location"] == "/v1/recurrences/fhir-npc-ecog-rec"
+    assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-ecog-rec"] and await _kept(app) == []
+    # and once ingested it is not ingested again
+    once_more = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert once_more.status_code == 200 and len(await _rows(app, OutboxEvent)) == 1
+
+
+async def test_a_kept_event_not_had_by_a_retry_is_ingested_by_the_background_retry(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    focus = f"{fhir_stub.base}/Condition/npc-restaged-rec"
+    fhir_stub.down = True
+    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    assert (await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)).status_code == 502
+    fhir_stub.down = False
+    assert await retry_pending(app.state.runtime) == 1
+    assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-restaged-rec"] and await _kept(app) == []
+
+
+def test_kept_ranges_are_split_and_merged_by_event_number() -> None:
+    assert ranges([7, 1, 3, 2, 3]) == [(1, 3), (7, 7)] and ranges([]) == []
+    assert subtract(1, 10, {1, 5, 6, 10, 11}) == [(2, 4), (7, 9)]
+    assert subtract(1, 3, set()) == [(1, 3)] and subtract(2, 2, {2}) == []
+    assert subtract(1, 10**9, {2}) == [(1, 1), (3, 10**9)]  # arithmetic: a wide range costs nothing
+
+
+def test_retry_delay_doubles_and_is_capped() -> None:
+    from rnpc_gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(fhir_pending_backoff_s=30, fhir_pending_backoff_max_s=3600, profile="dev")
+    assert [backoff_s(n, settings) for n in (1, 2, 3, 8, 50)] == [30, 60, 120, 3600, 3600]
+
+
+async def test_a_gap_too_large_to_read_back_while_the_ehr_waits_is_kept_and_read_back_in_parts(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    subscription = f"{fhir_stub.base}/Subscription/rnpc-recurrence"
+    heartbeat = notification("heartbeat", 21, subscription=subscription)  # the default limit is 20
     response = await client.post("/fhir/r4/notifications", content=json.dumps(heartbeat), headers=fhir_write)
     assert response.status_code == 200, response.text
     assert any(i["severity"] == "warning" and i["diagnostics"].startswith("missed events 1-21: more than 20") for i in response.json()["issue"])
     assert not any("$events" in path for path, _ in fhir_stub.requests)
+    assert await _kept(app) == [(1, 21, None, 0)]
+    fhir_stub.events = {21: f"{fhir_stub.base}/Condition/npc-ecog-rec"}
+    assert await retry_pending(app.state.runtime) == 1  # in the background, in parts of at most 20
+    reads = [path for path, _ in fhir_stub.requests if "$events" in path]
+    assert [p.split("?", 1)[1].split("&content")[0] for p in reads] == [
+        "eventsSinceNumber=1&eventsUntilNumber=20", "eventsSinceNumber=21&eventsUntilNumber=21"]
+    assert await _kept(app) == [(1, 20, None, 1)]  # not returned: still kept
 
 
 @pytest.mark.parametrize("reference", ["https://ehr.test/fhir/Subscription/x", "http://127.0.0.1/fhir/../admin/Subscription/x",
@@ -296,3 +391,21 @@ async def test_guidance_search_needs_a_subject(gateway, guidance_read) -> None: 
     _, client = gateway
     response = await client.get("/fhir/r4/GuidanceResponse", headers=guidance_read)
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "subject"
+
+
+async def test_kept_events_are_listed_and_dismissed_by_an_admin_only_and_audited(gateway, fhir_write, fhir_stub, auth_headers) -> None:  # noqa: ANN001
+    app, client = gateway
+    heartbeat = notification("heartbeat", 30, subscription=f"{fhir_stub.base}/Subscription/rnpc-recurrence")
+    await client.post("/fhir/r4/notifications", content=json.dumps(heartbeat), headers=fhir_write)
+    admin, reader = auth_headers([SCOPE_ADMIN]), auth_headers([SCOPE_RECORD_READ])
+    assert (await client.get("/v1/admin/fhir/pending-events", headers=reader)).status_code == 403
+    assert (await client.get("/v1/admin/fhir/pending-events")).status_code == 401
+    [kept] = (await client.get("/v1/admin/fhir/pending-events", headers=admin)).json()["pending"]
+    assert (kept["first_event"], kept["last_event"], kept["attempts"]) == (1, 30, 0) and "more than 20" in kept["reason"]
+    assert (await client.delete(f"/v1/admin/fhir/pending-events/{kept['id']}", headers=reader)).status_code == 403
+    assert (await client.delete(f"/v1/admin/fhir/pending-events/{kept['id']}", headers=admin)).status_code == 204
+    assert await _kept(app) == []
+    missing = await client.delete(f"/v1/admin/fhir/pending-events/{kept['id']}", headers=admin)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    details = [e.detail for e in await _rows(app, AuditEntry) if e.route.startswith(("GET /v1/admin/fhir", "DELETE /v1/admin/fhir"))]
+    assert "listed 1 kept FHIR event ranges" in details and any(d and d.startswith("dismissed kept FHIR events") and d.endswith("events 1-30") for d in details)

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import audit, service
 from rnpc_gateway.audit import Auditor, AuditorDep
+from rnpc_gateway.fhir import store as fhir_store
 from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.upstream import Upstream, UpstreamDep
 from rnpc_shared import metrics
@@ -36,6 +37,7 @@ from rnpc_shared.contracts.record import RECURRENCE_ID_PATTERN, Modality, Recurr
 from rnpc_shared.contracts.scores import ScoringParameters
 from rnpc_shared.db import utc_now
 from rnpc_shared.logging import correlation_id_var
+from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/v1")
@@ -226,6 +228,31 @@ async def post_redrive(
     (does not use up the automatic re-drive budget of a case)."""
     redriven = await redrive(runtime, timedelta(seconds=older_than_s), auditor)
     return {"redriven": [{"recurrence_id": rid, "version": version} for rid, version in redriven]}
+
+
+PendingId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get("/admin/fhir/pending-events", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
+async def get_pending_fhir_events(session: SessionDep, auditor: AuditorDep) -> dict[str, Any]:
+    """FHIR Subscription events known and not ingested yet, kept and retried automatically
+    (oldest first, at most 1,000): why, how often tried, when next."""
+    async with auditor.standalone("admin", None) as note:
+        rows = await fhir_store.list_pending(session, limit=1000)
+        note.detail = f"listed {len(rows)} kept FHIR event ranges"
+    return {"pending": [row.model_dump(mode="json") for row in rows]}
+
+
+@router.delete("/admin/fhir/pending-events/{pending_id}", tags=["admin"], status_code=204, dependencies=scope(SCOPE_ADMIN))
+async def dismiss_pending_fhir_events(pending_id: PendingId, session: SessionDep, auditor: AuditorDep) -> Response:
+    """Stop retrying kept events, e.g. once the EHR sent them another way or confirmed they are
+    gone. Audited with what was dismissed."""
+    async with auditor.access(session, "admin", None) as note:
+        dismissed = await fhir_store.dismiss_pending(session, pending_id)
+        if dismissed is None:
+            raise ProblemError(404, "Kept events not found", f"no kept FHIR events with id {pending_id}")
+        note.detail = f"dismissed kept FHIR events {dismissed}"
+    return Response(status_code=204)
 
 
 AuditLimit = Annotated[int, Query(ge=1, le=1000)]
