@@ -230,7 +230,7 @@ async def post_redrive(
     return {"redriven": [{"recurrence_id": rid, "version": version} for rid, version in redriven]}
 
 
-PendingId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+PendingId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # the id column is a 32-bit integer on PostgreSQL
 
 
 @router.get("/admin/fhir/pending-events", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
