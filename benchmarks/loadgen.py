@@ -74,10 +74,10 @@ async def open_loop(
     per request (seconds from its scheduled time to the end of its response, status; 0 = failed).
     Request i takes body i and headers i modulo their counts (a list of headers: e.g. one token each)."""
     header_sets = headers if isinstance(headers, list) else [headers or {}]
-    variants = max(len(bodies or [None]), len(header_sets))
+    body_sets: list[bytes | None] = list(bodies) if bodies else [None]
+    variants = max(len(body_sets), len(header_sets))
     requests = [
-        build_request(url, method, (bodies or [None])[i % len(bodies or [None])], header_sets[i % len(header_sets)])[2]
-        for i in range(variants)
+        build_request(url, method, body_sets[i % len(body_sets)], header_sets[i % len(header_sets)])[2] for i in range(variants)
     ]
     host, port, _ = build_request(url, method, None)
     pool = _Pool(host, port)

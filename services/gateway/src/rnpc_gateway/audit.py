@@ -265,13 +265,17 @@ async def get_auditor(
     ] = None,
 ) -> Auditor:
     """The request's auditor, for the principal its route's `require_scope` verified."""
-    route = request.scope.get("route")
-    return Auditor(
-        await current_principal(request), f"{request.method} {getattr(route, 'path', request.url.path)}", purpose_of_use, (await get_runtime(request)).group_commit
-    )
+    return Auditor(await current_principal(request), f"{request.method} {route_template(request)}", purpose_of_use, (await get_runtime(request)).group_commit)
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+def route_template(request: Request) -> str:
+    """The matched route's template (no ids), else the raw path. Not `request.url`: building that
+    URL object cost more than the rest of the auditor."""
+    route = request.scope.get("route")
+    return route.path if route is not None else request.scope["path"]
 
 
 def _valid_case_id(value: object) -> str | None:
@@ -288,9 +292,8 @@ async def audit_refusal(request: Request, exc: Exception) -> JSONResponse:
     the trail."""
     assert isinstance(exc, AuthError)  # registered for AuthError only
     if exc.status == 403 and exc.principal is not None:
-        route = getattr(request.scope.get("route"), "path", request.url.path)
         case = _valid_case_id(request.path_params.get("recurrence_id"))
-        auditor = Auditor(exc.principal, f"{request.method} {route}"[:255], None, (await get_runtime(request)).group_commit)
+        auditor = Auditor(exc.principal, f"{request.method} {route_template(request)}"[:255], None, (await get_runtime(request)).group_commit)
         await auditor.record(auditor.entry(
             "refused", case, None, 403, "insufficient_scope"
         ))

@@ -233,16 +233,14 @@ class OutboxRelay:
             rows: list[_Claimed] = await run(_claim_rows, self._claim)
             if not rows:
                 return 0
-            oversize = {row.id for row in rows if message_size_bytes(row.payload, row.key) > self._max_message_bytes}
-            sendable = [row for row in rows if row.id not in oversize]
+            sizes_bytes = {row.id: message_size_bytes(row.payload, row.key) for row in rows}
+            failures: dict[uuid.UUID, BaseException] = {
+                row_id: OversizeError(size, self._max_message_bytes) for row_id, size in sizes_bytes.items() if size > self._max_message_bytes
+            }
+            sendable = [row for row in rows if row.id not in failures]
             errors = await self._producer.send_many(
                 [Message(row.topic, row.key, row.payload, CONTENT_TYPE_HEADERS) for row in sendable]
             )
-            failures: dict[uuid.UUID, BaseException] = {
-                row.id: OversizeError(message_size_bytes(row.payload, row.key), self._max_message_bytes)
-                for row in rows
-                if row.id in oversize
-            }
             failures |= {row.id: error for row, error in zip(sendable, errors, strict=True) if error is not None}
             published_ids = [row.id for row in rows if row.id not in failures]
             failed: list[tuple[uuid.UUID, dict[str, Any]]] = []
