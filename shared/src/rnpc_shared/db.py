@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -115,6 +116,22 @@ def _sqlite_connect_args(url: URL) -> dict[str, Any]:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return {"timeout": 30}
+
+
+def serialise(connection: Connection, key: str) -> None:
+    """Transactions that call this with the same `key` run it one after the other: the second
+    waits here until the first commits, then its reads see what the first wrote. For joins that
+    replicas complete concurrently (each stores its part, each must see the other's): under READ
+    COMMITTED, two that ran side by side would each miss the other's part and both wait forever.
+
+    PostgreSQL: a transaction-level advisory lock on a 64-bit hash of `key`. SQLite: nothing to
+    do, a database file has one writer process (each service runs one consumer)."""
+    if connection.dialect.name == "postgresql":
+        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        connection.execute(_ADVISORY_XACT_LOCK, {"lock_id": lock_id})
+
+
+_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:lock_id)")
 
 
 def make_engine(database_url: str, *, pool_size: int | None = None) -> AsyncEngine:

@@ -276,7 +276,10 @@ def _stage_params(recurrence_id: str, version: int, stage: str) -> dict[str, Any
 
 def on_stage_result(session: Session, stage: str, event_id: str, result: StageResult | RecommendationIssued) -> None:
     """A stage event read by the gateway: applied if its provenance holds; held if it overtook
-    the result it is based on (applied or refused when that one is read); else dead-lettered."""
+    the result it is based on (applied or refused when that one is read); else dead-lettered.
+    A version's results are applied one at a time across replicas, so a result held here is
+    always seen by the one it waits for."""
+    stage_inputs.lock(session, result)
     try:
         _apply(session, stage, result)
     except _NotYet:

@@ -15,6 +15,7 @@ from rnpc_recommendation.tables import EvidenceBaseRow
 from rnpc_shared.contracts.events import EvidenceBaseAnnounced
 from rnpc_shared.contracts.evidence import EvidenceBase
 from rnpc_shared.contracts.record import read_tolerant
+from rnpc_shared.db import serialise
 from rnpc_shared.kafka.consumer import ProvenanceError
 
 # Parsed once per (version, hash) in the process: a base never changes under its hash.
@@ -24,6 +25,7 @@ _PARSED: dict[tuple[str, str], EvidenceBase] = {}
 def store(session: Session, announced: EvidenceBaseAnnounced) -> bool:
     """Keep an announced base; False when it was kept already (an announcement re-sent)."""
     version = announced.base.evidence_version
+    lock(session, version)  # then the caller's look for waiting cases sees every one kept so far
     row = session.get(EvidenceBaseRow, version)
     if row is not None:
         _check(version, row.base_hash, announced.base_hash)
@@ -38,12 +40,20 @@ def find(session: Session, version: str, base_hash: str) -> EvidenceBase | None:
     """The base a case's evidence names, or None while it has not been announced here."""
     if (version, base_hash) in _PARSED:
         return _PARSED[(version, base_hash)]
+    lock(session, version)  # a base being stored by another replica is seen once it commits
     row = session.get(EvidenceBaseRow, version)
     if row is None:
         return None
     _check(version, row.base_hash, base_hash)
     base = _PARSED[(version, base_hash)] = read_tolerant(EvidenceBase, row.base)
     return base
+
+
+def lock(session: Session, version: str) -> None:
+    """A case that finds no base keeps its parts to wait for it; a base that arrives looks for the
+    cases waiting. On two replicas at once, each would miss the other's write (and the case would
+    wait for good): both take this lock before they look."""
+    serialise(session.connection(), f"evidence-base:{version}")
 
 
 def _check(version: str, stored_hash: str, named_hash: str) -> None:

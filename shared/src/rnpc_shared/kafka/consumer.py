@@ -29,7 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from rnpc_shared import metrics
@@ -52,6 +52,16 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     KafkaError,
 )
+# PostgreSQL's verdicts on concurrent transactions (serialization failure, deadlock detected): the
+# transaction was chosen to give way, e.g. to another replica's batch joining the same case.
+TRANSACTION_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying as it is: the infrastructure failed, or the database asked for a retry."""
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in TRANSACTION_CONFLICT_SQLSTATES:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 class PermanentError(Exception):
@@ -304,15 +314,16 @@ class EventConsumer:
                     outcome = await self._apply(item)
                 except PermanentError as exc:
                     return await self._dead_letter(record, exc, attempts=attempt)
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("transient failure, will retry", extra={"event_id": event_id}, exc_info=exc)
-                    if attempt == self._settings.handler_max_attempts:
-                        metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.retry).inc()
-                        return Outcome.retry
-                except Exception as exc:  # a bug or bad data the schema did not catch
-                    log.exception("handler failed", extra={"event_id": event_id})
-                    if attempt == self._settings.handler_max_attempts:
-                        return await self._dead_letter(record, exc, attempts=attempt)
+                except Exception as exc:
+                    if is_transient(exc):
+                        log.warning("transient failure, will retry", extra={"event_id": event_id}, exc_info=exc)
+                        if attempt == self._settings.handler_max_attempts:
+                            metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.retry).inc()
+                            return Outcome.retry
+                    else:  # a bug or bad data the schema did not catch
+                        log.exception("handler failed", extra={"event_id": event_id})
+                        if attempt == self._settings.handler_max_attempts:
+                            return await self._dead_letter(record, exc, attempts=attempt)
                 else:
                     metrics.EVENTS_CONSUMED.labels(self._service, record.topic, outcome).inc()
                     metrics.EVENT_PROCESSING.labels(self._service, record.topic).observe(

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from rnpc_shared.contracts.events import RecordRef
 from rnpc_shared.contracts.record import read_tolerant
-from rnpc_shared.db import json_text, of_version, parse_json, utc_now, version_params
+from rnpc_shared.db import json_text, of_version, parse_json, serialise, utc_now, version_params
 from rnpc_shared.kafka.consumer import ProvenanceError
 from rnpc_shared.kafka.tables import STAGE_INPUT_TABLE, StageInput
 
@@ -112,10 +112,18 @@ def gather(
     *,
     correlation_id: str | None = None,
 ) -> Parts:
-    """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`)."""
+    """The parts kept for `ref`'s version plus this one (not stored yet: see `keep` / `discard`).
+    Joins of one version run one at a time across replicas (`lock`), so the last part's
+    transaction always sees the others."""
+    lock(session, ref)
     parts = kept(session, ref, arriving=part)
     parts.add(part, value, result_hash, correlation_id)
     return parts
+
+
+def lock(session: Session, ref: RecordRef) -> None:
+    """Wait for any other transaction joining `ref`'s version to commit (see `db.serialise`)."""
+    serialise(session.connection(), f"stage-join:{ref.recurrence_id}:{ref.version}")
 
 
 def kept(session: Session, ref: RecordRef, *, arriving: str = "a part") -> Parts:
