@@ -36,6 +36,7 @@ class FhirStub:
         self.events: dict[int, str] = {}  # event number → focus reference, for $events
         self.requests: list[tuple[str, str | None]] = []
         self.down = False  # answer every request 503, as a server being restarted does
+        self.maintenance = False  # answer every request 200 with an HTML page, as a proxy in front of it may
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +44,14 @@ class FhirStub:
                 stub.requests.append((self.path, self.headers.get("Authorization")))
                 if stub.down:
                     self._send(503, {"resourceType": "OperationOutcome", "issue": []})
+                    return
+                if stub.maintenance:
+                    page = b"<html><body>Down for maintenance</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
                     return
                 path, _, query = self.path.partition("?")
                 parts = path.strip("/").split("/")[1:]  # after the "fhir" base segment

@@ -4,14 +4,17 @@ tests/e2e/test_ehr_integration.py): Bundle POST, Subscription notifications, Gui
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from rnpc_gateway.fhir.fetch import FhirReader
 from rnpc_gateway.fhir.mapping import MappingError
+from rnpc_gateway.fhir import recovery
 from rnpc_gateway.fhir.recovery import backoff_s, retry_pending
 from rnpc_gateway.fhir.subscriptions import ranges, subtract
 from rnpc_gateway.tables import AuditEntry, PendingFhirEvents, RecordVersion, SubscriptionState
@@ -274,6 +277,51 @@ async def test_an_event_whose_resources_cannot_be_read_is_kept_and_ingested_when
     # and once ingested it is not ingested again
     once_more = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
     assert once_more.status_code == 200 and len(await _rows(app, OutboxEvent)) == 1
+
+
+async def test_an_event_whose_ingest_fails_on_a_database_error_is_kept_and_ingested_when_sent_again(gateway, fhir_write, fhir_stub, monkeypatch) -> None:  # noqa: ANN001
+    """Whatever fails after the event number is counted as seen (here the database, injected into
+    the one ingest step), the event was kept ahead with it: the EHR's retry ingests it."""
+    app, client = gateway
+    focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
+    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    real_accept, failures = recovery.accept, [sqlite3.OperationalError("database is locked")]
+
+    async def accept_failing_once(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        if failures:
+            raise OperationalError("INSERT INTO record_versions ...", {}, failures.pop())
+        return await real_accept(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "accept", accept_failing_once)
+    busy = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert busy.status_code == 503, busy.text  # the database's answer: retry shortly
+    assert await _rows(app, RecordVersion) == [] and [k[:3] for k in await _kept(app)] == [(1, 1, focus)]
+    again = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert again.status_code == 202, again.text
+    assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-ecog-rec"] and await _kept(app) == []
+
+
+async def test_an_event_answered_with_a_maintenance_page_is_kept_not_a_500(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
+    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    fhir_stub.maintenance = True
+    refused = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert refused.status_code == 502, refused.text
+    assert "not JSON (text/html)" in (await _rows(app, PendingFhirEvents))[0].reason
+    fhir_stub.maintenance = False
+    assert (await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)).status_code == 202
+    assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-ecog-rec"] and await _kept(app) == []
+
+
+async def test_an_event_refused_for_its_content_does_not_cost_the_next_event_its_ingest(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    app, client = gateway
+    foreign, good = "https://elsewhere.test/fhir/Condition/x", f"{fhir_stub.base}/Condition/npc-ecog-rec"
+    body = json.dumps(notification("event-notification", 2, [(1, foreign), (2, good)], id_only=[foreign, good]))
+    refused = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["rule"] == "foreign_server"  # event 1: its content
+    assert [r.recurrence_id for r in await _rows(app, RecordVersion)] == ["fhir-npc-ecog-rec"]  # event 2 ingested all the same
+    assert await _kept(app) == []  # nothing to retry: event 1 would be refused again
 
 
 async def test_a_kept_event_not_had_by_a_retry_is_ingested_by_the_background_retry(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001

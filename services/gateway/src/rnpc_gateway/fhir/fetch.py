@@ -50,7 +50,10 @@ class FhirReader:
             raise FhirServerError(f"{url}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise FhirServerError(f"{url}: HTTP {response.status_code}")
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError as exc:  # e.g. a proxy's HTML maintenance page answered 200
+            raise FhirServerError(f"{url}: not JSON ({response.headers.get('content-type', 'no content type')})") from exc
         if not isinstance(body, dict):
             raise FhirServerError(f"{url}: not a FHIR resource")
         return body

@@ -92,11 +92,18 @@ async def ingest_or_keep(
     if refused for its content. `label` names it in the answer ("missed event", "event")."""
     try:
         outcome.accepted.append((number, await ingest_event(notification, focus, runtime, auditor)))
-    except FhirServerError as exc:
-        outcome.keep(Pending(number, number, focus, f"resources not read: {exc}"),
-                     f"{label} {number}: its resources could not be read ({exc}); kept, retried automatically")
-    except (MappingError, ProblemError) as exc:  # either one's text names what is wrong
-        outcome.issues.append({"severity": "error", "code": "processing", "diagnostics": f"{label} {number} read back but refused: {exc}"})
+    except (FhirServerError, MappingError, ProblemError) as exc:  # each one's text names what is wrong
+        if refused_for_content(exc):
+            outcome.issues.append({"severity": "error", "code": "processing", "diagnostics": f"{label} {number} read back but refused: {exc}"})
+        else:
+            outcome.keep(Pending(number, number, focus, f"resources not read or stored: {exc}"),
+                         f"{label} {number}: its resources could not be read or stored now ({exc}); kept, retried automatically")
+
+
+def refused_for_content(exc: Exception) -> bool:
+    """An event refused for what it says (a retry would not change that): a mapping error or a 4xx
+    problem. Anything else (the FHIR server, a 5xx) is the moment's: the event is kept."""
+    return isinstance(exc, MappingError) or (isinstance(exc, ProblemError) and exc.status < 500)
 
 
 async def read_back(first: int, last: int, subscription: str, runtime: Runtime, auditor: Auditor, outcome: Outcome) -> str:

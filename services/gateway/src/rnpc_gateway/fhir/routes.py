@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -24,7 +25,7 @@ from rnpc_gateway.fhir.store import Pending
 from rnpc_gateway.fhir.subscriptions import parse_notification
 from rnpc_gateway.routes import accept
 from rnpc_gateway.settings import GatewaySettings
-from rnpc_gateway.tables import RecommendationView, RecordVersion
+from rnpc_gateway.tables import PendingFhirEvents, RecommendationView, RecordVersion
 from rnpc_gateway.upstream import UpstreamDep
 from rnpc_shared.db import utc_now
 from rnpc_shared.problems import ProblemError
@@ -107,7 +108,16 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
     tracking = await store.note_notification(session, notification)
     numbers = [e.number for e in notification.events if e.number is not None]
     retried = await store.pending_among(session, notification.subscription, numbers)  # sent again: retried now
-    await session.commit()  # the counter and any gap are kept even if an event below is refused
+    # Kept ahead, with the counter that marks them seen: should this request fail before it
+    # settles them (a database error, a crash), they are retried when sent again, or by the
+    # retry job once the lease ends, never lost.
+    ahead = [Pending(first, last, None, "missed; this notification's read-back did not finish") for first, last in tracking.gaps]
+    if notification.type == "event-notification":
+        ahead += [Pending(e.number, e.number, e.focus, "this notification's ingest did not finish")
+                  for e in notification.events if e.focus and e.number is not None and e.number in tracking.fresh]
+    claimed = store.keep_pending(session, notification.subscription, ahead,
+                                 next_attempt_at=utc_now() + timedelta(seconds=recovery.RETRY_LEASE_S))
+    await session.commit()
     recovered = recovery.Outcome()
     for first, last in tracking.gaps:
         if last - first + 1 > settings.fhir_events_recovery_max:
@@ -117,25 +127,29 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
             metrics.SUBSCRIPTION_GAP_RECOVERIES.labels("too_many").inc()
         else:
             metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(await recovery.read_back(first, last, notification.subscription, runtime, auditor, recovered)).inc()
-    own, unread = recovery.Outcome(), []
+    own, unread, refused = recovery.Outcome(), [], None
     if notification.type == "event-notification":
         for event in notification.events:
             if not event.focus or not (event.number is None or event.number in tracking.fresh or event.number in retried):
                 continue
             try:
                 own.accepted.append((event.number, await recovery.ingest_event(notification, event.focus, runtime, auditor)))
-            except MappingError as exc:  # the notification's own event: the answer is a 422
-                raise mapping_problem(exc, "notification") from exc
-            except FhirServerError as exc:
+            except (FhirServerError, MappingError, ProblemError) as exc:  # answered once the others are settled
+                if recovery.refused_for_content(exc):
+                    refused = refused or (mapping_problem(exc, "notification") if isinstance(exc, MappingError) else exc)
+                    continue
                 if event.number is None:  # nothing to keep it by: the EHR's retry is the only one
-                    raise _fhir_server_problem(str(exc)) from exc
+                    refused = refused or _fhir_server_problem(str(exc))
+                    continue
                 unread.append(event.number)
-                diagnostics = f"event {event.number}: its resources could not be read ({exc}); kept, retried automatically"
+                diagnostics = f"event {event.number}: its resources could not be read or stored now ({exc}); kept, retried automatically"
                 if event.number in retried:  # already kept
                     own.issues.append({"severity": "warning", "code": "incomplete", "diagnostics": diagnostics})
                 else:
-                    own.keep(Pending(event.number, event.number, event.focus, f"resources not read: {exc}"), diagnostics)
-    await _settle(session, notification.subscription, recovered, own)
+                    own.keep(Pending(event.number, event.number, event.focus, f"resources not read or stored: {exc}"), diagnostics)
+    await _settle(session, notification.subscription, claimed, recovered, own)
+    if refused is not None:
+        raise refused
     if unread:  # the EHR is told, and may send it again: that retries it at once
         raise _fhir_server_problem(f"event(s) {unread} could not be read from the FHIR server now; "
                                    "they are kept and retried automatically, and again when sent again")
@@ -155,9 +169,10 @@ def _fhir_server_problem(detail: str) -> ProblemError:
     return ProblemError(502, "FHIR server unavailable", detail, type_="https://rnpc.example/problems/fhir-server")
 
 
-async def _settle(session: AsyncSession, subscription: str, *outcomes: recovery.Outcome) -> None:
-    """Keep what could not be had (due at the next retry pass); take what was ingested out of
-    what was kept; what it was, on the subscription's state."""
+async def _settle(session: AsyncSession, subscription: str, claimed: list[PendingFhirEvents], *outcomes: recovery.Outcome) -> None:
+    """In place of the rows kept ahead (`claimed`): keep what could not be had (due at the next
+    retry pass); take what was ingested out of what was kept; what it was, on the subscription's state."""
+    await store.release(session, claimed)
     pending = [p for o in outcomes for p in o.pending]
     store.keep_pending(session, subscription, pending, next_attempt_at=utc_now())
     await store.resolve_pending(session, subscription, {n for o in outcomes for n, _ in o.accepted if n is not None})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Subquery, and_, bindparam, func, or_
+from sqlalchemy import Select, Subquery, and_, bindparam, delete, func, or_
 from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,16 +62,29 @@ class Pending:
 def keep_pending(
     session: AsyncSession, subscription: str, pending: list[Pending], *, next_attempt_at: datetime,
     attempts: int = 0, noticed_at: datetime | None = None,
-) -> None:
+) -> list[PendingFhirEvents]:
     """Keep events to retry (the caller commits). A range derived from an earlier row carries its
     attempts and age on, so its backoff keeps growing and its alert keeps its start."""
-    for item in pending:
-        session.add(PendingFhirEvents(
+    rows = [
+        PendingFhirEvents(
             subscription=subscription, first_event=item.first, last_event=item.last, focus=item.focus, reason=item.reason[:4000],
             attempts=attempts, noticed_at=noticed_at or utc_now(), next_attempt_at=next_attempt_at,
-        ))
+        )
+        for item in pending
+    ]
+    session.add_all(rows)
+    for item in pending:
         log.warning("subscription events kept to retry", extra={
             "subscription": subscription, "events": f"{item.first}-{item.last}", "reason": item.reason})
+    return rows
+
+
+async def release(session: AsyncSession, rows: list[PendingFhirEvents]) -> None:
+    """Delete kept rows by id, gone already or not (another delivery may have settled them; the
+    caller commits)."""
+    ids = [row.id for row in rows]
+    if ids:
+        await session.exec(delete(PendingFhirEvents).where(col(PendingFhirEvents.id).in_(ids)))  # type: ignore[call-overload]
 
 
 def _covering(subscription: str, numbers: list[int]) -> Any:
