@@ -112,6 +112,17 @@ async def test_the_base_is_announced_once_before_the_first_case_and_a_case_waits
 
         assert (await evidence_units.run(_in_session(match_again)))[3:] == [TOPIC_EVIDENCE_MATCHED]
 
+        # A re-drive (the scores event again) re-emits the case and announces the base again: if
+        # the one announcement was lost, re-driving a waiting case is what brings the base.
+        def redrive(session: Session) -> list[tuple[str, str]]:
+            evidence.on_recorded(session, recorded, correlation_id=CORRELATION)
+            evidence.on_scored(session, scored, correlation_id=CORRELATION)
+            return _outbox(session)[4:]
+
+        again = await evidence_units.run(_in_session(redrive))
+        assert [topic for topic, _ in again] == [TOPIC_EVIDENCE_BASE, TOPIC_EVIDENCE_MATCHED]
+        assert read_event(EvidenceBaseAnnounced, again[0][1])[1] == announced
+
         # Recommendation: case 1's parts all come before the base; it waits, then runs once.
         policy = Policy()
         (recorded, scored), case_evidence = cases[0], matched[0]

@@ -8,7 +8,7 @@ evidence base changed (a re-evaluation re-sends both parts) the match is recompu
 A case's evidence event carries only what is specific to the case (its notes per modality) and
 names the evidence base (studies, pooled figures, general notes: ~80 KB, the same for every case)
 by version and content hash. The base is announced once per version on rnpc.evidence.base.v1, in
-the transaction of the first case's event on it.
+the transaction of the first case's event on it, and again with each re-driven case.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def on_recorded(session: Session, payload: RecurrenceRecorded, *, correlation_id
 def on_scored(session: Session, payload: ScoresComputed, *, correlation_id: str) -> None:
     stored = find_match(session, payload.recurrence_id, payload.version)
     if stored is not None and _is_current(session, stored):  # a re-drive: re-emit what was matched
+        _announce(session, loaded(session), correlation_id=correlation_id, again=True)
         _emit(session, payload, stored.evidence, scores_hash=payload.result_hash, correlation_id=correlation_id)
         return
     parts = stage_inputs.gather(session, payload, SCORES, payload.scores, payload.result_hash)
@@ -91,17 +92,22 @@ def _match_when_complete(
     _emit(session, ref, evidence, scores_hash=parts.result_hash(SCORES) or "", correlation_id=correlation_id)
 
 
-def _announce(session: Session, current: Loaded, *, correlation_id: str) -> None:
-    """Put the evidence base in the outbox once per version, before the first case's event on it.
+def _announce(session: Session, current: Loaded, *, correlation_id: str, again: bool = False) -> None:
+    """Put the evidence base in the outbox once per version, before the first case's event on it;
+    `again`: also when it was announced before. A re-drive's re-emitted case announces it again:
+    if that one announcement never reached the recommendation stage (parked by the relay, or lost
+    with an in-memory broker), every case on the version waits for it, and re-driving one is the
+    runbook's remedy. A base the stage has already is ignored there.
 
     One primary-key read per match (not cached in the process: a rolled-back batch would leave a
     cache saying "announced"). Two replicas announcing at once: the second's commit fails on the
     key and its batch is retried event by event, which then finds the row."""
     version = current.base.evidence_version
-    if session.connection().execute(_ANNOUNCED, {"v": version}).first() is not None:
+    if session.connection().execute(_ANNOUNCED, {"v": version}).first() is None:
+        row = new_row(BaseAnnouncement, evidence_version=version, base_hash=current.base_hash)
+        session.connection().execute(_ANNOUNCEMENTS.insert(), row)  # the batch's next event finds it
+    elif not again:
         return
-    row = new_row(BaseAnnouncement, evidence_version=version, base_hash=current.base_hash)
-    session.connection().execute(_ANNOUNCEMENTS.insert(), row)  # the batch's next event finds it
     event = EvidenceBaseAnnounced.model_construct(base=current.base, base_hash=current.base_hash)
     emit(
         session,
