@@ -1,5 +1,6 @@
 """Joins completed by two replicas at once (PostgreSQL, READ COMMITTED: each replica its own
-transaction on the service's shared database).
+transaction on the service's shared database): the evidence and recommendation stages' joins of
+a case's parts, a case and its evidence base, and the gateway's results held for the one before.
 
 A stage joins parts that arrive on different topics (record, scores, evidence; a case and the
 evidence base it names), so with two replicas two parts of one join can be handled at the same
@@ -26,6 +27,8 @@ from sqlmodel import Session
 
 from rnpc_devstack.stack import migrate
 from rnpc_evidence import service as evidence
+from rnpc_gateway import service as gateway
+from rnpc_gateway.tables import StageState
 from rnpc_recommendation import bases
 from rnpc_recommendation import service as recommendation
 from rnpc_recommendation.domain.policy import Policy
@@ -38,6 +41,7 @@ from rnpc_shared.contracts.events import (
     EvidenceMatched,
     RecurrenceRecorded,
     ScoresComputed,
+    StageResult,
     read_event,
 )
 from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
@@ -168,6 +172,41 @@ async def test_a_case_and_its_evidence_base_on_two_replicas_are_joined_once(data
         assert await _count(engine, STAGE_INPUT_TABLE) == 0
     finally:
         bases._PARSED.clear()
+        await engine.dispose()
+
+
+async def test_a_stage_result_held_for_the_one_before_it_on_another_replica_is_applied(databases, example_record) -> None:  # noqa: ANN001
+    """The gateway: an evidence result read while its scores result is being applied by another
+    replica is either applied at once (it waited) or held and applied by that replica, never
+    held for good."""
+    engine = make_engine(_postgres_url(databases, "join-gw", "gateway"))
+    record = RecurrenceRecord.model_validate(example_record | {"recurrence_id": "case-join-gateway"})
+    ref = {"recurrence_id": record.recurrence_id, "version": record.version, "content_hash": record.content_hash()}
+    scores = StageResult(**ref, result_hash="a" * 64)
+    evidence_result = StageResult(**ref, result_hash="b" * 64, scores_hash=scores.result_hash)
+
+    def recorded(connection: Connection) -> None:
+        with Session(bind=connection) as session:
+            gateway.accept_record(session, record, correlation_id=CORRELATION, max_event_bytes=1_000_000)
+            session.flush()
+
+    def result(stage: str, value: StageResult) -> Callable[[Connection], None]:
+        def run(connection: Connection) -> None:
+            with Session(bind=connection) as session:
+                gateway.on_stage_result(session, stage, f"{stage}-event", value)
+                session.flush()
+
+        return run
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(recorded)
+        await _side_by_side(engine, result("scoring", scores), result("evidence", evidence_result))
+        async with engine.connect() as connection:
+            states = dict((await connection.execute(select(StageState.stage, StageState.state))).all())
+        assert states["scoring"] == states["evidence"] == "done"
+        assert await _count(engine, STAGE_INPUT_TABLE) == 0  # nothing left held
+    finally:
         await engine.dispose()
 
 
