@@ -46,7 +46,8 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.record import RecurrenceRecord, canonical_hash
 from rnpc_shared.contracts.scores import ScoringParameters
-from rnpc_shared.db import make_engine
+from rnpc_shared.db import make_engine, serialise
+from rnpc_shared.kafka.consumer import is_transient
 from rnpc_shared.kafka.tables import OUTBOX_TABLE, STAGE_INPUT_TABLE
 
 pytestmark = pytest.mark.integration
@@ -206,6 +207,29 @@ async def test_a_stage_result_held_for_the_one_before_it_on_another_replica_is_a
             states = dict((await connection.execute(select(StageState.stage, StageState.state))).all())
         assert states["scoring"] == states["evidence"] == "done"
         assert await _count(engine, STAGE_INPUT_TABLE) == 0  # nothing left held
+    finally:
+        await engine.dispose()
+
+
+async def test_two_replicas_locking_in_opposite_orders_fail_one_as_transient(databases) -> None:  # noqa: ANN001
+    """Two batches joining the same two cases in opposite orders deadlock; PostgreSQL fails one of
+    them, and the consumer must read that as "retry" (never as a poison event to dead-letter)."""
+    engine = make_engine(_postgres_url(databases, "join-deadlock", "evidence"))
+
+    def lock(key: str) -> Callable[[Connection], None]:
+        return lambda connection: serialise(connection, key)
+
+    try:
+        one, two = await engine.connect(), await engine.connect()
+        async with one.begin(), two.begin():
+            await one.run_sync(lock("case-a"))
+            await two.run_sync(lock("case-b"))
+            outcomes = await asyncio.gather(one.run_sync(lock("case-b")), two.run_sync(lock("case-a")), return_exceptions=True)
+            failures = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+            assert len(failures) == 1 and is_transient(failures[0]), outcomes
+            await (two if outcomes[1] is failures[0] else one).rollback()
+        await one.close()
+        await two.close()
     finally:
         await engine.dispose()
 
