@@ -4,6 +4,7 @@ discovery, cards against the spec's rules, order-select, prefetch rules, feedbac
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -169,6 +170,19 @@ async def test_jwt_rules_over_http(gateway, stored_recommendation, cds_key) -> N
     assert (await client.post(url, json=_hook(), headers=replayed)).status_code == 200
     again = await client.post(url, json=_hook(), headers=replayed)
     assert again.status_code == 401 and again.json()["reason"] == "replay"
+
+
+def _b64url(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("alg", [["ES384"], {"alg": "ES384"}, 384, None])
+async def test_a_header_alg_that_is_not_a_string_is_401(gateway, alg: Any) -> None:  # noqa: ANN001
+    _, client = gateway
+    token = f"{_b64url({'alg': alg, 'typ': 'JWT', 'kid': 'k'})}.{_b64url({'iss': CDS_ISSUER})}.c2ln"
+    response = await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.text
+    assert response.json()["reason"] == "algorithm"
 
 
 async def test_spent_token_ids_are_dropped_once_expired(gateway, stored_recommendation, cds_key, monkeypatch) -> None:  # noqa: ANN001
