@@ -257,6 +257,19 @@ async def test_feedback_is_stored_and_counted(gateway, cds_key) -> None:  # noqa
     assert 'rnpc_cds_feedback_total{outcome="overridden",service_id="rnpc-patient-view"} 1.0' in metrics
 
 
+@pytest.mark.parametrize("timestamp", ["2026-11-20T10:00:00", "2026-11-20", "not a time"])
+async def test_feedback_outcome_timestamp_without_an_offset_is_422_naming_the_field(gateway, cds_key, timestamp: str) -> None:  # noqa: ANN001
+    app, client = gateway
+    body = {"feedback": [{"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "accepted", "outcomeTimestamp": timestamp}]}
+    feedback_url = "http://testserver/cds-services/rnpc-patient-view/feedback"
+    response = await client.post("/cds-services/rnpc-patient-view/feedback", json=body, headers=_auth(cds_key, aud=feedback_url))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == ["feedback.0.outcomeTimestamp"]
+    async with app.state.runtime.sessions() as session:
+        assert (await session.exec(select(CdsFeedback))).all() == []
+
+
 def test_card_basis_gives_the_cards_of_the_whole_recommendation() -> None:
     body = json.dumps(sample_recommendation("rec-basis"))
     full, basis = json.loads(body), card_basis(body)
