@@ -229,6 +229,54 @@ async def test_order_select_checks_the_drafted_order(gateway, stored_recommendat
     assert_cards_follow_the_spec(cards)
 
 
+ORDER_SELECT = "http://testserver/cds-services/rnpc-order-select"
+
+
+async def _audited(app: Any, route: str) -> list[tuple[str | None, int]]:
+    async with app.state.runtime.sessions() as session:
+        rows = (await session.exec(select(AuditEntry).where(AuditEntry.route == route))).all()
+    return [(r.recurrence_id, r.status) for r in rows]
+
+
+@pytest.mark.parametrize(("context", "field"), [
+    ({"draftOrders": [{"resource": {}}]}, "context.draftOrders"),
+    ({"draftOrders": {"entry": [{"resource": "ServiceRequest/o1"}]}}, "context.draftOrders.entry.0.resource"),
+    ({"draftOrders": {"entry": [{"resource": {"resourceType": "ServiceRequest", "id": "o1", "code": "carbon"}}]}},
+     "context.draftOrders.entry.0.resource.code"),
+    ({"draftOrders": {"entry": []}, "selections": [{"reference": "ServiceRequest/o1"}]}, "context.selections.0"),
+    ({"draftOrders": {"entry": []}, "selections": 5}, "context.selections"),
+], ids=["draftOrders_list", "resource_string", "code_string", "selections_objects", "selections_number"])
+async def test_order_select_with_an_odd_context_is_400_naming_the_field_and_audited_as_such(
+    gateway, stored_recommendation, cds_key, context: dict[str, Any], field: str,  # noqa: ANN001
+) -> None:
+    app, client = gateway
+    await stored_recommendation("pt-cds")
+    call = _hook("order-select")
+    call["context"].update(context)
+    response = await client.post("/cds-services/rnpc-order-select", json=call, headers=_auth(cds_key, aud=ORDER_SELECT))
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json()["errors"]], response.json()
+    assert await _audited(app, "POST /cds-services/rnpc-order-select") == [(None, 400)]
+
+
+@pytest.mark.parametrize(("patient", "rule"), [
+    ("../../internal/admin?x=", "string_pattern_mismatch"), ("pt cds", "string_pattern_mismatch"), ("x" * 65, "string_pattern_mismatch"),
+    (None, "missing"), (7, "string_type"),
+])
+async def test_a_patient_id_that_is_not_a_fhir_id_is_400_and_audited(gateway, cds_key, patient: Any, rule: str) -> None:  # noqa: ANN001
+    app, client = gateway
+    call = _hook(patient="pt-cds")
+    if patient is None:
+        del call["context"]["patientId"]
+    else:
+        call["context"]["patientId"] = patient
+    response = await client.post("/cds-services/rnpc-patient-view", json=call, headers=_auth(cds_key))
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"] == [{"field": "context.patientId", "rule": rule, "message": response.json()["errors"][0]["message"]}]
+    assert await _audited(app, "POST /cds-services/rnpc-patient-view") == [(None, 400)]
+
+
 async def test_missing_prefetch_without_a_fhir_server_is_412_and_null_means_no_data(gateway, cds_key) -> None:  # noqa: ANN001
     _, client = gateway
     missing = await client.post("/cds-services/rnpc-patient-view", json=_hook(patient="pt-new"), headers=_auth(cds_key))

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.engine import Connection
@@ -33,7 +33,7 @@ from rnpc_gateway.tables import CdsFeedback, CdsTokenUse
 from rnpc_gateway.upstream import UpstreamDep
 from rnpc_shared.auth import Principal
 from rnpc_shared.db import Job, utc_now
-from rnpc_shared.problems import ProblemError
+from rnpc_shared.problems import ProblemError, field_errors
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,57 @@ class CdsRequest(BaseModel):
     fhirAuthorization: dict[str, Any] | None = None  # noqa: N815
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
+
+
+FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"  # FHIR R4 `id`
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Coding(_Open):
+    display: str | None = None
+
+
+class CodeableConcept(_Open):
+    text: str | None = None
+    coding: list[Coding] | None = None
+
+
+class DraftOrder(_Open):
+    resourceType: str | None = None  # noqa: N815
+    id: str | None = None
+    code: CodeableConcept | None = None
+
+
+class DraftEntry(_Open):
+    resource: DraftOrder | None = None
+
+
+class DraftOrders(_Open):
+    entry: list[DraftEntry] | None = None
+
+
+class PatientContext(_Open):
+    """The hook context, as far as it is read: an odd shape is a 400 naming the field, never a 500."""
+
+    patientId: Annotated[str, StringConstraints(pattern=FHIR_ID)]  # noqa: N815 - spliced into FHIR URLs: a FHIR id only
+
+
+class OrderSelectContext(PatientContext):
+    draftOrders: DraftOrders | None = None  # noqa: N815
+    selections: list[str] | None = None
+
+
+def _context(call: CdsRequest) -> PatientContext:
+    model = OrderSelectContext if call.hook == "order-select" else PatientContext
+    try:
+        return model.model_validate(call.context)
+    except ValidationError as exc:
+        errors = field_errors([{**e, "loc": ("context", *e["loc"])} for e in exc.errors()])
+        raise ProblemError(400, "Invalid hook context", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                           type_="https://rnpc.example/problems/validation", errors=errors) from exc
 
 
 def _settings(runtime: Runtime) -> GatewaySettings:
@@ -180,15 +231,8 @@ async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettin
     return resources
 
 
-async def _recommendation(call: CdsRequest, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
+async def _recommendation(call: CdsRequest, patient_id: str, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
     """(stored or computed recommendation, or None with the reason it cannot be assessed)."""
-    patient_id = str(call.context.get("patientId") or "")
-    if not patient_id:
-        raise ProblemError(400, "context.patientId required", "the hook context names no patient",
-                           errors=[{"field": "context.patientId", "rule": "required", "message": "required"}])
-    if len(patient_id) > 128 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in patient_id):
-        raise ProblemError(400, "context.patientId invalid", "a patient id is at most 128 printable characters",
-                           errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
     stored = await store.latest_body_for_patient(runtime.reads, patient_id)
     if stored is not None:
         return card_basis(stored), None
@@ -204,6 +248,17 @@ async def _recommendation(call: CdsRequest, runtime: Runtime, upstream: Any) -> 
     return json.loads(recommendation), None
 
 
+def _cards(context: PatientContext, recommendation: dict[str, Any] | None, problem: str | None, source_url: str) -> list[dict[str, Any]]:
+    if recommendation is None:
+        return [not_assessable_card(problem, source_url=source_url)] if problem else []
+    if isinstance(context, OrderSelectContext):
+        orders = [e.resource for e in (context.draftOrders.entry if context.draftOrders else None) or [] if e.resource]
+        selected = set(context.selections or [])
+        chosen = [o.model_dump(exclude_none=True) for o in orders if not selected or f"{o.resourceType}/{o.id}" in selected]
+        return order_select_cards(recommendation, chosen, source_url=source_url)
+    return patient_view_cards(recommendation, source_url=source_url)
+
+
 @router.post("/{service_id}")
 async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, request: Request, runtime: RuntimeDep, upstream: UpstreamDep) -> JSONResponse:
     service = SERVICES.get(service_id)
@@ -214,22 +269,14 @@ async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, 
                            errors=[{"field": "hook", "rule": "service_hook", "message": f"expected {service['hook']}"}])
     auditor = Auditor(Principal(client.iss, client.iss, frozenset(), client.iss), f"POST /cds-services/{service_id}", None, runtime.group_commit)
     with single_use(client):  # the token is spent in the audit row's transaction, before any answer
-        async with auditor.standalone("read", None, with_write=token_use(client)) as note:
-            recommendation, problem = await _recommendation(call, runtime, upstream)
+        async with auditor.standalone("read", None, with_write=token_use(client)) as note:  # audits the true outcome
+            note.detail = f"CDS Hooks {call.hook}"
+            context = _context(call)
+            recommendation, problem = await _recommendation(call, context.patientId, runtime, upstream)
             if recommendation is not None and recommendation.get("recurrence_id"):
                 note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
-            note.detail = f"CDS Hooks {call.hook}"
-    source_url = f"{(_settings(runtime).cds_public_base_url or str(request.base_url)).rstrip('/')}/fhir/r4/GuidanceResponse?subject=Patient/{call.context.get('patientId')}"
-    if recommendation is None:
-        cards = [not_assessable_card(problem, source_url=source_url)] if problem else []
-    elif call.hook == "order-select":
-        orders = [r for r in (call.context.get("draftOrders") or {}).get("entry") or [] if isinstance(r, dict)]
-        selected = set(call.context.get("selections") or [])
-        resources = [e.get("resource") or {} for e in orders]
-        chosen = [r for r in resources if not selected or f"{r.get('resourceType')}/{r.get('id')}" in selected]
-        cards = order_select_cards(recommendation, chosen, source_url=source_url)
-    else:
-        cards = patient_view_cards(recommendation, source_url=source_url)
+            source_url = f"{(_settings(runtime).cds_public_base_url or str(request.base_url)).rstrip('/')}/fhir/r4/GuidanceResponse?subject=Patient/{context.patientId}"
+            cards = _cards(context, recommendation, problem, source_url)
     metrics.CDS_REQUESTS.labels(service_id, "cards" if cards else "empty").inc()
     return JSONResponse({"cards": strip_empty(cards)})  # plain JSON already: no response-model pass
 
