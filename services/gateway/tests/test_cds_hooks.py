@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +28,7 @@ from rnpc_gateway.fhir import store
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, TrustedIssuer, verify_cds_jwt
 from rnpc_gateway.tables import AuditEntry, CdsFeedback, CdsTokenUse
 
-from .conftest import CDS_ISSUER, sample_recommendation
+from .conftest import CDS_ISSUER, FhirStub, sample_recommendation
 
 # The example of the CDS Hooks 2.0 specification (§ Security and Safety, "Example"): header,
 # payload, JWK Set and the complete signed JWT, verbatim.
@@ -284,6 +288,86 @@ async def test_missing_prefetch_without_a_fhir_server_is_412_and_null_means_no_d
     nulls = _hook(patient="pt-new", prefetch=dict.fromkeys(PREFETCH))
     response = await client.post("/cds-services/rnpc-patient-view", json=nulls, headers=_auth(cds_key))
     assert response.status_code == 200 and response.json() == {"cards": []}  # no recurrence: nothing to say
+
+
+@pytest.mark.parametrize("value", [{"resourceType": "Bundle", "type": "searchset", "entry": 5}, "Condition/1", 5])
+async def test_a_malformed_prefetch_value_is_400_naming_the_key(gateway, cds_key, value: Any) -> None:  # noqa: ANN001
+    app, client = gateway
+    prefetch = {**dict.fromkeys(PREFETCH), "conditions": value}
+    response = await client.post("/cds-services/rnpc-patient-view", json=_hook(patient="pt-new", prefetch=prefetch), headers=_auth(cds_key))
+    assert response.status_code == 400, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["prefetch.conditions"]
+    assert await _audited(app, "POST /cds-services/rnpc-patient-view") == [(None, 400)]
+
+
+@contextmanager
+def _fhir_server(body: bytes, content_type: str = "application/fhir+json", status: int = 200) -> Iterator[tuple[str, list[str]]]:
+    """A loopback server answering every GET with `body`: (its base URL, the paths requested)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/fhir", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _fetching(patient: str, fhir_server: str) -> dict[str, Any]:
+    return _hook(patient=patient, fhirServer=fhir_server, fhirAuthorization={"access_token": "ehr-token", "token_type": "Bearer"})
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    (b"<html>login</html>", "text/html", 200),  # not JSON
+    (b'{"resourceType": "Bundle", "type": "searchset", "entry": 5}', "application/fhir+json", 200),
+    (b'["not", "a", "resource"]', "application/fhir+json", 200),
+    (b"", "text/plain", 302),  # a redirect is not followed
+])
+async def test_a_fhir_server_answer_that_is_not_a_fhir_resource_is_412(gateway, cds_key, body: bytes, content_type: str, status: int) -> None:  # noqa: ANN001
+    app, client = gateway
+    with _fhir_server(body, content_type, status) as (base, seen):
+        response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("pt-new", base), headers=_auth(cds_key))
+    assert seen, "the FHIR server was asked"
+    assert response.status_code == 412, response.text
+    assert response.json()["title"] == "Prefetch unobtainable"
+    assert await _audited(app, "POST /cds-services/rnpc-patient-view") == [(None, 412)]
+
+
+async def test_a_fhir_server_that_is_not_a_url_is_412(gateway, cds_key) -> None:  # noqa: ANN001
+    _, client = gateway
+    response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("pt-new", "http://[::1"), headers=_auth(cds_key))
+    assert response.status_code == 412, response.text
+
+
+async def test_a_missing_prefetch_is_read_from_the_fhir_server(gateway, fhir_stub: FhirStub, cds_key, monkeypatch) -> None:  # noqa: ANN001
+    app, client = gateway
+    computed: list[bytes] = []
+
+    async def evaluate(upstream: Any, record: bytes) -> tuple[Any, Any, str]:
+        computed.append(record)
+        return None, None, json.dumps(sample_recommendation("rec-fetched"))
+
+    monkeypatch.setattr("rnpc_gateway.cds.routes.evaluate_chain", evaluate)
+    response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("npc-early-local", fhir_stub.base), headers=_auth(cds_key))
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"][0]["summary"] == "rNPC: Endoscopic nasopharyngectomy recommended" and computed
+    assert sorted(path for path, _ in fhir_stub.requests) == sorted(
+        f"/fhir/{template.replace('{{context.patientId}}', 'npc-early-local')}" for template in PREFETCH.values())
+    assert {token for _, token in fhir_stub.requests} == {"Bearer ehr-token"}
+    assert await _audited(app, "POST /cds-services/rnpc-patient-view") == [("rec-fetched", 200)]
 
 
 async def test_feedback_is_stored_and_counted(gateway, cds_key) -> None:  # noqa: ANN001

@@ -195,14 +195,25 @@ async def discovery() -> dict[str, Any]:
     return {"services": list(SERVICES.values())}
 
 
-def _entries(value: Any) -> list[Resource]:
-    """A prefetch value: a resource, a (paginated) searchset Bundle, an OperationOutcome, or null."""
+def _entries(value: Any) -> list[Resource] | None:
+    """A prefetch value: a resource, a (paginated) searchset Bundle, an OperationOutcome, or null;
+    None when it is none of these (not an object, or a Bundle whose entry is not an array)."""
+    if value is None:
+        return []  # "no data"
     if not isinstance(value, dict):
-        return []
+        return None
     if value.get("resourceType") == "Bundle":
-        return [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        entries = value.get("entry") or []
+        if not isinstance(entries, list):
+            return None
+        return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
                 and e["resource"].get("resourceType") != "OperationOutcome"]
     return [] if value.get("resourceType") == "OperationOutcome" else [value]
+
+
+def _unobtainable(detail: str) -> ProblemError:
+    """The CDS Hooks answer when the service cannot obtain the data it needs: 412."""
+    return ProblemError(412, "Prefetch unobtainable", detail, type_="https://rnpc.example/problems/cds-prefetch")
 
 
 async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettings) -> list[Resource]:
@@ -211,7 +222,12 @@ async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettin
     missing = [key for key in PREFETCH if key not in prefetch]
     for key in PREFETCH:
         if key in prefetch:
-            resources += _entries(prefetch[key])  # null = "no data"
+            entries = _entries(prefetch[key])
+            if entries is None:  # the client's request is malformed
+                raise ProblemError(400, "Invalid prefetch", f"prefetch.{key}: a FHIR resource, a Bundle whose entry is an array, or null",
+                                   type_="https://rnpc.example/problems/validation",
+                                   errors=[{"field": f"prefetch.{key}", "rule": "fhir_resource", "message": "a FHIR resource, a Bundle or null"}])
+            resources += entries
     if not missing:
         return resources
     token = (call.fhirAuthorization or {}).get("access_token")
@@ -223,11 +239,14 @@ async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettin
             url = f"{call.fhirServer.rstrip('/')}/{PREFETCH[key].replace(PATIENT, patient_id)}"
             try:
                 response = await client.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
-            except httpx.HTTPError as exc:
-                raise ProblemError(412, "Prefetch unobtainable", f"{key}: {type(exc).__name__}") from exc
-            if response.status_code >= 400:
-                raise ProblemError(412, "Prefetch unobtainable", f"{key}: the FHIR server answered {response.status_code}")
-            resources += _entries(response.json())
+                entries = _entries(response.json()) if response.is_success else None
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # unreachable, not a URL, not JSON
+                raise _unobtainable(f"{key}: {type(exc).__name__}") from exc
+            if not response.is_success:
+                raise _unobtainable(f"{key}: the FHIR server answered {response.status_code}")
+            if entries is None:
+                raise _unobtainable(f"{key}: the FHIR server's answer is not a FHIR resource or Bundle")
+            resources += entries
     return resources
 
 
