@@ -326,6 +326,13 @@ def _fhir_server(body: bytes, content_type: str = "application/fhir+json", statu
         server.server_close()
 
 
+def _allow_fhir_servers(app: Any, monkeypatch: pytest.MonkeyPatch, *bases: str) -> None:
+    """GATEWAY_CDS_FHIR_SERVERS of the running gateway (http:// only because it runs the dev profile)."""
+    from rnpc_gateway.settings import GatewaySettings
+
+    monkeypatch.setattr(app.state.runtime.settings, "cds_fhir_servers", GatewaySettings(cds_fhir_servers=list(bases)).cds_fhir_servers)
+
+
 def _fetching(patient: str, fhir_server: str) -> dict[str, Any]:
     return _hook(patient=patient, fhirServer=fhir_server, fhirAuthorization={"access_token": "ehr-token", "token_type": "Bearer"})
 
@@ -336,9 +343,12 @@ def _fetching(patient: str, fhir_server: str) -> dict[str, Any]:
     (b'["not", "a", "resource"]', "application/fhir+json", 200),
     (b"", "text/plain", 302),  # a redirect is not followed
 ])
-async def test_a_fhir_server_answer_that_is_not_a_fhir_resource_is_412(gateway, cds_key, body: bytes, content_type: str, status: int) -> None:  # noqa: ANN001
+async def test_a_fhir_server_answer_that_is_not_a_fhir_resource_is_412(
+    gateway, cds_key, monkeypatch, body: bytes, content_type: str, status: int,  # noqa: ANN001
+) -> None:
     app, client = gateway
     with _fhir_server(body, content_type, status) as (base, seen):
+        _allow_fhir_servers(app, monkeypatch, base)
         response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("pt-new", base), headers=_auth(cds_key))
     assert seen, "the FHIR server was asked"
     assert response.status_code == 412, response.text
@@ -352,6 +362,47 @@ async def test_a_fhir_server_that_is_not_a_url_is_412(gateway, cds_key) -> None:
     assert response.status_code == 412, response.text
 
 
+@pytest.mark.parametrize("allowed", [[], ["{base}/r4"], ["http://localhost:1/fhir"]])
+@pytest.mark.parametrize("named", ["{base}", "{base}/r4/../admin", "{base}/r4/Patient/x?", "{base}/r4-other", "http://[::1"])
+async def test_a_fhir_server_not_allowlisted_is_never_fetched(gateway, cds_key, monkeypatch, allowed: list[str], named: str) -> None:  # noqa: ANN001
+    """SSRF: the gateway reads only the FHIR servers the deployment lists, at their exact base."""
+    app, client = gateway
+    with _fhir_server(b'{"resourceType": "Bundle", "type": "searchset", "entry": []}') as (base, seen):
+        _allow_fhir_servers(app, monkeypatch, *(a.format(base=base) for a in allowed))
+        response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("pt-new", named.format(base=base)), headers=_auth(cds_key))
+    assert response.status_code == 412, response.text
+    assert "GATEWAY_CDS_FHIR_SERVERS" in response.json()["detail"]
+    assert seen == []
+    assert await _audited(app, "POST /cds-services/rnpc-patient-view") == [(None, 412)]
+
+
+async def test_a_patient_id_is_never_spliced_into_a_fhir_url_unless_a_fhir_id(gateway, cds_key, monkeypatch) -> None:  # noqa: ANN001
+    app, client = gateway
+    with _fhir_server(b'{"resourceType": "Bundle", "type": "searchset", "entry": []}') as (base, seen):
+        _allow_fhir_servers(app, monkeypatch, base)
+        response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("../../internal/admin?x=", base), headers=_auth(cds_key))
+    assert response.status_code == 400, response.text
+    assert seen == []
+
+
+def test_cds_fhir_servers_are_base_urls_and_https_outside_the_dev_profile() -> None:
+    from pydantic import ValidationError
+
+    from rnpc_gateway.settings import GatewaySettings
+    from rnpc_shared.settings import ConfigurationError
+
+    production = {"profile": "production", "auth_issuers": [{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"}],
+                  "service_token_url": "https://idp.example/token", "service_client_id": "rnpc-gateway", "service_client_secret": "s",
+                  "cds_public_base_url": "https://rnpc.hospital.example"}
+    assert GatewaySettings(cds_fhir_servers=["https://fhir.example.org/r4/"]).cds_fhir_servers == ["https://fhir.example.org/r4"]
+    for bad in ("http://[::1", "fhir.example.org/r4", "https://user@fhir.example.org", "https://fhir.example.org/r4?x=1", "ftp://fhir.example.org"):
+        with pytest.raises(ValidationError):
+            GatewaySettings(cds_fhir_servers=[bad])
+    GatewaySettings(**production, cds_fhir_servers=["https://fhir.example.org/r4"]).check_security()
+    with pytest.raises(ConfigurationError, match="GATEWAY_CDS_FHIR_SERVERS"):
+        GatewaySettings(**production, cds_fhir_servers=["http://fhir.example.org/r4"]).check_security()
+
+
 async def test_a_missing_prefetch_is_read_from_the_fhir_server(gateway, fhir_stub: FhirStub, cds_key, monkeypatch) -> None:  # noqa: ANN001
     app, client = gateway
     computed: list[bytes] = []
@@ -361,6 +412,7 @@ async def test_a_missing_prefetch_is_read_from_the_fhir_server(gateway, fhir_stu
         return None, None, json.dumps(sample_recommendation("rec-fetched"))
 
     monkeypatch.setattr("rnpc_gateway.cds.routes.evaluate_chain", evaluate)
+    _allow_fhir_servers(app, monkeypatch, fhir_stub.base + "/")
     response = await client.post("/cds-services/rnpc-patient-view", json=_fetching("npc-early-local", fhir_stub.base), headers=_auth(cds_key))
     assert response.status_code == 200, response.text
     assert response.json()["cards"][0]["summary"] == "rNPC: Endoscopic nasopharyngectomy recommended" and computed

@@ -1,4 +1,6 @@
-from pydantic import Field, SecretStr
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from rnpc_shared.settings import ConfigurationError, ServiceSettings
@@ -37,6 +39,18 @@ class GatewaySettings(ServiceSettings):
                 "outside the dev profile the gateway needs GATEWAY_SERVICE_TOKEN_URL, _SERVICE_CLIENT_ID and "
                 "_SERVICE_CLIENT_SECRET to call the internal services"
             )
+        if self.profile != "dev" and any(not url.startswith("https://") for url in self.cds_fhir_servers):
+            raise ConfigurationError("outside the dev profile every GATEWAY_CDS_FHIR_SERVERS entry must be https://")
+
+    @field_validator("cds_fhir_servers")
+    @classmethod
+    def _base_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query or parts.fragment:
+                raise ValueError(f"{url!r} is not a FHIR base URL (http[s]://host[:port][/path])")
+        return [url.rstrip("/") for url in urls]
+
     # --- EHR integration (FHIR R4 / mCODE, Subscriptions, CDS Hooks) ---
     # FHIR server for `id-only` Subscription notifications (and CDS prefetch gaps); None = none.
     fhir_server_url: str | None = None
@@ -59,5 +73,10 @@ class GatewaySettings(ServiceSettings):
     cds_trusted_issuers_file: str = "./.var/cds-dev/trusted-issuers.json"
     # The public base URL EHRs call (the JWT `aud` must be the exact URL called); None = the request's URL.
     cds_public_base_url: str | None = None
+    # FHIR servers a CDS Hooks call's `fhirServer` may name, to read a prefetch key the EHR did not
+    # send (with the call's fhirAuthorization): a JSON list of base URLs, matched exactly (a
+    # trailing "/" aside), https:// outside the dev profile. Empty = never read: every call must
+    # carry its whole prefetch, else 412. The gateway never fetches a URL a client chose.
+    cds_fhir_servers: list[str] = Field(default_factory=list)
     cds_jwt_leeway_s: float = Field(default=30.0, ge=0)
     cds_jwt_max_lifetime_s: float = Field(default=3600.0, gt=0, description="exp - iat longer than this is refused")

@@ -2,7 +2,7 @@
 
 Cards come from the stored recommendation; when none exists, one is computed synchronously from
 the prefetch (a missing prefetch key is fetched with fhirAuthorization, or answered 412; a key
-present with null means "no data"). Requests tolerate unknown fields (`extension`).
+present with null means "no data"; only from a fhirServer of GATEWAY_CDS_FHIR_SERVERS). Requests tolerate unknown fields (`extension`).
 """
 
 from __future__ import annotations
@@ -234,9 +234,12 @@ async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettin
     if not call.fhirServer or not token:
         raise ProblemError(412, "Prefetch incomplete", f"prefetch {missing} missing and no fhirServer/fhirAuthorization to fetch it",
                            type_="https://rnpc.example/problems/cds-prefetch")
-    async with httpx.AsyncClient(timeout=settings.fhir_fetch_timeout_s) as client:
+    server = call.fhirServer.rstrip("/")
+    if server not in settings.cds_fhir_servers:  # never a URL the client chose: no SSRF
+        raise _unobtainable("fhirServer is not a FHIR server this deployment reads from (GATEWAY_CDS_FHIR_SERVERS): send the prefetch")
+    async with httpx.AsyncClient(timeout=settings.fhir_fetch_timeout_s) as client:  # redirects are not followed
         for key in missing:
-            url = f"{call.fhirServer.rstrip('/')}/{PREFETCH[key].replace(PATIENT, patient_id)}"
+            url = f"{server}/{PREFETCH[key].replace(PATIENT, patient_id)}"  # patient_id is a FHIR id: no path or query
             try:
                 response = await client.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
                 entries = _entries(response.json()) if response.is_success else None
