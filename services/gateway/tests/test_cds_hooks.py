@@ -189,6 +189,52 @@ async def test_a_header_alg_that_is_not_a_string_is_401(gateway, alg: Any) -> No
     assert response.json()["reason"] == "algorithm"
 
 
+async def test_the_aud_is_checked_against_the_configured_public_url_never_the_requests_host(
+    gateway, stored_recommendation, cds_key, monkeypatch,  # noqa: ANN001
+) -> None:
+    """Behind a TLS-terminating ingress the gateway sees http://; a Host header is the caller's to
+    set. With GATEWAY_CDS_PUBLIC_BASE_URL the aud is that URL's, whatever the request says."""
+    app, client = gateway
+    await stored_recommendation("pt-cds")
+    monkeypatch.setattr(app.state.runtime.settings, "cds_public_base_url", "https://rnpc.hospital.example")
+    url = "/cds-services/rnpc-patient-view"
+    public = "https://rnpc.hospital.example/cds-services/rnpc-patient-view"
+    accepted = await client.post(url, json=_hook(), headers={**_auth(cds_key, aud=public), "X-Forwarded-Proto": "http"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["cards"][0]["source"]["url"].startswith("https://rnpc.hospital.example/fhir/r4/GuidanceResponse?")
+    other = "http://staging.rnpc.example/cds-services/rnpc-patient-view"
+    for aud, host in ((PATIENT_VIEW, "testserver"), (other, "staging.rnpc.example")):
+        refused = await client.post(url, json=_hook(), headers={**_auth(cds_key, aud=aud), "Host": host})
+        assert refused.status_code == 401 and refused.json()["reason"] == "audience", refused.text
+
+
+async def test_outside_the_dev_profile_without_a_public_url_cds_calls_are_refused_not_checked_against_the_host(
+    gateway, stored_recommendation, cds_key, monkeypatch,  # noqa: ANN001
+) -> None:
+    app, client = gateway
+    await stored_recommendation("pt-cds")
+    monkeypatch.setattr(app.state.runtime.settings, "profile", "production")  # startup refuses this; a request does too
+    response = await client.post("/cds-services/rnpc-patient-view", json=_hook(), headers=_auth(cds_key))
+    assert response.status_code == 503, response.text
+    assert "GATEWAY_CDS_PUBLIC_BASE_URL" in response.json()["detail"]
+
+
+def test_outside_the_dev_profile_the_gateway_refuses_to_start_without_its_public_url() -> None:
+    from rnpc_gateway.settings import GatewaySettings
+    from rnpc_shared.settings import ConfigurationError
+
+    production = {"profile": "production", "auth_issuers": [{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"}],
+                  "service_token_url": "https://idp.example/token", "service_client_id": "rnpc-gateway", "service_client_secret": "s"}
+    with pytest.raises(ConfigurationError, match="GATEWAY_CDS_PUBLIC_BASE_URL"):
+        GatewaySettings(**production).check_security()
+    GatewaySettings(**production, run_api=False).check_security()  # no API served: no CDS Hooks call to check
+    settings = GatewaySettings(**production, cds_public_base_url="https://rnpc.hospital.example/")
+    settings.check_security()
+    assert settings.cds_public_base_url == "https://rnpc.hospital.example"
+    with pytest.raises(ValueError, match="base URL"):
+        GatewaySettings(cds_public_base_url="rnpc.hospital.example")
+
+
 async def test_spent_token_ids_are_dropped_once_expired(gateway, stored_recommendation, cds_key, monkeypatch) -> None:  # noqa: ANN001
     """The replay store stays bounded: now and then a spend also drops the ids past their expiry
     (a replay after exp fails on exp anyway); ids still valid are kept."""

@@ -27,6 +27,7 @@ from rnpc_gateway.cds.cards import card_basis, not_assessable_card, order_select
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, IssuerFile, JkuFetcher, VerifiedClient, verify_cds_jwt
 from rnpc_gateway.fhir import metrics, store
 from rnpc_gateway.fhir.mapping import MappingError, Resource, map_validated, validate_resource
+from rnpc_gateway.fhir.routes import public_base
 from rnpc_gateway.routes import evaluate_chain
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import CdsFeedback, CdsTokenUse
@@ -131,8 +132,7 @@ def _settings(runtime: Runtime) -> GatewaySettings:
 
 
 def _called_url(request: Request, settings: GatewaySettings) -> str:
-    base = (settings.cds_public_base_url or str(request.base_url)).rstrip("/")
-    return base + request.url.path
+    return public_base(request, settings) + request.url.path
 
 
 def _unauthorised(reason: str, message: str) -> ProblemError:
@@ -297,7 +297,7 @@ async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, 
             recommendation, problem = await _recommendation(call, context.patientId, runtime, upstream)
             if recommendation is not None and recommendation.get("recurrence_id"):
                 note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
-            source_url = f"{(_settings(runtime).cds_public_base_url or str(request.base_url)).rstrip('/')}/fhir/r4/GuidanceResponse?subject=Patient/{context.patientId}"
+            source_url = f"{public_base(request, _settings(runtime))}/fhir/r4/GuidanceResponse?subject=Patient/{context.patientId}"
             cards = _cards(context, recommendation, problem, source_url)
     metrics.CDS_REQUESTS.labels(service_id, "cards" if cards else "empty").inc()
     return JSONResponse({"cards": strip_empty(cards)})  # plain JSON already: no response-model pass
