@@ -37,6 +37,7 @@ def _start(service: str, env: dict[str, str], tmp_path) -> subprocess.CompletedP
         ("gateway", {"GATEWAY_AUTH_ISSUERS": DEV_ISSUER, **GATEWAY_CREDENTIAL}, "dev token issuer is refused"),
         ("evidence", {"EVIDENCE_AUTH_ISSUERS": '[{"issuer": "x", "jwks_uri": "file:///tmp/jwks.json"}]'}, "must be https://"),
         ("gateway", {"GATEWAY_AUTH_ISSUERS": ISSUER}, "GATEWAY_SERVICE_TOKEN_URL"),
+        ("gateway", {"GATEWAY_AUTH_ISSUERS": ISSUER, **GATEWAY_CREDENTIAL}, "GATEWAY_CDS_PUBLIC_BASE_URL"),
         ("recommendation", {"RECOMMENDATION_PROFILE": "dev", "RECOMMENDATION_DEV_ISSUER_DIR": "/tmp/x",
                             "RECOMMENDATION_HOST": "0.0.0.0"}, "binds to loopback only"),
     ],

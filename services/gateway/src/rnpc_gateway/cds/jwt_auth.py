@@ -129,7 +129,7 @@ async def verify_cds_jwt(
         raise CdsAuthError("malformed", f"not a JWT: {exc}") from exc
     header, unverified = parts["header"], parts["payload"]
     alg = header.get("alg")
-    if alg not in ASYMMETRIC_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:  # a list or object is not hashable: refused, not a 500
         raise CdsAuthError("algorithm", f"alg {alg!r} refused: asymmetric algorithms only (ES384 / RS384 recommended)")
     if header.get("typ") != "JWT":
         raise CdsAuthError("typ", "header typ must be 'JWT'")

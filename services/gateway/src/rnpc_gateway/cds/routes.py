@@ -2,7 +2,7 @@
 
 Cards come from the stored recommendation; when none exists, one is computed synchronously from
 the prefetch (a missing prefetch key is fetched with fhirAuthorization, or answered 412; a key
-present with null means "no data"). Requests tolerate unknown fields (`extension`).
+present with null means "no data"; only from a fhirServer of GATEWAY_CDS_FHIR_SERVERS). Requests tolerate unknown fields (`extension`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.engine import Connection
@@ -28,13 +27,14 @@ from rnpc_gateway.cds.cards import card_basis, not_assessable_card, order_select
 from rnpc_gateway.cds.jwt_auth import CdsAuthError, IssuerFile, JkuFetcher, VerifiedClient, verify_cds_jwt
 from rnpc_gateway.fhir import metrics, store
 from rnpc_gateway.fhir.mapping import MappingError, Resource, map_validated, validate_resource
+from rnpc_gateway.fhir.routes import public_base
 from rnpc_gateway.routes import evaluate_chain
 from rnpc_gateway.settings import GatewaySettings
 from rnpc_gateway.tables import CdsFeedback, CdsTokenUse
 from rnpc_gateway.upstream import UpstreamDep
 from rnpc_shared.auth import Principal
 from rnpc_shared.db import Job, utc_now
-from rnpc_shared.problems import ProblemError
+from rnpc_shared.problems import ProblemError, field_errors
 from rnpc_shared.service import Runtime, RuntimeDep, SessionDep
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,63 @@ class CdsRequest(BaseModel):
     prefetch: dict[str, Any] | None = None
 
 
+FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"  # FHIR R4 `id`
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Coding(_Open):
+    display: str | None = None
+
+
+class CodeableConcept(_Open):
+    text: str | None = None
+    coding: list[Coding] | None = None
+
+
+class DraftOrder(_Open):
+    resourceType: str | None = None  # noqa: N815
+    id: str | None = None
+    code: CodeableConcept | None = None
+
+
+class DraftEntry(_Open):
+    resource: DraftOrder | None = None
+
+
+class DraftOrders(_Open):
+    entry: list[DraftEntry] | None = None
+
+
+class PatientContext(_Open):
+    """The hook context, as far as it is read: an odd shape is a 400 naming the field, never a 500."""
+
+    patientId: Annotated[str, StringConstraints(pattern=FHIR_ID)]  # noqa: N815 - spliced into FHIR URLs: a FHIR id only
+
+
+class OrderSelectContext(PatientContext):
+    draftOrders: DraftOrders | None = None  # noqa: N815
+    selections: list[str] | None = None
+
+
+def _context(call: CdsRequest) -> PatientContext:
+    model = OrderSelectContext if call.hook == "order-select" else PatientContext
+    try:
+        return model.model_validate(call.context)
+    except ValidationError as exc:
+        errors = field_errors([{**e, "loc": ("context", *e["loc"])} for e in exc.errors()])
+        raise ProblemError(400, "Invalid hook context", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                           type_="https://rnpc.example/problems/validation", errors=errors) from exc
+
+
 def _settings(runtime: Runtime) -> GatewaySettings:
     return runtime.settings  # type: ignore[return-value]
 
 
 def _called_url(request: Request, settings: GatewaySettings) -> str:
-    base = (settings.cds_public_base_url or str(request.base_url)).rstrip("/")
-    return base + request.url.path
+    return public_base(request, settings) + request.url.path
 
 
 def _unauthorised(reason: str, message: str) -> ProblemError:
@@ -145,14 +195,25 @@ async def discovery() -> dict[str, Any]:
     return {"services": list(SERVICES.values())}
 
 
-def _entries(value: Any) -> list[Resource]:
-    """A prefetch value: a resource, a (paginated) searchset Bundle, an OperationOutcome, or null."""
+def _entries(value: Any) -> list[Resource] | None:
+    """A prefetch value: a resource, a (paginated) searchset Bundle, an OperationOutcome, or null;
+    None when it is none of these (not an object, or a Bundle whose entry is not an array)."""
+    if value is None:
+        return []  # "no data"
     if not isinstance(value, dict):
-        return []
+        return None
     if value.get("resourceType") == "Bundle":
-        return [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        entries = value.get("entry") or []
+        if not isinstance(entries, list):
+            return None
+        return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
                 and e["resource"].get("resourceType") != "OperationOutcome"]
     return [] if value.get("resourceType") == "OperationOutcome" else [value]
+
+
+def _unobtainable(detail: str) -> ProblemError:
+    """The CDS Hooks answer when the service cannot obtain the data it needs: 412."""
+    return ProblemError(412, "Prefetch unobtainable", detail, type_="https://rnpc.example/problems/cds-prefetch")
 
 
 async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettings) -> list[Resource]:
@@ -161,35 +222,39 @@ async def _prefetched(call: CdsRequest, patient_id: str, settings: GatewaySettin
     missing = [key for key in PREFETCH if key not in prefetch]
     for key in PREFETCH:
         if key in prefetch:
-            resources += _entries(prefetch[key])  # null = "no data"
+            entries = _entries(prefetch[key])
+            if entries is None:  # the client's request is malformed
+                raise ProblemError(400, "Invalid prefetch", f"prefetch.{key}: a FHIR resource, a Bundle whose entry is an array, or null",
+                                   type_="https://rnpc.example/problems/validation",
+                                   errors=[{"field": f"prefetch.{key}", "rule": "fhir_resource", "message": "a FHIR resource, a Bundle or null"}])
+            resources += entries
     if not missing:
         return resources
     token = (call.fhirAuthorization or {}).get("access_token")
     if not call.fhirServer or not token:
         raise ProblemError(412, "Prefetch incomplete", f"prefetch {missing} missing and no fhirServer/fhirAuthorization to fetch it",
                            type_="https://rnpc.example/problems/cds-prefetch")
-    async with httpx.AsyncClient(timeout=settings.fhir_fetch_timeout_s) as client:
+    server = call.fhirServer.rstrip("/")
+    if server not in settings.cds_fhir_servers:  # never a URL the client chose: no SSRF
+        raise _unobtainable("fhirServer is not a FHIR server this deployment reads from (GATEWAY_CDS_FHIR_SERVERS): send the prefetch")
+    async with httpx.AsyncClient(timeout=settings.fhir_fetch_timeout_s) as client:  # redirects are not followed
         for key in missing:
-            url = f"{call.fhirServer.rstrip('/')}/{PREFETCH[key].replace(PATIENT, patient_id)}"
+            url = f"{server}/{PREFETCH[key].replace(PATIENT, patient_id)}"  # patient_id is a FHIR id: no path or query
             try:
                 response = await client.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
-            except httpx.HTTPError as exc:
-                raise ProblemError(412, "Prefetch unobtainable", f"{key}: {type(exc).__name__}") from exc
-            if response.status_code >= 400:
-                raise ProblemError(412, "Prefetch unobtainable", f"{key}: the FHIR server answered {response.status_code}")
-            resources += _entries(response.json())
+                entries = _entries(response.json()) if response.is_success else None
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # unreachable, not a URL, not JSON
+                raise _unobtainable(f"{key}: {type(exc).__name__}") from exc
+            if not response.is_success:
+                raise _unobtainable(f"{key}: the FHIR server answered {response.status_code}")
+            if entries is None:
+                raise _unobtainable(f"{key}: the FHIR server's answer is not a FHIR resource or Bundle")
+            resources += entries
     return resources
 
 
-async def _recommendation(call: CdsRequest, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
+async def _recommendation(call: CdsRequest, patient_id: str, runtime: Runtime, upstream: Any) -> tuple[dict[str, Any] | None, str | None]:
     """(stored or computed recommendation, or None with the reason it cannot be assessed)."""
-    patient_id = str(call.context.get("patientId") or "")
-    if not patient_id:
-        raise ProblemError(400, "context.patientId required", "the hook context names no patient",
-                           errors=[{"field": "context.patientId", "rule": "required", "message": "required"}])
-    if len(patient_id) > 128 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in patient_id):
-        raise ProblemError(400, "context.patientId invalid", "a patient id is at most 128 printable characters",
-                           errors=[{"field": "context.patientId", "rule": "printable_max_128", "message": "invalid patient id"}])
     stored = await store.latest_body_for_patient(runtime.reads, patient_id)
     if stored is not None:
         return card_basis(stored), None
@@ -205,6 +270,17 @@ async def _recommendation(call: CdsRequest, runtime: Runtime, upstream: Any) -> 
     return json.loads(recommendation), None
 
 
+def _cards(context: PatientContext, recommendation: dict[str, Any] | None, problem: str | None, source_url: str) -> list[dict[str, Any]]:
+    if recommendation is None:
+        return [not_assessable_card(problem, source_url=source_url)] if problem else []
+    if isinstance(context, OrderSelectContext):
+        orders = [e.resource for e in (context.draftOrders.entry if context.draftOrders else None) or [] if e.resource]
+        selected = set(context.selections or [])
+        chosen = [o.model_dump(exclude_none=True) for o in orders if not selected or f"{o.resourceType}/{o.id}" in selected]
+        return order_select_cards(recommendation, chosen, source_url=source_url)
+    return patient_view_cards(recommendation, source_url=source_url)
+
+
 @router.post("/{service_id}")
 async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, request: Request, runtime: RuntimeDep, upstream: UpstreamDep) -> JSONResponse:
     service = SERVICES.get(service_id)
@@ -215,22 +291,14 @@ async def call_service(service_id: str, call: CdsRequest, client: CdsClientDep, 
                            errors=[{"field": "hook", "rule": "service_hook", "message": f"expected {service['hook']}"}])
     auditor = Auditor(Principal(client.iss, client.iss, frozenset(), client.iss), f"POST /cds-services/{service_id}", None, runtime.group_commit)
     with single_use(client):  # the token is spent in the audit row's transaction, before any answer
-        async with auditor.standalone("read", None, with_write=token_use(client)) as note:
-            recommendation, problem = await _recommendation(call, runtime, upstream)
+        async with auditor.standalone("read", None, with_write=token_use(client)) as note:  # audits the true outcome
+            note.detail = f"CDS Hooks {call.hook}"
+            context = _context(call)
+            recommendation, problem = await _recommendation(call, context.patientId, runtime, upstream)
             if recommendation is not None and recommendation.get("recurrence_id"):
                 note.recurrence_id, note.version = recommendation["recurrence_id"], recommendation.get("version")
-            note.detail = f"CDS Hooks {call.hook}"
-    source_url = f"{(_settings(runtime).cds_public_base_url or str(request.base_url)).rstrip('/')}/fhir/r4/GuidanceResponse?subject=Patient/{call.context.get('patientId')}"
-    if recommendation is None:
-        cards = [not_assessable_card(problem, source_url=source_url)] if problem else []
-    elif call.hook == "order-select":
-        orders = [r for r in (call.context.get("draftOrders") or {}).get("entry") or [] if isinstance(r, dict)]
-        selected = set(call.context.get("selections") or [])
-        resources = [e.get("resource") or {} for e in orders]
-        chosen = [r for r in resources if not selected or f"{r.get('resourceType')}/{r.get('id')}" in selected]
-        cards = order_select_cards(recommendation, chosen, source_url=source_url)
-    else:
-        cards = patient_view_cards(recommendation, source_url=source_url)
+            source_url = f"{public_base(request, _settings(runtime))}/fhir/r4/GuidanceResponse?subject=Patient/{context.patientId}"
+            cards = _cards(context, recommendation, problem, source_url)
     metrics.CDS_REQUESTS.labels(service_id, "cards" if cards else "empty").inc()
     return JSONResponse({"cards": strip_empty(cards)})  # plain JSON already: no response-model pass
 
@@ -242,7 +310,7 @@ class FeedbackItem(BaseModel):
     outcome: str
     overrideReason: dict[str, Any] | None = None  # noqa: N815
     acceptedSuggestions: list[Any] | None = None  # noqa: N815
-    outcomeTimestamp: str | None = None  # noqa: N815
+    outcomeTimestamp: AwareDatetime | None = None  # noqa: N815 - an instant: without an offset → 422
 
 
 class Feedback(BaseModel):
@@ -259,14 +327,9 @@ async def post_feedback(service_id: str, body: Feedback, client: CdsClientDep, s
         if item.outcome not in ("accepted", "overridden"):
             raise ProblemError(422, "Invalid feedback", f"outcome {item.outcome!r} is not accepted | overridden",
                                errors=[{"field": "feedback.outcome", "rule": "enum", "message": "accepted | overridden"}])
-        try:
-            outcome_at = datetime.fromisoformat(item.outcomeTimestamp.replace("Z", "+00:00")) if item.outcomeTimestamp else None
-        except ValueError as exc:
-            raise ProblemError(422, "Invalid feedback", f"outcomeTimestamp {item.outcomeTimestamp!r} is not an instant",
-                               errors=[{"field": "feedback.outcomeTimestamp", "rule": "instant", "message": "ISO 8601 instant"}]) from exc
         session.add(CdsFeedback(
             service_id=service_id, card_uuid=item.card[:64], outcome=item.outcome, override_reason=item.overrideReason,
-            accepted_suggestions=item.acceptedSuggestions, outcome_at=outcome_at,
+            accepted_suggestions=item.acceptedSuggestions, outcome_at=item.outcomeTimestamp,
         ))
     with single_use(client):
         await (await session.connection()).run_sync(token_use(client))

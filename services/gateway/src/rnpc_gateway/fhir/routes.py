@@ -62,7 +62,16 @@ def settings_of(runtime: Runtime) -> GatewaySettings:
 
 
 def public_base(request: Request, settings: GatewaySettings) -> str:
-    return (settings.cds_public_base_url or str(request.base_url)).rstrip("/")
+    """The URL EHRs call (GATEWAY_CDS_PUBLIC_BASE_URL): a CDS Hooks JWT's `aud` is checked against
+    it. Only the dev profile derives it from the request (scheme and Host are the caller's to set,
+    and behind a TLS-terminating proxy the scheme is http); elsewhere the gateway refuses to start
+    without it, and a request is refused 503 rather than checked against its own Host."""
+    if settings.cds_public_base_url:
+        return settings.cds_public_base_url.rstrip("/")
+    if settings.profile == "dev":
+        return str(request.base_url).rstrip("/")
+    raise ProblemError(503, "Public base URL not configured", "GATEWAY_CDS_PUBLIC_BASE_URL is not set",
+                       type_="https://rnpc.example/problems/configuration")
 
 
 # A patient reference as the record contract allows one (printable, at most 128), maybe "Patient/"-prefixed.
