@@ -194,3 +194,22 @@ async def test_dlq_replay_sends_fixed_messages_back_through_the_consumer(harness
     assert await eventually(lambda: harness.effects("case-c")) == [21]
     # The replay group remembers its position: a second run re-sends nothing.
     assert (await replay(harness.connection, dlq_topic(harness.topic), group_id=group)).replayed == 0
+
+
+async def test_an_over_long_or_malformed_event_id_is_dead_lettered_as_invalid_not_a_database_error(harness: Harness) -> None:
+    """The event id is the inbox key (varchar(255)): PostgreSQL would refuse a longer one, or a NUL,
+    at the insert (after the handler's retries); the envelope refuses them at parse time instead."""
+    longest = new_event(source="urn:test", type_="t", subject="case-id", data={"value": 1}, correlation_id=None)
+    longest.id = "i" * 255
+    too_long = longest.model_copy(update={"id": "i" * 256})
+    with_nul = longest.model_copy(update={"id": "id\x00with-nul"})
+    for event in (too_long, with_nul, longest):
+        await harness.publish_raw("case-id", event.model_dump_json().encode())
+
+    assert await eventually(lambda: harness.effects("case-id")) == [1]  # the longest allowed id is stored
+    letters = await harness.dead_letters(2)
+    reasons = [decode_dlq_headers(record.headers) for record in letters]
+    assert [r["dlq.error_type"] for r in reasons] == ["ValidationError", "ValidationError"]
+    assert "at most 255 characters" in reasons[0]["dlq.reason"]
+    assert "should match pattern" in reasons[1]["dlq.reason"]
+    assert all(r["dlq.attempts"] == "1" for r in reasons)  # refused at parse time, not after retries
