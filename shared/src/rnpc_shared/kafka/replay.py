@@ -35,6 +35,7 @@ from pydantic import SecretStr
 
 from rnpc_shared.kafka.access import DLQ_REPLAY
 from rnpc_shared.kafka.connection import KafkaConnection
+from rnpc_shared.kafka.consumer import decode_dlq_headers
 from rnpc_shared.kafka.producer import topic_partitions
 
 DLQ_HEADER_PREFIX = "dlq."
@@ -76,10 +77,7 @@ class ReplayReport:
 
 
 def original_topic(record: ConsumerRecord, dlq: str) -> str:
-    for key, value in record.headers or []:
-        if key == "dlq.original_topic":
-            return str(value.decode())
-    return dlq.removesuffix(".dlq")
+    return decode_dlq_headers(record.headers).get("dlq.original_topic") or dlq.removesuffix(".dlq")
 
 
 def replay_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
