@@ -14,14 +14,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, select
 
-from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
+from rnpc_shared.contracts.events import EVENT_ID_MAX_LENGTH, CloudEvent, dlq_topic, new_event
 from rnpc_shared.db import make_engine, make_session_factory, run_sync
-from rnpc_shared.kafka.consumer import DeadLetter, DeadLetterRoute, EventConsumer, PermanentError, Route, decode_dlq_headers
+from rnpc_shared.kafka.consumer import (
+    DeadLetter,
+    DeadLetterRoute,
+    EventConsumer,
+    PermanentError,
+    Route,
+    dead_letter_key,
+    decode_dlq_headers,
+)
 from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
 from rnpc_shared.kafka.replay import replay
@@ -242,6 +250,25 @@ async def test_a_dead_letter_with_null_or_non_utf8_headers_is_observed_and_the_c
     assert all(not task.done() for task in observing.tasks)
     headers = decode_dlq_headers([("dlq.trace", None), ("dlq.note", b"\xff\xfe"), ("dlq.reason", b"r"), ("other", b"x")])
     assert headers == {"dlq.note": "\ufffd\ufffd", "dlq.reason": "r"}
+
+
+def _dead_letter_record(topic: str, offset: int, value: bytes, failed_at: bytes) -> ConsumerRecord:
+    headers = [("trace", None), ("dlq.consumer_group", b"rnpc-scoring"), ("dlq.failed_at", failed_at)]
+    return ConsumerRecord(topic, 0, offset, 0, 0, b"case-1", value, None, 6, len(value), headers)
+
+
+def test_a_dead_letter_is_observed_once_by_its_content_not_only_its_offset() -> None:
+    """An embedded broker restarts its offsets at 0: a new dead letter at an offset observed within
+    the inbox's retention used to be skipped as a redelivery of the old one."""
+    dlq = "rnpc.scores.computed.v1.dlq"
+    first = dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))
+    assert first == dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))  # redelivery
+    assert first != dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-2"}', b"2025-01-01T00:00:00+00:00"))
+    assert first != dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-1"}', b"2025-01-02T00:00:00+00:00"))
+    assert first != dead_letter_key(_dead_letter_record("rnpc.evidence.matched.v2.dlq", 0, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))
+    assert first != dead_letter_key(_dead_letter_record(dlq, 1, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))
+    long_topic = dead_letter_key(_dead_letter_record("t" * 249, 2**62, b"x" * 10_000, b"f"))
+    assert len(long_topic) <= EVENT_ID_MAX_LENGTH
 
 
 async def _true(value: bool) -> bool:

@@ -16,6 +16,7 @@ At-least-once delivery with idempotent effects:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -118,7 +119,8 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class DeadLetterRoute:
-    """Observe a dead-letter topic (e.g. to show a case's failed stage); dedupe by offset."""
+    """Observe a dead-letter topic (e.g. to show a case's failed stage); each message once (see
+    `dead_letter_key`)."""
 
     handle: Callable[[Session, DeadLetter], None]
 
@@ -290,8 +292,7 @@ class EventConsumer:
                 letter = _read_dead_letter(record)
             except Exception as exc:  # noqa: BLE001 - any unreadable dead letter is skipped, never fatal
                 return _Item(record, "", None, None, exc)
-            event_id = f"dlq:{record.topic}:{record.partition}:{record.offset}"
-            return _Item(record, event_id, None, lambda session: route.handle(session, letter))
+            return _Item(record, dead_letter_key(record), None, lambda session: route.handle(session, letter))
         try:
             # Readers tolerate fields added by newer producers, at any depth (rolling deploys).
             event, payload = read_event(route.payload_model, record.value)
@@ -472,6 +473,33 @@ def _read_dead_letter(record: ConsumerRecord) -> DeadLetter:
         original_topic=headers.get("dlq.original_topic", record.topic.removesuffix(".dlq")),
         consumer_group=headers.get("dlq.consumer_group", "unknown"),
     )
+
+
+def dead_letter_key(record: ConsumerRecord) -> str:
+    """The inbox key of an observed dead letter: its position and a digest of the message itself.
+
+    The position alone is not an identity: an embedded (in-memory) broker restarts its offsets at
+    0, and a new dead letter at a position already observed (inbox rows are kept for a day) was
+    skipped as a redelivery. The digest covers the topic, key, value and headers (those set by the
+    dead-lettering consumer include its group and the failure time), so a redelivery of the same
+    message dedupes and any other message does not; the key stays within the inbox column however
+    long the topic or the original event id."""
+    digest = hashlib.sha256()
+    for part in (record.topic.encode(), record.key, record.value):
+        _digest_field(digest, part)
+    for name, value in record.headers or []:
+        _digest_field(digest, name.encode(errors="replace") if isinstance(name, str) else name)
+        _digest_field(digest, value)
+    return f"dlq:{record.partition}:{record.offset}:{digest.hexdigest()}"
+
+
+def _digest_field(digest: hashlib._Hash, value: bytes | None) -> None:
+    """Length-prefixed, a null distinct from empty: no two field lists digest the same bytes."""
+    if value is None:
+        digest.update(b"-")
+    else:
+        digest.update(b"%d:" % len(value))
+        digest.update(value)
 
 
 def decode_dlq_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
