@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from rnpc_shared.contracts.events import dlq_topic
+from rnpc_shared.contracts.events import dlq_topic, new_event
 from rnpc_shared.kafka.producer import ensure_topics, topic_partitions
 from rnpc_shared.kafka.connection import KafkaConnection
+from rnpc_shared.kafka.outbox import PARKED_NOTICE_KIND
 from rnpc_shared.kafka.replay import Selection, replay
 
 pytestmark = pytest.mark.integration
@@ -142,3 +143,42 @@ async def test_selection_by_key_or_offset_replays_only_those_and_moves_no_offset
     assert sorted(value for _, value, _ in await topic_messages(topics.connection, topics.topic)) == [b"event-1", b"event-3"]
     rest = await replay(topics.connection, topics.dlq, group_id=group)  # the selection moved no offset
     assert rest.replayed == 4
+
+
+async def test_each_original_event_is_replayed_once_and_parked_notices_are_skipped(topics: Topics) -> None:
+    """A DLQ is per topic: an event rejected by three consumer groups is in it three times, and one
+    re-send reaches every group. The relay's notice of a parked outbox row is not an event at all."""
+    event = new_event(source="urn:test", type_=topics.topic, subject="case-1", data={"value": 1}, correlation_id=None)
+    value = event.model_dump_json().encode()
+
+    def copy_for(group: str, offset: int) -> list[tuple[str, bytes | None]]:
+        return [
+            ("content-type", b"application/cloudevents+json"), ("trace", None),  # as the producer set them
+            ("dlq.original_topic", topics.topic.encode()), ("dlq.original_partition", b"0"),
+            ("dlq.original_offset", str(offset).encode()), ("dlq.consumer_group", group.encode()), ("dlq.reason", None),
+        ]
+
+    for group in ("rnpc-scoring", "rnpc-evidence", "rnpc-recommendation"):  # one event, three groups
+        await topics.producer.send_and_wait(topics.dlq, key=b"case-1", value=value, headers=copy_for(group, 0))
+    for group in ("rnpc-scoring", "rnpc-evidence"):  # an unreadable message: known by its original position
+        await topics.producer.send_and_wait(topics.dlq, key=b"case-2", value=b"{not json", headers=copy_for(group, 1))
+    parked = [("dlq.kind", PARKED_NOTICE_KIND.encode()), ("dlq.error_type", b"OutboxParked"), ("dlq.original_topic", topics.topic.encode())]
+    await topics.producer.send_and_wait(topics.dlq, key=b"case-3", value=b'{"id": "e-3", "data": {}}', headers=parked)
+
+    group = f"replay-{uuid.uuid4().hex[:8]}"
+    dry = await replay(topics.connection, topics.dlq, group_id=group, dry_run=True)
+    assert (dry.examined, dry.replayed, dry.skipped) == (6, 2, 4)
+    assert dry.skipped_by_reason == {"duplicate": 3, "outbox-parked notice": 1}
+    assert dry.skipped_messages == [
+        "0:1 case-1 (duplicate of 0:0)", "0:2 case-1 (duplicate of 0:0)", "0:4 case-2 (duplicate of 0:3)",
+        "0:5 case-3 (outbox-parked notice: re-drive the case instead)",
+    ]
+    assert "skipped 4, duplicate: 3, outbox-parked notice: 1" in dry.summary()
+
+    real = await replay(topics.connection, topics.dlq, group_id=group)
+    assert (real.examined, real.replayed, real.skipped) == (6, 2, 4)
+    resent = await topic_messages(topics.connection, topics.topic)
+    assert sorted(value for _, value, _ in resent) == sorted([value, b"{not json"])
+    assert all("dlq.reason" not in headers and "dlq.kind" not in headers for _, _, headers in resent)
+    again = await replay(topics.connection, topics.dlq, group_id=group)  # every offset was committed, skipped ones too
+    assert (again.examined, again.replayed) == (0, 0)

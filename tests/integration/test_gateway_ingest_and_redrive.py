@@ -4,7 +4,9 @@
 - a record whose event could not fit the broker's message limit is refused (413) before
   anything is stored;
 - the re-drive loop survives a database error and re-drives once the database is back;
-- a manual re-drive does not use up the automatic budget.
+- a manual re-drive does not use up the automatic budget;
+- a record from the inbound topic with an over-long correlation id is accepted under a fresh id
+  (the HTTP rule; PostgreSQL refuses more than 64 characters in the stored columns).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import copy
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -21,15 +24,19 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text, update
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from rnpc_gateway import service
 from rnpc_devstack.stack import migrate
 from rnpc_gateway.app import create_app, redrive_loop
+from rnpc_gateway.fhir.inbound import InboundMessage, inbound_handler
 from rnpc_gateway.settings import GatewaySettings
-from rnpc_gateway.tables import RecordVersion
+from rnpc_gateway.tables import AuditEntry, RecordVersion
+from rnpc_shared.contracts.events import TOPIC_EHR_INBOUND, CloudEvent, EventHeader
 from rnpc_shared.contracts.record import RecurrenceRecord
-from rnpc_shared.db import find_by_version, make_engine, make_session_factory, run_sync, utc_now
+from rnpc_shared.db import Units, find_by_version, make_engine, make_session_factory, run_sync, utc_now
+from rnpc_shared.http import CORRELATION_ID_PATTERN
+from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.kafka.tables import OutboxEvent
 from rnpc_shared.service import Runtime
 
@@ -195,6 +202,44 @@ async def test_a_manual_redrive_does_not_use_up_the_automatic_budget(databases, 
     assert automatic == [("manual-1", 1)]
     assert row is not None and row.redrive_count == 1
     await engine.dispose()
+
+
+async def test_an_inbound_record_with_an_over_long_correlation_id_is_accepted_under_a_fresh_one(
+    databases, example_record: dict[str, Any]  # noqa: ANN001
+) -> None:
+    url = databases.new_url("inbound-corr")
+    await _create_schema(url)
+    units = Units(url)
+    handler = inbound_handler(1_048_576)
+    long_id = "urn:hospital:integration-engine:" + "c" * 60
+    header = EventHeader(
+        id=str(uuid.uuid4()), source="urn:hospital:engine", type=TOPIC_EHR_INBOUND,
+        subject=example_record["recurrence_id"], time=utc_now(), correlationid=long_id,
+    )
+
+    def unit(connection):  # noqa: ANN001, ANN202 - as the consumer runs a handler: the event's id in the context
+        token = correlation_id_var.set(header.correlationid)
+        try:
+            with Session(bind=connection) as session:
+                handler(session, header, InboundMessage.model_validate(example_record))
+                session.flush()
+        finally:
+            correlation_id_var.reset(token)
+
+    def stored(connection):  # noqa: ANN001, ANN202
+        with Session(bind=connection) as session:
+            version = session.exec(select(RecordVersion)).one()
+            audit = session.exec(select(AuditEntry)).one()
+            outbox = session.exec(select(OutboxEvent)).one()
+            return version.correlation_id, audit.correlation_id, CloudEvent.model_validate_json(outbox.payload).correlationid
+
+    try:
+        await units.run(unit)  # PostgreSQL refused the 92-character id (varchar(64)) before the fix
+        version_id, audit_id, event_id = await units.run(stored)
+    finally:
+        await units.close()
+    assert version_id == audit_id == event_id != long_id
+    assert CORRELATION_ID_PATTERN.fullmatch(version_id)
 
 
 async def _true(value: bool) -> bool:

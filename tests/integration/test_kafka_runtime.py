@@ -14,14 +14,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, select
 
-from rnpc_shared.contracts.events import CloudEvent, dlq_topic, new_event
+from rnpc_shared.contracts.events import EVENT_ID_MAX_LENGTH, CloudEvent, dlq_topic, new_event
 from rnpc_shared.db import make_engine, make_session_factory, run_sync
-from rnpc_shared.kafka.consumer import EventConsumer, PermanentError, Route, decode_dlq_headers
+from rnpc_shared.kafka.consumer import (
+    DeadLetter,
+    DeadLetterRoute,
+    EventConsumer,
+    PermanentError,
+    Route,
+    dead_letter_key,
+    decode_dlq_headers,
+)
 from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
 from rnpc_shared.kafka.replay import replay
@@ -55,7 +63,9 @@ async def eventually(predicate: Callable[[], Awaitable[Any]], deadline_s: float 
 
 
 class Harness:
-    def __init__(self, broker, databases) -> None:  # noqa: ANN001
+    def __init__(self, broker, databases, *, observe_dlq: bool = False) -> None:  # noqa: ANN001
+        self.observe_dlq = observe_dlq
+        self.observed: list[DeadLetter] = []  # dead letters seen by the DLQ observer, when there is one
         self.topic = f"test.probe.{uuid.uuid4().hex[:8]}"
         self.settings = ServiceSettings(
             **broker.connection.settings_fields(),  # under ACLs: the admin (any topic, any group)
@@ -87,7 +97,12 @@ class Harness:
         self.relay = OutboxRelay(service="probe", session_factory=self.sessions, producer=self.producer, poll_interval_s=0.2, batch_size=10)
         self.consumer = EventConsumer(
             settings=self.settings,
-            routes={self.topic: Route(ProbePayload, self.handle)},
+            routes={
+                self.topic: Route(ProbePayload, self.handle),
+                # As the gateway observes the pipeline's DLQs (its cases' failed stages).
+                **({dlq_topic(self.topic): DeadLetterRoute(lambda _session, letter: self.observed.append(letter))}
+                   if self.observe_dlq else {}),
+            },
             producer=self.producer,
             relay=self.relay,
         )
@@ -114,8 +129,8 @@ class Harness:
         self.relay.notify()
         return event
 
-    async def publish_raw(self, subject: str, value: bytes) -> None:
-        await self.producer.send(self.topic, key=subject, value=value, headers=[])
+    async def publish_raw(self, subject: str, value: bytes, headers: list[tuple[str, bytes | None]] | None = None) -> None:
+        await self.producer.send(self.topic, key=subject, value=value, headers=headers or [])
 
     async def dead_letters(self, count: int) -> list[Any]:
         consumer = AIOKafkaConsumer(
@@ -142,6 +157,13 @@ class Harness:
 @pytest.fixture
 async def harness(broker, databases) -> AsyncIterator[Harness]:  # noqa: ANN001
     async with Harness(broker, databases) as instance:
+        yield instance
+
+
+@pytest.fixture
+async def observing(broker, databases) -> AsyncIterator[Harness]:  # noqa: ANN001
+    """A harness whose consumer also observes its topic's DLQ (a DeadLetterRoute)."""
+    async with Harness(broker, databases, observe_dlq=True) as instance:
         yield instance
 
 
@@ -194,3 +216,60 @@ async def test_dlq_replay_sends_fixed_messages_back_through_the_consumer(harness
     assert await eventually(lambda: harness.effects("case-c")) == [21]
     # The replay group remembers its position: a second run re-sends nothing.
     assert (await replay(harness.connection, dlq_topic(harness.topic), group_id=group)).replayed == 0
+
+
+async def test_an_over_long_or_malformed_event_id_is_dead_lettered_as_invalid_not_a_database_error(harness: Harness) -> None:
+    """The event id is the inbox key (varchar(255)): PostgreSQL would refuse a longer one, or a NUL,
+    at the insert (after the handler's retries); the envelope refuses them at parse time instead."""
+    longest = new_event(source="urn:test", type_="t", subject="case-id", data={"value": 1}, correlation_id=None)
+    longest.id = "i" * 255
+    too_long = longest.model_copy(update={"id": "i" * 256})
+    with_nul = longest.model_copy(update={"id": "id\x00with-nul"})
+    for event in (too_long, with_nul, longest):
+        await harness.publish_raw("case-id", event.model_dump_json().encode())
+
+    assert await eventually(lambda: harness.effects("case-id")) == [1]  # the longest allowed id is stored
+    letters = await harness.dead_letters(2)
+    reasons = [decode_dlq_headers(record.headers) for record in letters]
+    assert [r["dlq.error_type"] for r in reasons] == ["ValidationError", "ValidationError"]
+    assert "at most 255 characters" in reasons[0]["dlq.reason"]
+    assert "should match pattern" in reasons[1]["dlq.reason"]
+    assert all(r["dlq.attempts"] == "1" for r in reasons)  # refused at parse time, not after retries
+
+
+async def test_a_dead_letter_with_null_or_non_utf8_headers_is_observed_and_the_consumer_goes_on(observing: Harness) -> None:
+    """Kafka allows a null header value, and a dead letter carries the original message's headers:
+    reading them used to raise outside every guard, killing the consumer task on each restart."""
+    await observing.publish_raw("case-h", b"not json", headers=[("dlq.trace", None), ("dlq.note", b"\xff\xfe"), ("trace", None)])
+    await observing.publish_via_outbox("case-h", 5)  # a later event proves the consumer goes on
+
+    assert await eventually(lambda: observing.effects("case-h")) == [5]
+    await eventually(lambda: _true(bool(observing.observed)))
+    [letter] = {(letter.reason, letter.error_type, letter.original_topic): letter for letter in observing.observed}.values()
+    assert letter.error_type == "ValidationError" and letter.original_topic == observing.topic
+    assert all(not task.done() for task in observing.tasks)
+    headers = decode_dlq_headers([("dlq.trace", None), ("dlq.note", b"\xff\xfe"), ("dlq.reason", b"r"), ("other", b"x")])
+    assert headers == {"dlq.note": "\ufffd\ufffd", "dlq.reason": "r"}
+
+
+def _dead_letter_record(topic: str, offset: int, value: bytes, failed_at: bytes) -> ConsumerRecord:
+    headers = [("trace", None), ("dlq.consumer_group", b"rnpc-scoring"), ("dlq.failed_at", failed_at)]
+    return ConsumerRecord(topic, 0, offset, 0, 0, b"case-1", value, None, 6, len(value), headers)
+
+
+def test_a_dead_letter_is_observed_once_by_its_content_not_only_its_offset() -> None:
+    """An embedded broker restarts its offsets at 0: a new dead letter at an offset observed within
+    the inbox's retention used to be skipped as a redelivery of the old one."""
+    dlq = "rnpc.scores.computed.v1.dlq"
+    first = dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))
+    assert first == dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))  # redelivery
+    assert first != dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-2"}', b"2025-01-01T00:00:00+00:00"))
+    assert first != dead_letter_key(_dead_letter_record(dlq, 0, b'{"id": "e-1"}', b"2025-01-02T00:00:00+00:00"))
+    assert first != dead_letter_key(_dead_letter_record("rnpc.evidence.matched.v2.dlq", 0, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))
+    assert first != dead_letter_key(_dead_letter_record(dlq, 1, b'{"id": "e-1"}', b"2025-01-01T00:00:00+00:00"))
+    long_topic = dead_letter_key(_dead_letter_record("t" * 249, 2**62, b"x" * 10_000, b"f"))
+    assert len(long_topic) <= EVENT_ID_MAX_LENGTH
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -33,6 +33,13 @@ ALL_TOPICS = (TOPIC_EHR_INBOUND, *PIPELINE_TOPICS, TOPIC_EVIDENCE_BASE)
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 
+# An event id is every consumer's inbox key (rnpc_shared.kafka.tables.InboxEvent.event_id, a
+# varchar of this length): a longer id, or one with control characters (PostgreSQL refuses NUL in
+# text), fails the envelope's validation and is dead-lettered as invalid, never a database error.
+EVENT_ID_MAX_LENGTH = 255
+EVENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
@@ -44,7 +51,7 @@ class EventHeader(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     specversion: str = Field(default="1.0", pattern=r"^1\.0$")
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=EVENT_ID_MAX_LENGTH, pattern=EVENT_ID_PATTERN)
     source: str = Field(min_length=1)
     type: str = Field(min_length=1)
     subject: str = Field(min_length=1)

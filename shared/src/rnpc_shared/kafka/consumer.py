@@ -16,17 +16,18 @@ At-least-once delivery with idempotent effects:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -118,7 +119,8 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class DeadLetterRoute:
-    """Observe a dead-letter topic (e.g. to show a case's failed stage); dedupe by offset."""
+    """Observe a dead-letter topic (e.g. to show a case's failed stage); each message once (see
+    `dead_letter_key`)."""
 
     handle: Callable[[Session, DeadLetter], None]
 
@@ -282,15 +284,19 @@ class EventConsumer:
             )
 
     def _parse(self, record: ConsumerRecord) -> _Item:
+        """Never raises: whatever a message holds, it becomes an item (an unreadable one is
+        dead-lettered, or for a DLQ left in place), so no message can stop the consumer loop."""
         route = self._routes[record.topic]
         if isinstance(route, DeadLetterRoute):
-            letter = _read_dead_letter(record)
-            event_id = f"dlq:{record.topic}:{record.partition}:{record.offset}"
-            return _Item(record, event_id, None, lambda session: route.handle(session, letter))
+            try:
+                letter = _read_dead_letter(record)
+            except Exception as exc:  # noqa: BLE001 - any unreadable dead letter is skipped, never fatal
+                return _Item(record, "", None, None, exc)
+            return _Item(record, dead_letter_key(record), None, lambda session: route.handle(session, letter))
         try:
             # Readers tolerate fields added by newer producers, at any depth (rolling deploys).
             event, payload = read_event(route.payload_model, record.value)
-        except (ValidationError, ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - ValidationError mostly: any failure to read is the event's
             return _Item(record, "", None, None, exc)
         return _Item(record, event.id, event.correlationid, lambda session: route.handle(session, event, payload))
 
@@ -353,7 +359,10 @@ class EventConsumer:
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException, *, attempts: int) -> Outcome:
         if isinstance(self._routes[record.topic], DeadLetterRoute):
             # Observing a DLQ failed: the message stays in its DLQ, so nothing is lost; no DLQ of a DLQ.
-            log.error("could not record a dead letter", extra={"topic": record.topic, "offset": record.offset})
+            log.error(
+                "could not record a dead letter",
+                extra={"topic": record.topic, "offset": record.offset, "outcome": f"{type(exc).__name__}: {exc}"[:500]},
+            )
             metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.dlq).inc()
             return Outcome.dlq
         reason = f"{type(exc).__name__}: {exc}"[:4000]
@@ -466,6 +475,40 @@ def _read_dead_letter(record: ConsumerRecord) -> DeadLetter:
     )
 
 
-def decode_dlq_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
-    return {k: v.decode(errors="replace") for k, v in (headers or []) if k.startswith("dlq.")}
+def dead_letter_key(record: ConsumerRecord) -> str:
+    """The inbox key of an observed dead letter: its position and a digest of the message itself.
+
+    The position alone is not an identity: an embedded (in-memory) broker restarts its offsets at
+    0, and a new dead letter at a position already observed (inbox rows are kept for a day) was
+    skipped as a redelivery. The digest covers the topic, key, value and headers (those set by the
+    dead-lettering consumer include its group and the failure time), so a redelivery of the same
+    message dedupes and any other message does not; the key stays within the inbox column however
+    long the topic or the original event id."""
+    digest = hashlib.sha256()
+    for part in (record.topic.encode(), record.key, record.value):
+        _digest_field(digest, part)
+    for name, value in record.headers or []:
+        _digest_field(digest, name.encode(errors="replace") if isinstance(name, str) else name)
+        _digest_field(digest, value)
+    return f"dlq:{record.partition}:{record.offset}:{digest.hexdigest()}"
+
+
+def _digest_field(digest: hashlib._Hash, value: bytes | None) -> None:
+    """Length-prefixed, a null distinct from empty: no two field lists digest the same bytes."""
+    if value is None:
+        digest.update(b"-")
+    else:
+        digest.update(b"%d:" % len(value))
+        digest.update(value)
+
+
+def decode_dlq_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """The `dlq.*` headers as text. Kafka allows a null header value, and a dead letter carries the
+    original message's headers as its producer set them: a null value is left out (as if absent),
+    bytes that are not UTF-8 are decoded with replacement characters."""
+    return {
+        key: value.decode(errors="replace")
+        for key, value in (headers or [])
+        if isinstance(key, str) and key.startswith("dlq.") and isinstance(value, bytes | bytearray)
+    }
 

@@ -43,6 +43,9 @@ CONTENT_TYPE_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 # Room for the record batch, record and header framing around key and value (Kafka v2 format).
 MESSAGE_OVERHEAD_BYTES = 512
 PARKED_ERROR_TYPE = "OutboxParked"
+# The `dlq.kind` header of the relay's notice of a parked row: a notice, never a CloudEvent (the
+# DLQ replay skips it; the row is re-driven from its outbox, not from the DLQ).
+PARKED_NOTICE_KIND = "outbox-parked"
 
 
 def message_size_bytes(payload: bytes, key: str) -> int:
@@ -282,7 +285,7 @@ class OutboxRelay:
         headers = [
             ("dlq.reason", reason.encode()),
             ("dlq.error_type", PARKED_ERROR_TYPE.encode()),
-            ("dlq.kind", b"outbox-parked"),
+            ("dlq.kind", PARKED_NOTICE_KIND.encode()),
             ("dlq.original_topic", row.topic.encode()),
             ("dlq.consumer_group", f"rnpc-{self._service}".encode()),
             ("dlq.event_id", str(row.id).encode()),

@@ -14,6 +14,14 @@ offset (the skipped ones stay for a later replay). `--dry-run` lists what would 
 sends and commits nothing. Each message goes back with its original key and value, dlq.* headers
 dropped and a `dlq.replayed_from_offset` header added; consumers dedupe by event id.
 
+Skipped, never re-sent (counted per reason, each listed): the relay's notices of outbox rows it
+parked (`dlq.kind: outbox-parked`; not events: the case is re-driven instead), and duplicates. A
+DLQ is per topic, not per consumer group: an event that k groups rejected is in it k times, and
+one send reaches every group. So each original event is re-sent at most once per run: the first
+copy goes, the others are duplicates. An event is known by its original topic and its CloudEvent
+id when the value is readable, else its original topic, partition and offset (the `dlq.original_*`
+headers), else its key and value.
+
 Against a broker with SASL, add e.g. `--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512
 --sasl-username <principal>` and put the password in the environment as RNPC_KAFKA_SASL_PASSWORD
 (never on the command line). Use the tool's own principal, `dlq-replay` (KafkaUser rnpc-dlq-replay
@@ -25,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +45,8 @@ from pydantic import SecretStr
 
 from rnpc_shared.kafka.access import DLQ_REPLAY
 from rnpc_shared.kafka.connection import KafkaConnection
+from rnpc_shared.kafka.consumer import decode_dlq_headers
+from rnpc_shared.kafka.outbox import PARKED_NOTICE_KIND
 from rnpc_shared.kafka.producer import topic_partitions
 
 DLQ_HEADER_PREFIX = "dlq."
@@ -59,27 +71,65 @@ class Selection:
         return (record.partition, record.offset) in self.messages or key in self.keys
 
 
+class Skip:
+    """Why a DLQ message was not re-sent."""
+
+    not_selected = "not selected"
+    parked_notice = "outbox-parked notice"
+    duplicate = "duplicate"
+
+
 @dataclass
 class ReplayReport:
     dlq: str
     dry_run: bool
     examined: int = 0  # DLQ messages read (up to the end offsets taken at start)
     replayed: int = 0  # re-sent (or, in a dry run, that would have been)
-    skipped: int = 0  # not selected
+    skipped: int = 0  # not re-sent: examined - replayed
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)  # Skip.* → count
     by_topic: dict[str, int] = field(default_factory=dict)  # replayed per original topic
     messages: list[str] = field(default_factory=list)  # "partition:offset key → topic" per replayed message
+    # "partition:offset key (reason)" per message skipped as a parked notice or a duplicate
+    # (not the unselected ones: a selection is a handful out of many).
+    skipped_messages: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, line: str | None = None) -> None:
+        self.skipped += 1
+        self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + 1
+        if line is not None:
+            self.skipped_messages.append(line)
 
     def summary(self) -> str:
         verb = "would replay" if self.dry_run else "replayed"
         topics = ", ".join(f"{topic}: {n}" for topic, n in sorted(self.by_topic.items())) or "-"
-        return f"{self.dlq}: examined {self.examined}, {verb} {self.replayed}, skipped {self.skipped} (by topic: {topics})"
+        reasons = "".join(f", {reason}: {n}" for reason, n in sorted(self.skipped_by_reason.items()))
+        return f"{self.dlq}: examined {self.examined}, {verb} {self.replayed}, skipped {self.skipped}{reasons} (by topic: {topics})"
 
 
 def original_topic(record: ConsumerRecord, dlq: str) -> str:
-    for key, value in record.headers or []:
-        if key == "dlq.original_topic":
-            return str(value.decode())
-    return dlq.removesuffix(".dlq")
+    return decode_dlq_headers(record.headers).get("dlq.original_topic") or dlq.removesuffix(".dlq")
+
+
+def is_parked_notice(record: ConsumerRecord) -> bool:
+    """The relay's notice of an outbox row it parked (see OutboxRelay._announce_parked)."""
+    return decode_dlq_headers(record.headers).get("dlq.kind") == PARKED_NOTICE_KIND
+
+
+def original_event(record: ConsumerRecord, topic: str) -> tuple[str, ...]:
+    """What the DLQ message is a copy of (see the module doc): the same for each group's copy."""
+    try:
+        event_id = json.loads(record.value).get("id")
+    except (ValueError, TypeError, AttributeError):
+        event_id = None
+    if isinstance(event_id, str) and event_id:
+        return (topic, "id", event_id)
+    headers = decode_dlq_headers(record.headers)
+    if "dlq.original_partition" in headers and "dlq.original_offset" in headers:
+        return (topic, "position", headers["dlq.original_partition"], headers["dlq.original_offset"])
+    digest = hashlib.sha256()
+    for part in (record.key, record.value):
+        digest.update(b"-" if part is None else b"%d:%s" % (len(part), part))
+    return (topic, "content", digest.hexdigest())
 
 
 def replay_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
@@ -122,6 +172,7 @@ async def replay(
         partitions = await topic_partitions(connection, dlq)
         if not partitions:
             return report
+        sent: dict[tuple[str, ...], str] = {}  # original event → the DLQ message re-sent for it
         consumer.assign(partitions)  # no group membership: nothing to rebalance, nothing to wait for
         ends = await consumer.end_offsets(partitions)  # the bound, fixed before the first re-send
         starts = await _start_offsets(consumer, partitions, resume=selection.everything)
@@ -134,7 +185,7 @@ async def replay(
                 for record in records:
                     if record.offset >= ends[tp]:
                         break  # beyond the bound: written after this run started (maybe by it)
-                    await _replay_one(record, dlq, producer, report, selection, dry_run)
+                    await _replay_one(record, dlq, producer, report, selection, dry_run, sent)
                     if commit:
                         await consumer.commit({tp: record.offset + 1})
             remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
@@ -146,19 +197,34 @@ async def replay(
 
 
 async def _replay_one(
-    record: ConsumerRecord, dlq: str, producer: AIOKafkaProducer, report: ReplayReport, selection: Selection, dry_run: bool
+    record: ConsumerRecord,
+    dlq: str,
+    producer: AIOKafkaProducer,
+    report: ReplayReport,
+    selection: Selection,
+    dry_run: bool,
+    sent: dict[tuple[str, ...], str],
 ) -> None:
     report.examined += 1
     if not selection.wants(record):
-        report.skipped += 1
+        report.skip(Skip.not_selected)
+        return
+    key = record.key.decode(errors="replace") if record.key is not None else "-"
+    here = f"{record.partition}:{record.offset}"
+    if is_parked_notice(record):
+        report.skip(Skip.parked_notice, f"{here} {key} ({Skip.parked_notice}: re-drive the case instead)")
         return
     topic = original_topic(record, dlq)
+    event = original_event(record, topic)
+    if event in sent:
+        report.skip(Skip.duplicate, f"{here} {key} ({Skip.duplicate} of {sent[event]})")
+        return
     if not dry_run:
         await producer.send_and_wait(topic, value=record.value, key=record.key, headers=replay_headers(record))
+    sent[event] = here
     report.replayed += 1
     report.by_topic[topic] = report.by_topic.get(topic, 0) + 1
-    key = record.key.decode(errors="replace") if record.key is not None else "-"
-    report.messages.append(f"{record.partition}:{record.offset} {key} → {topic}")
+    report.messages.append(f"{here} {key} → {topic}")
 
 
 def parse_messages(values: Iterable[str]) -> frozenset[tuple[int, int]]:
@@ -197,6 +263,8 @@ def main() -> None:
     report = asyncio.run(replay(connection, args.dlq, group_id=args.group_id, dry_run=args.dry_run, selection=selection))
     for line in report.messages:
         print(("would replay " if report.dry_run else "replayed ") + line)
+    for line in report.skipped_messages:
+        print("skipped " + line)
     print(report.summary())
 
 

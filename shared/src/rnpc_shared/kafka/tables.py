@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Table, Text
 from sqlmodel import Field, SQLModel
 
+from rnpc_shared.contracts.events import EVENT_ID_MAX_LENGTH
 from rnpc_shared.db import UtcDateTime, utc_now
 
 
@@ -45,7 +46,7 @@ class InboxEvent(SQLModel, table=True):
     __tablename__ = "inbox"
 
     consumer: str = Field(primary_key=True, max_length=255)
-    event_id: str = Field(primary_key=True, max_length=255)
+    event_id: str = Field(primary_key=True, max_length=EVENT_ID_MAX_LENGTH)  # the envelope bounds the id
     topic: str = Field(max_length=255)
     partition: int
     offset: int

@@ -15,7 +15,9 @@ from rnpc_gateway.fhir.mapping import MappingError, map_bundle
 from rnpc_shared.auth import Principal
 from rnpc_shared.contracts.events import TOPIC_EHR_INBOUND, EventHeader, Payload
 from rnpc_shared.contracts.record import RecurrenceRecord
+from rnpc_shared.http import valid_correlation_id
 from rnpc_shared.kafka.consumer import PermanentError
+from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError
 
 
@@ -36,13 +38,16 @@ def inbound_handler(max_event_bytes: int) -> Callable[[Session, EventHeader, Inb
 
     def on_inbound(session: Session, event: EventHeader, payload: InboundMessage) -> None:
         data = payload.model_dump()
+        # The publisher's id is stored (record version, audit row) and sent on: bounded as over HTTP.
+        correlation_id = valid_correlation_id(event.correlationid)
+        token = correlation_id_var.set(correlation_id)  # the audit row and the logs carry the stored id
         try:
             if data.get("resourceType") == "Bundle":
                 record = map_bundle(data).record
             else:
                 record = RecurrenceRecord.model_validate(data)
             accepted = service.accept_record(
-                session, record, correlation_id=event.correlationid, max_event_bytes=max_event_bytes
+                session, record, correlation_id=correlation_id, max_event_bytes=max_event_bytes
             )
             # Same transaction as the write: an ingest without its audit row never commits.
             audit.chain(session.connection(), [INBOUND_AUDITOR.entry("create", record.recurrence_id, record.version, 202, accepted.outcome)])
@@ -53,6 +58,8 @@ def inbound_handler(max_event_bytes: int) -> Callable[[Session, EventHeader, Inb
             raise PermanentError(f"invalid native record: {exc.errors(include_url=False)}") from exc
         except ProblemError as exc:  # e.g. the same version with other content (409)
             raise PermanentError(f"{exc.title}: {exc.detail}") from exc
+        finally:
+            correlation_id_var.reset(token)
         metrics.FHIR_INGEST.labels("kafka", "accepted").inc()
 
     return on_inbound
