@@ -98,6 +98,25 @@ async def test_body_that_is_not_json_is_a_400(gateway, fhir_write) -> None:  # n
     assert response.status_code == 400 and response.json()["title"] == "Body is not JSON"
 
 
+@pytest.mark.parametrize("path", ["/fhir/r4", "/fhir/r4/notifications"])
+async def test_json_nested_past_the_parser_limit_is_a_400(gateway, fhir_write, path: str) -> None:  # noqa: ANN001
+    _, client = gateway
+    response = await client.post(path, content=b"[" * 5000 + b"]" * 5000, headers=fhir_write)
+    assert response.status_code == 400 and response.json()["title"] == "Body is not JSON", response.text
+
+
+async def test_json_nested_deeper_than_fhir_needs_is_a_400_naming_the_rule(gateway, fhir_write) -> None:  # noqa: ANN001
+    _, client = gateway
+    bundle = load_example("npc-early-local")
+    extension: dict[str, Any] = {"url": "http://x", "valueString": "x"}
+    for _ in range(300):
+        extension = {"url": "http://x", "extension": [extension]}
+    bundle["entry"][0]["resource"]["extension"] = [extension]
+    response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=fhir_write)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"] == [{"field": "(body)", "rule": "json_depth", "message": "nested deeper than 64"}]
+
+
 @pytest.mark.parametrize("path", sorted(MCODE_EXAMPLES.glob("Bundle-*.json")), ids=lambda p: p.name)
 async def test_mcode_example_bundles_over_http_are_refused_with_a_reason_never_500(gateway, fhir_write, path) -> None:  # noqa: ANN001
     _, client = gateway

@@ -94,6 +94,8 @@ def validate_resource(resource: Any, where: str) -> Resource:
             for err in exc.errors()[:10]
         ]
         raise MappingError(issues) from exc
+    except RecursionError as exc:  # the validator recurses once per nesting level
+        raise _fail(ref_of(resource), "(resource)", "nesting_too_deep", "elements nest too deeply to validate") from exc
     return resource
 
 
