@@ -217,6 +217,19 @@ def test_extensions_nested_too_deeply_to_validate_name_the_resource() -> None:
     assert issue["rule"] == "nesting_too_deep" and issue["resource"] == ref_of(bundle["entry"][0]["resource"])
 
 
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda b: b.update(type=["collection"]), ("Bundle", "type", "bundle_type")),
+    (lambda b: b["entry"][1]["resource"].setdefault("meta", {}).update(profile=[None]), (None, "meta.profile[0]", "string_required")),
+], ids=["type a list", "null profile"])
+def test_bundle_shape_errors_name_the_element(change: Any, expected: tuple[str | None, str, str]) -> None:
+    bundle = load_example("npc-early-local")
+    change(bundle)
+    issue = _issue(bundle)
+    resource, element, rule = expected
+    assert (issue["element"], issue["rule"]) == (element, rule)
+    assert issue["resource"] == (resource or ref_of(bundle["entry"][1]["resource"]))
+
+
 def test_kps_not_multiple_of_ten_is_a_record_rule() -> None:
     bundle = load_example("npc-early-local")
     _resource(bundle, "el-kps")["valueInteger"] = 85
