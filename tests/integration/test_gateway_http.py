@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rnpc_devstack.stack import migrate
-from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ
+from rnpc_shared.auth import SCOPE_ADMIN, SCOPE_RECOMMENDATION_READ
 from rnpc_shared.devissuer import user_scopes
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -148,3 +148,12 @@ async def test_recommendation_reads_are_audited_in_their_own_unit_of_work(gatewa
     async with AsyncSession(engine) as session:
         assert await audit.verify(session) == []
     await engine.dispose()
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_a_reevaluation_since_outside_utc_years_is_a_422_naming_it(gateway, auth_headers, since: str) -> None:  # noqa: ANN001
+    client, _ = gateway
+    response = await client.get("/v1/admin/reevaluate", params={"since": since}, headers=auth_headers([SCOPE_ADMIN]))
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "query.since" and "1-9999" in error["message"]
