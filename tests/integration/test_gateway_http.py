@@ -7,6 +7,7 @@ behaviour); one request is held inside the limit until the test releases it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -157,3 +158,10 @@ async def test_a_reevaluation_since_outside_utc_years_is_a_422_naming_it(gateway
     assert response.status_code == 422, response.text
     [error] = response.json()["errors"]
     assert error["field"] == "query.since" and "1-9999" in error["message"]
+
+
+async def test_a_token_header_outside_latin_1_is_a_401(gateway) -> None:  # noqa: ANN001
+    client, _ = gateway
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "€", "typ": "at+jwt", "kid": "k"}).encode()).rstrip(b"=").decode()
+    response = await client.get("/v1/recurrences/case-7", headers={"Authorization": f"Bearer {header}.e30.c2ln"})
+    assert response.status_code == 401 and response.headers["www-authenticate"].isascii()

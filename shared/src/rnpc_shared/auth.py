@@ -91,7 +91,7 @@ class AuthError(ProblemError):
         params = [f'realm="{REALM}"']
         if error is not None:
             params.append(f'error="{error}"')
-            params.append(f'error_description="{description}"')
+            params.append(f'error_description="{_header_safe(description)}"')
         if scope is not None:
             params.append(f'scope="{scope}"')
         title = "Unauthorized" if status == 401 else "Forbidden"
@@ -102,6 +102,12 @@ class AuthError(ProblemError):
             type_=f"https://rnpc.example/problems/{error or 'missing-token'}",
             headers={"WWW-Authenticate": "Bearer " + ", ".join(params)},
         )
+
+
+def _header_safe(text: str) -> str:
+    """`text` with only the characters RFC 6750 §3 allows in error_description (printable ASCII
+    but `"` and `\\`): a token's own text may be part of it, and a header is latin-1."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
 def invalid_token(description: str) -> AuthError:
