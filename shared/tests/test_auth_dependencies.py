@@ -4,6 +4,8 @@ closed). (In-process app; the keys are a dev issuer's on disk.)"""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -90,3 +92,20 @@ def test_a_scoped_route_declares_exactly_its_scope(app: tuple[FastAPI, list[str]
     openapi = application.openapi()
     assert declared_scopes(openapi)[("GET", "/scoped")] == [SCOPE_EVIDENCE_READ]
     assert openapi["paths"]["/scoped"]["get"]["security"] == [{"bearer": [SCOPE_EVIDENCE_READ]}]
+
+
+def _unsigned(header: dict[str, object]) -> str:
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part({'sub': 'x'})}.c2ln"
+
+
+@pytest.mark.parametrize("alg", ["€", 'RS256" , scope="system/Admin.write', "\\"])
+def test_token_text_never_reaches_the_challenge_header_unescaped(app: tuple[FastAPI, list[str]], alg: str) -> None:
+    application, _ = app
+    response = TestClient(application).get("/scoped", headers={"Authorization": f"Bearer {_unsigned({'alg': alg, 'typ': 'at+jwt', 'kid': 'k'})}"})
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.isascii() and challenge.count('"') == 6 and "\\" not in challenge  # realm, error, error_description
+    assert alg in response.json()["detail"]  # the body (JSON) says what was refused as it was

@@ -80,3 +80,20 @@ async def test_ingested_numbers_are_taken_out_of_kept_ranges(databases) -> None:
         assert await _kept(engine) == [(1, 10, None), (2, 3, None)]
     finally:
         await engine.dispose()
+
+
+async def test_many_scattered_numbers_are_looked_up_and_taken_out_in_parts(databases) -> None:  # noqa: ANN001
+    """1500 separate numbers: more OR terms than one WHERE clause may hold on SQLite."""
+    engine = await _engine(databases, "fhir-scattered")
+    now = utc_now()
+    scattered = list(range(1, 3000, 2))
+    try:
+        async with AsyncSession(engine) as session:
+            store.keep_pending(session, SUBSCRIPTION, [Pending(1, 5000, None, "too many missed")], next_attempt_at=now)
+            await session.commit()
+            assert await store.pending_among(session, SUBSCRIPTION, scattered) == set(scattered)
+            await store.resolve_pending(session, SUBSCRIPTION, set(scattered))
+            await session.commit()
+            assert (await store.pending_summary(session, now))[0] == 5000 - len(scattered)
+    finally:
+        await engine.dispose()

@@ -7,6 +7,7 @@ behaviour); one request is held inside the limit until the test releases it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from rnpc_devstack.stack import migrate
-from rnpc_shared.auth import SCOPE_RECOMMENDATION_READ
+from rnpc_shared.auth import SCOPE_ADMIN, SCOPE_RECOMMENDATION_READ
 from rnpc_shared.devissuer import user_scopes
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -148,3 +149,19 @@ async def test_recommendation_reads_are_audited_in_their_own_unit_of_work(gatewa
     async with AsyncSession(engine) as session:
         assert await audit.verify(session) == []
     await engine.dispose()
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_a_reevaluation_since_outside_utc_years_is_a_422_naming_it(gateway, auth_headers, since: str) -> None:  # noqa: ANN001
+    client, _ = gateway
+    response = await client.get("/v1/admin/reevaluate", params={"since": since}, headers=auth_headers([SCOPE_ADMIN]))
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "query.since" and "1-9999" in error["message"]
+
+
+async def test_a_token_header_outside_latin_1_is_a_401(gateway) -> None:  # noqa: ANN001
+    client, _ = gateway
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "€", "typ": "at+jwt", "kid": "k"}).encode()).rstrip(b"=").decode()
+    response = await client.get("/v1/recurrences/case-7", headers={"Authorization": f"Bearer {header}.e30.c2ln"})
+    assert response.status_code == 401 and response.headers["www-authenticate"].isascii()

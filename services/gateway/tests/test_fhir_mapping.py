@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rnpc_gateway.fhir import terminology as t
-from rnpc_gateway.fhir.mapping import MappingError, map_bundle, restaging_kind, rt_technique, site_of
+from rnpc_gateway.fhir.mapping import MappingError, map_bundle, ref_of, restaging_kind, rt_technique, site_of
 from rnpc_shared.contracts.record import NCategory, RtTechnique, Site, TCategory
 
 from .conftest import MCODE_EXAMPLES, load_example
@@ -201,6 +201,33 @@ def test_invalid_fhir_names_the_element() -> None:
     _resource(bundle, "el-kps")["valueInteger"] = "ninety"
     issue = _issue(bundle)
     assert issue["resource"] == "Observation/el-kps" and "valueInteger" in issue["element"]
+
+
+def _nested_extension(levels: int) -> dict[str, Any]:
+    extension: dict[str, Any] = {"url": "http://x", "valueString": "x"}
+    for _ in range(levels):
+        extension = {"url": "http://x", "extension": [extension]}
+    return extension
+
+
+def test_extensions_nested_too_deeply_to_validate_name_the_resource() -> None:
+    bundle = load_example("npc-early-local")
+    bundle["entry"][0]["resource"]["extension"] = [_nested_extension(300)]
+    issue = _issue(bundle)
+    assert issue["rule"] == "nesting_too_deep" and issue["resource"] == ref_of(bundle["entry"][0]["resource"])
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda b: b.update(type=["collection"]), ("Bundle", "type", "bundle_type")),
+    (lambda b: b["entry"][1]["resource"].setdefault("meta", {}).update(profile=[None]), (None, "meta.profile[0]", "string_required")),
+], ids=["type a list", "null profile"])
+def test_bundle_shape_errors_name_the_element(change: Any, expected: tuple[str | None, str, str]) -> None:
+    bundle = load_example("npc-early-local")
+    change(bundle)
+    issue = _issue(bundle)
+    resource, element, rule = expected
+    assert (issue["element"], issue["rule"]) == (element, rule)
+    assert issue["resource"] == (resource or ref_of(bundle["entry"][1]["resource"]))
 
 
 def test_kps_not_multiple_of_ten_is_a_record_rule() -> None:

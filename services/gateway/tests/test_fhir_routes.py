@@ -101,6 +101,25 @@ async def test_body_that_is_not_json_is_a_400(gateway, fhir_write) -> None:  # n
     assert response.status_code == 400 and response.json()["title"] == "Body is not JSON"
 
 
+@pytest.mark.parametrize("path", ["/fhir/r4", "/fhir/r4/notifications"])
+async def test_json_nested_past_the_parser_limit_is_a_400(gateway, fhir_write, path: str) -> None:  # noqa: ANN001
+    _, client = gateway
+    response = await client.post(path, content=b"[" * 5000 + b"]" * 5000, headers=fhir_write)
+    assert response.status_code == 400 and response.json()["title"] == "Body is not JSON", response.text
+
+
+async def test_json_nested_deeper_than_fhir_needs_is_a_400_naming_the_rule(gateway, fhir_write) -> None:  # noqa: ANN001
+    _, client = gateway
+    bundle = load_example("npc-early-local")
+    extension: dict[str, Any] = {"url": "http://x", "valueString": "x"}
+    for _ in range(300):
+        extension = {"url": "http://x", "extension": [extension]}
+    bundle["entry"][0]["resource"]["extension"] = [extension]
+    response = await client.post("/fhir/r4", content=json.dumps(bundle), headers=fhir_write)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"] == [{"field": "(body)", "rule": "json_depth", "message": "nested deeper than 64"}]
+
+
 @pytest.mark.parametrize("path", sorted(MCODE_EXAMPLES.glob("Bundle-*.json")), ids=lambda p: p.name)
 async def test_mcode_example_bundles_over_http_are_refused_with_a_reason_never_500(gateway, fhir_write, path) -> None:  # noqa: ANN001
     _, client = gateway
@@ -136,6 +155,86 @@ def notification(
     return {"resourceType": "Bundle", "type": "history", "timestamp": "2026-11-20T10:00:00Z", "entry": entries}
 
 
+def _status_bundle(status: Any) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "history", "entry": [{"resource": status}]}
+
+
+def _parameters(*extra: dict[str, Any], kind: Any = "heartbeat", subscription: Any = None) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "subscription", "valueReference": subscription or {"reference": SUBSCRIPTION}}, {"name": "type", "valueCode": kind}, *extra]}
+
+
+def _event(number: Any) -> dict[str, Any]:
+    return {"name": "notification-event", "part": [{"name": "event-number", "valueString": number}]}
+
+
+MALFORMED_NOTIFICATIONS = {
+    "entry an object": ({"resourceType": "Bundle", "type": "history", "entry": {"a": 1}}, "Bundle", "entry", "list_required"),
+    "entry a number": ({"resourceType": "Bundle", "type": "history", "entry": 5}, "Bundle", "entry", "list_required"),
+    "an entry not an object": ({"resourceType": "Bundle", "type": "history", "entry": [_status_bundle(_parameters())["entry"][0], "x"]},
+                               "Bundle", "entry[1]", "object_required"),
+    "status a string": (_status_bundle("x"), "Bundle.entry[0]", "resourceType", "status_first"),
+    "parameter items not objects": (_status_bundle({"resourceType": "Parameters", "parameter": [1]}), "Bundle.entry[0]", "parameter[0]", "object_required"),
+    "parameter not a list": (_status_bundle({"resourceType": "Parameters", "parameter": {}}), "Bundle.entry[0]", "parameter", "list_required"),
+    "type a list": (_status_bundle(_parameters(kind=["event-notification"])), "Bundle.entry[0]", "parameter[type].valueCode", "string_required"),
+    "valueReference a string": (_status_bundle(_parameters(subscription="Subscription/x")),
+                                "Bundle.entry[0]", "parameter[subscription].valueReference", "object_required"),
+    "topic an object": (_status_bundle(_parameters({"name": "topic", "valueCanonical": {"x": 1}})),
+                        "Bundle.entry[0]", "parameter[topic].valueCanonical", "string_required"),
+    "event parts not a list": (_status_bundle(_parameters({"name": "notification-event", "part": "x"}, kind="event-notification")),
+                               "Bundle.entry[0]", "parameter[notification-event].part", "list_required"),
+    "event number a float": (_status_bundle(_parameters(_event(1.5), kind="event-notification")),
+                             "Bundle.entry[0]", "parameter[notification-event].part[event-number]", "integer_string"),
+    "event number past the column": (_status_bundle(_parameters({"name": "events-since-subscription-start", "valueString": "99999999999999999999"})),
+                                     "Bundle.entry[0]", "parameter[events-since-subscription-start]", "event_number_range"),
+    "event number negative": (_status_bundle(_parameters(_event("-1"), kind="event-notification")),
+                              "Bundle.entry[0]", "parameter[notification-event].part[event-number]", "event_number_range"),
+    "R4B events not objects": (_status_bundle({"resourceType": "SubscriptionStatus", "subscription": {"reference": SUBSCRIPTION},
+                                               "type": "event-notification", "notificationEvent": ["x"]}),
+                               "Bundle.entry[0]", "notificationEvent[0]", "object_required"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_NOTIFICATIONS))
+async def test_malformed_notification_is_a_422_naming_the_element(gateway, fhir_write, name: str) -> None:  # noqa: ANN001
+    app, client = gateway
+    body, resource, element, rule = MALFORMED_NOTIFICATIONS[name]
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    [error] = response.json()["errors"]
+    assert (error["resource"], error["element"], error["rule"]) == (resource, element, rule)
+    assert await _rows(app, SubscriptionState) == []  # refused before anything was stored
+
+
+async def test_event_numbers_up_to_the_stored_column_range_are_accepted(gateway, fhir_write) -> None:  # noqa: ANN001
+    app, client = gateway
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 2**31 - 1)), headers=fhir_write)
+    assert response.status_code == 200, response.text
+    [state] = await _rows(app, SubscriptionState)
+    assert state.last_event_number == 2**31 - 1
+
+
+async def test_too_many_events_in_one_notification_is_a_422(gateway, fhir_write) -> None:  # noqa: ANN001
+    _, client = gateway
+    body = _status_bundle(_parameters(*(_event(str(n)) for n in range(1, 1202)), kind="event-notification"))
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["rule"] == "too_many_events"
+
+
+async def test_a_thousand_scattered_event_numbers_are_looked_up_among_the_kept_ones(gateway, fhir_write) -> None:  # noqa: ANN001
+    """Every other number of a kept range: a thousand separate ranges to look up (SQLite refuses
+    one WHERE clause that deep)."""
+    app, client = gateway
+    heartbeat = await client.post("/fhir/r4/notifications", content=json.dumps(notification("heartbeat", 2000)), headers=fhir_write)
+    assert heartbeat.status_code == 200, heartbeat.text  # events 1-2000 missed: too many to read back now, kept
+    body = _status_bundle(_parameters(*(_event(str(n)) for n in range(2, 2001, 2)), kind="event-notification"))
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
+    assert response.status_code == 200, response.text
+    assert [(r.first_event, r.last_event) for r in await _rows(app, PendingFhirEvents)] == [(1, 2000)]
+
+
 async def test_handshake_and_heartbeat_are_acknowledged_not_ingested(gateway, fhir_write) -> None:  # noqa: ANN001
     app, client = gateway
     for kind in ("handshake", "heartbeat"):
@@ -150,6 +249,7 @@ async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gatewa
     app, client = gateway
     resources = [e["resource"] for e in load_example("npc-early-local")["entry"]]
     focus = "https://ehr.test/fhir/Condition/npc-early-local-rec"
+    gaps_before = _metric((await client.get("/metrics")).text, GAPS)  # the counter is process-wide
     await client.post("/fhir/r4/notifications", content=json.dumps(notification("handshake", 0)), headers=fhir_write)
     first = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], resources)), headers=fhir_write)
     assert first.status_code == 202, first.text
@@ -163,8 +263,7 @@ async def test_full_resource_event_is_ingested_once_and_a_gap_is_reported(gatewa
     [state] = await _rows(app, SubscriptionState)
     assert (state.last_event_number, state.gaps_detected) == (4, 1)
     assert state.last_gap and "events 2-3 missed" in state.last_gap
-    metrics = (await client.get("/metrics")).text
-    assert "rnpc_fhir_subscription_event_gaps_total 1.0" in metrics
+    assert _metric((await client.get("/metrics")).text, GAPS) == gaps_before + 1
 
 
 def _metric(text: str, sample: str) -> float:
@@ -173,6 +272,7 @@ def _metric(text: str, sample: str) -> float:
     return float(line.rsplit(" ", 1)[1]) if line else 0.0
 
 
+GAPS = "rnpc_fhir_subscription_event_gaps_total"
 RECOVERED = 'rnpc_fhir_subscription_gap_recoveries_total{outcome="recovered"}'
 INCOMPLETE = 'rnpc_fhir_subscription_gap_recoveries_total{outcome="incomplete"}'
 

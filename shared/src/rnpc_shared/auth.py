@@ -1,8 +1,8 @@
 """Bearer-token authentication and scope authorisation, shared by every service.
 
 Access tokens are JWTs in the RFC 9068 profile (`typ: at+jwt`) from configured issuers; keys
-come from each issuer's JWKS (cached, re-fetched on an unknown `kid` at most once per
-`JWKS_MIN_REFRESH_S`). Only asymmetric algorithms are accepted, so `none` and HMAC (including
+come from each issuer's JWKS (cached, re-read every `JWKS_MAX_AGE_S`, re-fetched on an unknown
+`kid` at most once per `JWKS_MIN_REFRESH_S`). Only asymmetric algorithms are accepted, so `none` and HMAC (including
 "HS256 signed with the public key") are refused before any key is looked at.
 
 Routes declare what they need with `require_scope("user/Recommendation.read")`; the scope shows
@@ -35,10 +35,13 @@ log = logging.getLogger(__name__)
 ALLOWED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384", "EdDSA")
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 JWKS_MIN_REFRESH_S = 30.0  # an unknown kid re-fetches the JWKS at most this often (no fetch storms)
-JWKS_MAX_AGE_S = 3600.0  # keys are re-read at least hourly (rotation without restarts)
-# A verified token is trusted again without its signature check for at most this long (never past
-# its exp): a key withdrawn from the issuer's JWKS stops being honoured within it.
-VERIFIED_TOKEN_TTL_S = 60.0
+# A key withdrawn from its issuer's JWKS stops being honoured within KEY_WITHDRAWAL_S: the JWKS is
+# re-read on the first call once it is JWKS_MAX_AGE_S old, and a verified token is trusted again
+# without its signature check for at most VERIFIED_TOKEN_TTL_S (never past its exp). While the
+# JWKS cannot be read, the keys read last are kept (an issuer outage does not refuse every call).
+KEY_WITHDRAWAL_S = 60.0
+JWKS_MAX_AGE_S = 30.0
+VERIFIED_TOKEN_TTL_S = KEY_WITHDRAWAL_S - JWKS_MAX_AGE_S
 VERIFIED_TOKEN_CACHE_SIZE = 4096
 REALM = "rnpc"
 
@@ -91,7 +94,7 @@ class AuthError(ProblemError):
         params = [f'realm="{REALM}"']
         if error is not None:
             params.append(f'error="{error}"')
-            params.append(f'error_description="{description}"')
+            params.append(f'error_description="{_header_safe(description)}"')
         if scope is not None:
             params.append(f'scope="{scope}"')
         title = "Unauthorized" if status == 401 else "Forbidden"
@@ -104,13 +107,19 @@ class AuthError(ProblemError):
         )
 
 
+def _header_safe(text: str) -> str:
+    """`text` with only the characters RFC 6750 §3 allows in error_description (printable ASCII
+    but `"` and `\\`): a token's own text may be part of it, and a header is latin-1."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+
+
 def invalid_token(description: str) -> AuthError:
     return AuthError(401, "invalid_token", description)
 
 
 class JwksCache:
-    """One issuer's keys by kid: fetched lazily, re-read hourly, re-fetched on an unknown kid
-    (rate limited)."""
+    """One issuer's keys by kid: fetched lazily, re-read once JWKS_MAX_AGE_S old, re-fetched on
+    an unknown kid (rate limited); a failed fetch keeps the keys read last."""
 
     def __init__(self, jwks_uri: str, *, min_refresh_s: float = JWKS_MIN_REFRESH_S, http_timeout_s: float = 5.0) -> None:
         self._uri = jwks_uri

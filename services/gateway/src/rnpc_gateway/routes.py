@@ -6,7 +6,7 @@ leaves an audit row (`AuditorDep`), in the same transaction as a write, before a
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any
 
@@ -312,9 +312,20 @@ async def post_reevaluate(
     }
 
 
+def _in_utc_range(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)  # how it is compared in the database
+    except OverflowError:
+        raise ValueError("the instant is outside the years 1-9999 in UTC") from None
+    return value
+
+
+UtcInstant = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
+
+
 @router.get("/admin/reevaluate", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
 async def get_reevaluation(
-    session: SessionDep, upstream: UpstreamDep, auditor: AuditorDep, since: AwareDatetime
+    session: SessionDep, upstream: UpstreamDep, auditor: AuditorDep, since: UtcInstant
 ) -> dict[str, Any]:
     """How many latest versions still predate today's versions, and what the superseding
     recommendations since `since` changed (advice = case status, option statuses and ranks, work-up)."""

@@ -94,6 +94,9 @@ def validate_resource(resource: Any, where: str) -> Resource:
             for err in exc.errors()[:10]
         ]
         raise MappingError(issues) from exc
+    except RecursionError as exc:  # the validator recurses once per nesting level
+        raise _fail(ref_of(resource), "(resource)", "nesting_too_deep", "elements nest too deeply to validate") from exc
+    _profiles(resource)  # every profile a string, whether or not the mapper reads them
     return resource
 
 
@@ -101,7 +104,7 @@ def parse_bundle(bundle: Any) -> list[Resource]:
     """The Bundle's entry resources, each validated; the Bundle's own shape checked first."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise _fail("Bundle", "resourceType", "bundle_required", "the body must be a FHIR Bundle")
-    if bundle.get("type") not in BUNDLE_TYPES:
+    if not isinstance(bundle.get("type"), str) or bundle["type"] not in BUNDLE_TYPES:
         raise _fail("Bundle", "type", "bundle_type", f"Bundle.type {bundle.get('type')!r} is not one of {sorted(BUNDLE_TYPES)}")
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
@@ -134,7 +137,11 @@ def code_in(concept: Any, system: str, table: dict[str, Any]) -> str | None:
 
 
 def _profiles(resource: Resource) -> list[str]:
-    return list((resource.get("meta") or {}).get("profile") or [])
+    profiles = list((resource.get("meta") or {}).get("profile") or [])
+    for index, profile in enumerate(profiles):
+        if not isinstance(profile, str):  # fhir.resources lets a null through
+            raise _fail(ref_of(resource), f"meta.profile[{index}]", "string_required", f"a profile is a canonical URL, not {type(profile).__name__}")
+    return profiles
 
 
 def has_profile(resource: Resource, name: str) -> bool:

@@ -50,11 +50,32 @@ def mapping_problem(exc: MappingError, path: str) -> ProblemError:
     )
 
 
+# Arrays and objects nested deeper than this are refused: FHIR content nests a few tens deep, and
+# parsing or validating a deeper one would exhaust Python's recursion limit.
+JSON_DEPTH_MAX = 64
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 async def read_json(request: Request) -> Any:
     try:
-        return json.loads(await request.body())
-    except ValueError as exc:
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's limit
         raise ProblemError(400, "Body is not JSON", f"the body must be FHIR JSON ({FHIR_JSON}): {exc}") from exc
+    if json_depth(body) > JSON_DEPTH_MAX:
+        raise ProblemError(400, "Body nested too deeply", f"arrays and objects may nest at most {JSON_DEPTH_MAX} deep",
+                           type_="https://rnpc.example/problems/validation",
+                           errors=[{"field": "(body)", "rule": "json_depth", "message": f"nested deeper than {JSON_DEPTH_MAX}"}])
+    return body
 
 
 def settings_of(runtime: Runtime) -> GatewaySettings:

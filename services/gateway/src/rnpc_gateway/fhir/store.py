@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.fhir import metrics
-from rnpc_gateway.fhir.subscriptions import Notification, Tracking, subtract, track_events
+from rnpc_gateway.fhir.subscriptions import Notification, Tracking, ranges, subtract, track_events
 from rnpc_gateway.tables import PendingFhirEvents, RecommendationView, RecordVersion, SubscriptionState
 from rnpc_shared.db import Units, utc_now
 
@@ -87,26 +88,37 @@ async def release(session: AsyncSession, rows: list[PendingFhirEvents]) -> None:
         await session.exec(delete(PendingFhirEvents).where(col(PendingFhirEvents.id).in_(ids)))  # type: ignore[call-overload]
 
 
-def _covering(subscription: str, numbers: list[int]) -> Any:
+# Kept rows are looked up a few ranges of event numbers at a time: SQLite refuses a WHERE clause
+# whose expression tree is deeper than 1000 (one OR term deep per range).
+COVERING_RANGES_PER_QUERY = 200
+
+
+def _covering(subscription: str, spans: list[tuple[int, int]]) -> Any:
     return select(PendingFhirEvents).where(
         PendingFhirEvents.subscription == subscription,
-        or_(*(and_(col(PendingFhirEvents.first_event) <= n, col(PendingFhirEvents.last_event) >= n) for n in numbers)),
+        or_(*(and_(col(PendingFhirEvents.first_event) <= last, col(PendingFhirEvents.last_event) >= first) for first, last in spans)),
     )
+
+
+async def _rows_covering(session: AsyncSession, subscription: str, numbers: Iterable[int], *, for_update: bool = False) -> list[PendingFhirEvents]:
+    """The kept rows holding any of `numbers`, each once."""
+    spans, rows = ranges(numbers), {}
+    for start in range(0, len(spans), COVERING_RANGES_PER_QUERY):
+        query = _covering(subscription, spans[start:start + COVERING_RANGES_PER_QUERY])
+        for row in (await session.exec(query.with_for_update() if for_update else query)).all():
+            rows[row.id] = row
+    return list(rows.values())
 
 
 async def pending_among(session: AsyncSession, subscription: str, numbers: list[int]) -> set[int]:
     """Which of `numbers` are kept to retry (a redelivered notification retries them at once)."""
-    if not numbers:
-        return set()
-    rows = (await session.exec(_covering(subscription, numbers))).all()
+    rows = await _rows_covering(session, subscription, numbers)
     return {n for n in numbers for row in rows if row.first_event <= n <= row.last_event}
 
 
 async def resolve_pending(session: AsyncSession, subscription: str, numbers: set[int]) -> None:
     """Take ingested event numbers out of the kept ranges (the caller commits)."""
-    if not numbers:
-        return
-    for row in (await session.exec(_covering(subscription, sorted(numbers)).with_for_update())).all():
+    for row in await _rows_covering(session, subscription, numbers, for_update=True):
         rest = subtract(row.first_event, row.last_event, numbers)
         await session.delete(row)
         keep_pending(session, subscription, [Pending(first, last, row.focus if first == last else None, row.reason) for first, last in rest],

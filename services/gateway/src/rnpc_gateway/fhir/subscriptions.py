@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rnpc_gateway.fhir.mapping import MappingError, Issue, Resource
+from rnpc_shared.contracts.record import DB_INT_MAX
 
 NOTIFICATION_TYPES = frozenset({"handshake", "heartbeat", "event-notification", "query-status", "query-event"})
 
@@ -34,17 +35,55 @@ class Notification:
     id_only: list[str] = field(default_factory=list)  # entries with a fullUrl and no resource
 
 
-def _fail(element: str, rule: str, message: str) -> MappingError:
-    return MappingError([Issue("Bundle.entry[0]", element, rule, message)])
+STATUS = "Bundle.entry[0]"  # where the status resource is, in issues
+# Event numbers and counts are stored in SubscriptionState.last_event_number, a 32-bit integer on
+# PostgreSQL; one notification (or one $events answer, fhir_events_recovery_max <= 1000) carries
+# at most EVENTS_MAX events.
+EVENTS_MAX = 1000
+
+
+def _fail(element: str, rule: str, message: str, resource: str = STATUS) -> MappingError:
+    return MappingError([Issue(resource, element, rule, message)])
+
+
+def _object(value: Any, element: str, resource: str = STATUS) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(element, "object_required", f"must be a JSON object, not {type(value).__name__}", resource)
+    return value
+
+
+def _objects(value: Any, element: str, resource: str = STATUS) -> list[dict[str, Any]]:
+    """A list of JSON objects; absent is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(element, "list_required", f"must be a JSON array, not {type(value).__name__}", resource)
+    return [_object(item, f"{element}[{index}]", resource) for index, item in enumerate(value)]
+
+
+def _text(value: Any, element: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _fail(element, "string_required", f"must be a string, not {type(value).__name__}")
+
+
+def _reference(value: Any, element: str) -> str | None:
+    return None if value is None else _text(_object(value, element).get("reference"), f"{element}.reference")
 
 
 def _int(value: Any, element: str) -> int | None:
+    """An event number or count: an integer or a string of one (R4 valueString), 0..DB_INT_MAX."""
     if value is None:
         return None
     try:
-        return int(str(value))
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(value)
+        number = int(value)
     except ValueError as exc:
         raise _fail(element, "integer_string", f"{value!r} is not an event count") from exc
+    if not 0 <= number <= DB_INT_MAX:
+        raise _fail(element, "event_number_range", f"{number} is outside 0..{DB_INT_MAX}")
+    return number
 
 
 def _param(parameters: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -52,22 +91,21 @@ def _param(parameters: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def _from_parameters(status: Resource) -> tuple[str, str | None, str | None, str | None, int | None, list[NotificationEvent]]:
-    params = status.get("parameter") or []
-    subscription = (_param(params, "subscription").get("valueReference") or {}).get("reference")
+    params = _objects(status.get("parameter"), "parameter")
     events = []
     for p in params:
         if p.get("name") != "notification-event":
             continue
-        parts = p.get("part") or []
+        parts = _objects(p.get("part"), "parameter[notification-event].part")
         events.append(NotificationEvent(
             number=_int(_param(parts, "event-number").get("valueString"), "parameter[notification-event].part[event-number]"),
-            focus=(_param(parts, "focus").get("valueReference") or {}).get("reference"),
+            focus=_reference(_param(parts, "focus").get("valueReference"), "parameter[notification-event].part[focus].valueReference"),
         ))
     return (
-        str(subscription or ""),
-        _param(params, "topic").get("valueCanonical"),
-        _param(params, "status").get("valueCode"),
-        _param(params, "type").get("valueCode"),
+        _reference(_param(params, "subscription").get("valueReference"), "parameter[subscription].valueReference") or "",
+        _text(_param(params, "topic").get("valueCanonical"), "parameter[topic].valueCanonical"),
+        _text(_param(params, "status").get("valueCode"), "parameter[status].valueCode"),
+        _text(_param(params, "type").get("valueCode"), "parameter[type].valueCode"),
         _int(_param(params, "events-since-subscription-start").get("valueString"), "parameter[events-since-subscription-start]"),
         events,
     )
@@ -75,40 +113,40 @@ def _from_parameters(status: Resource) -> tuple[str, str | None, str | None, str
 
 def _from_subscription_status(status: Resource) -> tuple[str, str | None, str | None, str | None, int | None, list[NotificationEvent]]:
     events = [
-        NotificationEvent(number=_int(e.get("eventNumber"), "notificationEvent.eventNumber"), focus=(e.get("focus") or {}).get("reference"))
-        for e in status.get("notificationEvent") or []
+        NotificationEvent(number=_int(e.get("eventNumber"), "notificationEvent.eventNumber"),
+                          focus=_reference(e.get("focus"), "notificationEvent.focus"))
+        for e in _objects(status.get("notificationEvent"), "notificationEvent")
     ]
     return (
-        str((status.get("subscription") or {}).get("reference") or ""),
-        status.get("topic"), status.get("status"), status.get("type"),
+        _reference(status.get("subscription"), "subscription") or "",
+        _text(status.get("topic"), "topic"), _text(status.get("status"), "status"), _text(status.get("type"), "type"),
         _int(status.get("eventsSinceSubscriptionStart"), "eventsSinceSubscriptionStart"), events,
     )
 
 
 def parse_notification(bundle: Any) -> Notification:
+    """The notification, its shape checked element by element: anything unusable is a
+    MappingError naming the element and the rule."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get("type") != "history":
         raise MappingError([Issue("Bundle", "type", "history_bundle_required", "a notification is a Bundle of type 'history'")])
-    entries = bundle.get("entry") or []
-    status = (entries[0].get("resource") if entries and isinstance(entries[0], dict) else None) or {}
-    if status.get("resourceType") == "Parameters":
-        parsed = _from_parameters(status)
-    elif status.get("resourceType") == "SubscriptionStatus":
-        parsed = _from_subscription_status(status)
-    else:
+    entries = _objects(bundle.get("entry"), "entry", "Bundle")
+    status = entries[0].get("resource") if entries else None
+    if not isinstance(status, dict) or status.get("resourceType") not in ("Parameters", "SubscriptionStatus"):
         raise _fail("resourceType", "status_first", "the first entry must be the subscription status (Parameters in R4)")
+    parsed = _from_parameters(status) if status["resourceType"] == "Parameters" else _from_subscription_status(status)
     subscription, topic, state, kind, since, events = parsed
     if not subscription:
         raise _fail("parameter[subscription]", "required", "the status names no subscription")
     if kind not in NOTIFICATION_TYPES:
         raise _fail("parameter[type]", "notification_type", f"type {kind!r} is not one of {sorted(NOTIFICATION_TYPES)}")
+    if len(events) > EVENTS_MAX:
+        raise _fail("parameter[notification-event]", "too_many_events", f"{len(events)} events in one notification; at most {EVENTS_MAX}")
     resources, id_only = [], []
     for entry in entries[1:]:
-        if not isinstance(entry, dict):
-            continue
         if isinstance(entry.get("resource"), dict):
             resources.append(entry["resource"])
-        elif entry.get("fullUrl"):
-            id_only.append(str(entry["fullUrl"]))
+        elif isinstance(entry.get("fullUrl"), str) and entry["fullUrl"]:
+            id_only.append(entry["fullUrl"])
     return Notification(subscription, topic, state, kind, since, events, resources, id_only)
 
 
