@@ -455,7 +455,7 @@ async def test_a_gap_too_large_to_read_back_while_the_ehr_waits_is_kept_and_read
     heartbeat = notification("heartbeat", 21, subscription=subscription)  # the default limit is 20
     response = await client.post("/fhir/r4/notifications", content=json.dumps(heartbeat), headers=fhir_write)
     assert response.status_code == 200, response.text
-    assert any(i["severity"] == "warning" and i["diagnostics"].startswith("missed events 1-21: more than 20") for i in response.json()["issue"])
+    assert any(i["severity"] == "warning" and i["diagnostics"].startswith("missed events 1-21: beyond the 20 read back while the EHR waits") for i in response.json()["issue"])
     assert not any("$events" in path for path, _ in fhir_stub.requests)
     assert await _kept(app) == [(1, 21, None, 0)]
     fhir_stub.events = {21: f"{fhir_stub.base}/Condition/npc-ecog-rec"}
@@ -464,6 +464,19 @@ async def test_a_gap_too_large_to_read_back_while_the_ehr_waits_is_kept_and_read
     assert [p.split("?", 1)[1].split("&content")[0] for p in reads] == [
         "eventsSinceNumber=1&eventsUntilNumber=20", "eventsSinceNumber=21&eventsUntilNumber=21"]
     assert await _kept(app) == [(1, 20, None, 1)]  # not returned: still kept
+
+
+async def test_many_small_gaps_are_read_back_while_the_ehr_waits_only_up_to_the_limit(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
+    """The limit bounds the events read back per notification, all gaps together (one $events call
+    per gap): 30 gaps of one event are 20 calls while the EHR waits, the rest kept for the background."""
+    app, client = gateway
+    subscription = f"{fhir_stub.base}/Subscription/rnpc-recurrence"
+    focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
+    body = notification("event-notification", 60, [(n, focus) for n in range(2, 61, 2)], id_only=[focus], subscription=subscription)
+    response = await client.post("/fhir/r4/notifications", content=json.dumps(body), headers=fhir_write)
+    assert response.status_code == 202, response.text
+    assert len([path for path, _ in fhir_stub.requests if "$events" in path]) == 20  # the default limit
+    assert [(first, last) for first, last, _, _ in await _kept(app)] == [(n, n) for n in range(1, 60, 2)]  # every gap kept
 
 
 @pytest.mark.parametrize("reference", ["https://ehr.test/fhir/Subscription/x", "http://127.0.0.1/fhir/../admin/Subscription/x",
@@ -549,7 +562,7 @@ async def test_kept_events_are_listed_and_dismissed_by_an_admin_only_and_audited
     assert (await client.get("/v1/admin/fhir/pending-events", headers=reader)).status_code == 403
     assert (await client.get("/v1/admin/fhir/pending-events")).status_code == 401
     [kept] = (await client.get("/v1/admin/fhir/pending-events", headers=admin)).json()["pending"]
-    assert (kept["first_event"], kept["last_event"], kept["attempts"]) == (1, 30, 0) and "more than 20" in kept["reason"]
+    assert (kept["first_event"], kept["last_event"], kept["attempts"]) == (1, 30, 0) and "beyond the 20 read back" in kept["reason"]
     assert (await client.delete(f"/v1/admin/fhir/pending-events/{kept['id']}", headers=reader)).status_code == 403
     assert (await client.delete(f"/v1/admin/fhir/pending-events/{kept['id']}", headers=admin)).status_code == 204
     assert await _kept(app) == []

@@ -149,13 +149,15 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
                                  next_attempt_at=utc_now() + timedelta(seconds=recovery.RETRY_LEASE_S))
     await session.commit()
     recovered = recovery.Outcome()
+    budget = settings.fhir_events_recovery_max  # events read back while the EHR waits, all gaps together
     for first, last in tracking.gaps:
-        if last - first + 1 > settings.fhir_events_recovery_max:
-            recovered.keep(Pending(first, last, None, f"more than {settings.fhir_events_recovery_max} missed at once"),
-                           f"missed events {first}-{last}: more than {settings.fhir_events_recovery_max} to read back while the EHR waits; "
+        if last - first + 1 > budget:
+            recovered.keep(Pending(first, last, None, f"beyond the {settings.fhir_events_recovery_max} read back while the EHR waits"),
+                           f"missed events {first}-{last}: beyond the {settings.fhir_events_recovery_max} read back while the EHR waits; "
                            "kept, read back in the background")
             metrics.SUBSCRIPTION_GAP_RECOVERIES.labels("too_many").inc()
         else:
+            budget -= last - first + 1
             metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(await recovery.read_back(first, last, notification.subscription, runtime, auditor, recovered)).inc()
     own, unread, refused = recovery.Outcome(), [], None
     if notification.type == "event-notification":
