@@ -99,8 +99,10 @@ def test_redrive_reuses_stored_results_and_issues_one_recommendation(new_stack, 
     wait_until(lambda: _has_recommendation(stack, "redrive-1"), 90, "the recommendation")
     # Two recorded events (original + re-drive), each passed down the chain, one result per stage:
     # the last stage reads both recorded, both scores and both evidence events (a re-emit each),
-    # and the evidence base once (announced with the first match only).
-    wait_until(lambda: _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") == 7, 60, "every event at the last stage")
+    # and the evidence base twice (announced with the first match, again with the re-emitted one:
+    # a re-drive brings the base to a stage that lost it), stored once.
+    wait_until(lambda: _count(stack.urls["recommendation"], "SELECT count(*) FROM inbox") == 8, 60, "every event at the last stage")
+    assert _count(stack.urls["recommendation"], "SELECT count(*) FROM evidence_bases") == 1
     assert _count(stack.urls["evidence"], "SELECT count(*) FROM evidence_base_announcements") == 1
     assert _count(stack.urls["scoring"], "SELECT count(*) FROM score_sets") == 1
     assert _count(stack.urls["evidence"], "SELECT count(*) FROM evidence_matches") == 1
