@@ -519,3 +519,22 @@ def test_referral_for_the_best_option_stays_first(kit: SimpleNamespace) -> None:
     offered_first = [o.status for o in consider_group]
     assert offered_first == sorted(offered_first, key=lambda status: status == U)
     assert rank(rec, "reimrt") < rank(rec, "brachytherapy")
+
+
+@pytest.mark.parametrize("volume_cm3", [8.0, 30.0])
+def test_brachytherapy_is_ordered_and_warned_by_the_small_volume_limit_as_srs_and_sbrt_are(kit: SimpleNamespace, volume_cm3: float) -> None:
+    """Brachytherapy is for small rT1–2 (seed §5.7, §6) with no volume of its own: the SRS/SBRT
+    limit (MODELS.md §4.6) orders and warns it, as it does SRS/SBRT, and its reason never calls a
+    30 cm³ lesion small. Its status stays 'consider' (the suitability model is provisional)."""
+    small = {"recurrence.t_category": "T2", "recurrence.extension.parapharyngeal": "superficial"}
+    record = kit.build_record({**small, "recurrence.gtv_volume_cm3": volume_cm3})
+    rec = recommend(record, kit.build_scores(record), kit.build_evidence(), ISSUED_AT)
+    brachy, srs = option(rec, "brachytherapy"), option(rec, "srs")
+    assert brachy.status == srs.status == C
+    assert not any(r.text.startswith("Small rT1–2") for r in brachy.reasons)
+    warned = [w for w in brachy.warnings if w.startswith("Not a small-volume candidate")]
+    if volume_cm3 > 10:
+        assert warned and f"{volume_cm3:g} cm³" in warned[0]
+        assert rank(rec, "brachytherapy") > rank(rec, "reimrt")  # moved down, as SRS/SBRT are
+    else:
+        assert not warned and any("Small-volume rT1–2 candidate" in r.text for r in brachy.reasons)

@@ -32,7 +32,7 @@ from rnpc_recommendation.domain import eligibility as eligibility_module
 from rnpc_recommendation.domain import policy as policy_module
 from rnpc_recommendation.domain import schedules as schedules_module
 from rnpc_recommendation.domain.context import CaseContext
-from rnpc_recommendation.domain.effects import BACK, DOWN, FIRST, FRONT, Effects
+from rnpc_recommendation.domain.effects import BACK, DOWN, FIRST, FRONT, Effects, Modalities
 from rnpc_recommendation.domain.schedules import (
     BRACHY_HDR_INTRACAVITARY,
     REIMRT_HYPERFRACTIONATED,
@@ -466,9 +466,15 @@ def small_volume_techniques(ctx: CaseContext) -> Effects:
     e.propose(
         M.brachytherapy,
         S.consider,
-        "Small rT1–2: interstitial or intracavitary brachytherapy may be comparable to ENP in "
-        "local control and OS, with fewer severe complications than re-IMRT.",
+        "rT1–2: for a small recurrence, interstitial or intracavitary brachytherapy may be "
+        "comparable to ENP in local control and OS, with fewer severe complications than re-IMRT.",
         source="seed §5.7 [72,113]",
+    )
+    # The seed gives brachytherapy no volume of its own ("small T1–T2"; seed §6: "low-volume
+    # recurrent foci only"): the conservative reading orders and warns by the SRS/SBRT limit.
+    _order_by_small_volume(
+        e, ctx, M.brachytherapy, "Brachytherapy",
+        source="seed §5.7, §6; the SRS/SBRT small-volume limit of MODELS.md §4.6 as the conservative reading",
     )
     e.warn(
         M.brachytherapy,
@@ -487,23 +493,35 @@ def small_volume_techniques(ctx: CaseContext) -> Effects:
 
 def _srs_sbrt_for_early(e: Effects, ctx: CaseContext) -> None:
     """SRS/SBRT stay at 'consider' for rT1–2; the provisional suitability only orders and warns."""
+    both = (M.srs, M.sbrt)
+    source = "MODELS.md §4.6 (Chua 2006, seed [89]; provisional)"
+    e.propose(both, S.consider, "rT1–2: SRS/SBRT are considered for small volumes.", source=source)
+    _order_by_small_volume(e, ctx, both, "SRS/SBRT", source=source)
+    e.note(
+        M.sbrt,
+        "Fractionated SBRT: better 3-year local failure-free rate than SRS (83% vs 51%), "
+        "similar OS.",
+        source="seed §5.4 [91]",
+    )
+
+
+def _order_by_small_volume(e: Effects, ctx: CaseContext, modalities: Modalities, label: str, *, source: str) -> None:
+    """Order and warn (never set a status: the suitability model is provisional) by whether the
+    rT1–2 lesion is within the small-volume limit (MODELS.md §4.6, configurable)."""
     volume_cm3 = ctx.record.recurrence.gtv_volume_cm3
     volume = f"{volume_cm3:g} cm³" if volume_cm3 is not None else "volume not recorded"
     limit = ctx.threshold(SRS_SUITABILITY, "gtv_volume")
     limit_text = f"limit {limit.describe()}" if limit is not None else "limit not reported"
     suitability = ctx.result(SRS_SUITABILITY)
-    source = "MODELS.md §4.6 (Chua 2006, seed [89]; provisional)"
-    both = (M.srs, M.sbrt)
-    e.propose(both, S.consider, "rT1–2: SRS/SBRT are considered for small volumes.", source=source)
     if suitability is None:
         e.warn(
-            both,
-            f"SRS/SBRT suitability not computable{_why_unknown(ctx, SRS_SUITABILITY)}: "
+            modalities,
+            f"{label} suitability not computable{_why_unknown(ctx, SRS_SUITABILITY)}: "
             "confirm a small volume first.",
             models=(SRS_SUITABILITY,),
         )
         e.shift(
-            both,
+            modalities,
             BACK,
             "Small volume not confirmed; conservative reading: ordered as not a candidate.",
             source=source,
@@ -511,30 +529,24 @@ def _srs_sbrt_for_early(e: Effects, ctx: CaseContext) -> None:
         )
     elif suitability.category == ScoreCategory.candidate:
         e.note(
-            both,
+            modalities,
             f"Small-volume rT1–2 candidate ({volume}; {limit_text}; provisional).",
             source=source,
             models=(SRS_SUITABILITY,),
         )
     else:
         e.shift(
-            both,
+            modalities,
             BACK,
             "Not a small-volume candidate (provisional): moved down.",
             source=source,
             models=(SRS_SUITABILITY,),
         )
         e.warn(
-            both,
+            modalities,
             f"Not a small-volume candidate ({volume}; {limit_text}; provisional).",
             models=(SRS_SUITABILITY,),
         )
-    e.note(
-        M.sbrt,
-        "Fractionated SBRT: better 3-year local failure-free rate than SRS (83% vs 51%), "
-        "similar OS.",
-        source="seed §5.4 [91]",
-    )
 
 
 def surgical_stage(ctx: CaseContext) -> Effects:
