@@ -273,3 +273,21 @@ def test_a_dead_letter_is_observed_once_by_its_content_not_only_its_offset() -> 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_alerting_counters_are_exported_at_zero_before_the_first_event(broker, databases) -> None:  # noqa: ANN001
+    """A labelled counter created by its first increment first shows up at 1, which increase()
+    cannot see: the first parked event or forged result would page nobody. The consumer and the
+    relay export their label sets at 0 when they start."""
+    from prometheus_client import REGISTRY
+
+    async with Harness(broker, databases) as harness:
+        per_topic = {"service": "probe", "topic": harness.topic}
+        for name, labels in [
+            ("rnpc_provenance_rejected_total", per_topic),
+            ("rnpc_dlq_messages_total", per_topic),
+            ("rnpc_events_consumed_total", per_topic | {"outcome": "retry"}),
+            ("rnpc_outbox_parked_total", {"service": "probe", "reason": "too_large"}),
+            ("rnpc_outbox_parked_total", {"service": "probe", "reason": "failing"}),
+        ]:
+            assert REGISTRY.get_sample_value(name, labels) is not None, (name, labels)

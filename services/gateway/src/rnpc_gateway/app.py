@@ -81,6 +81,8 @@ def limits_resource(runtime: Runtime):  # noqa: ANN201 - an async context manage
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    metrics.at_zero(metrics.REDRIVES, ("gateway",))  # RnpcRecordsRedriven sees the first re-drive
+    metrics.at_zero(metrics.BACKGROUND_ERRORS, ("gateway", "redrive"), ("gateway", "fhir-pending-retry"))
     app = create_service_app(
         settings=settings,
         title="rNPC retreatment advisor — gateway",

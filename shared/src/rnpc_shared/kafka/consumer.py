@@ -130,7 +130,13 @@ class _RebalanceCounter(ConsumerRebalanceListener):  # type: ignore[misc]  # aio
         self._service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        # Their lag is the new owner's to export now: a value left here would stay frozen (and
+        # keep RnpcConsumerLagHigh firing under max by partition) after the backlog is gone.
+        for tp in revoked:
+            try:
+                metrics.CONSUMER_LAG.remove(self._service, tp.topic, str(tp.partition))
+            except KeyError:  # never exported
+                pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         metrics.REBALANCES.labels(self._service).inc()
@@ -159,6 +165,12 @@ class EventConsumer:
         self._settings = settings
         self._service = settings.service_name
         self._routes = routes
+        service, topics = self._service, list(routes)
+        metrics.at_zero(metrics.EVENTS_CONSUMED, *((service, topic, outcome.value) for topic in topics for outcome in Outcome))
+        metrics.at_zero(metrics.DLQ_MESSAGES, *((service, topic) for topic in topics))
+        metrics.at_zero(metrics.PROVENANCE_REJECTED, *((service, topic) for topic in topics))
+        metrics.at_zero(metrics.COMMIT_FAILURES, (service,))
+        metrics.at_zero(metrics.REBALANCES, (service,))
         # Its own connection: one writer, each poll batch one unit of work (see the module doc).
         self._units = Units(settings.database_url.get_secret_value(), threads=1, name=f"{self._service}-consumer")
         self._producer = producer

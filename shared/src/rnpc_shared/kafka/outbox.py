@@ -182,6 +182,8 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.oldest_pending_age_s = 0.0  # sampled by housekeeping; /readyz reads it
+        metrics.at_zero(metrics.OUTBOX_PARKED, (service, "too_large"), (service, "failing"))
+        metrics.at_zero(metrics.BACKGROUND_ERRORS, (service, "outbox-relay"), (service, "outbox-housekeeping"))
         self._claim = _claim_statement(batch_size)  # built once: every pass runs it
         # A pass's two steps (claim, mark) on a connection of the relay's own: one hop each on
         # SQLite, where aiosqlite hopped threads for every DBAPI call (see `Units.steps`).
