@@ -93,7 +93,7 @@ LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("rnpc_outbox_published_total", "status"): frozenset({"ok", "error"}),
     ("rnpc_recurrences_accepted_total", "outcome"): frozenset(a.value for a in Acceptance),
     ("rnpc_outbox_parked_total", "reason"): frozenset({"too_large", "failing"}),
-    ("rnpc_background_errors_total", "job"): frozenset({"redrive", "outbox-relay", "outbox-housekeeping"}),
+    ("rnpc_background_errors_total", "job"): frozenset({"redrive", "fhir-pending-retry", "outbox-relay", "outbox-housekeeping"}),
     ("rnpc_provenance_rejected_total", "topic"): TOPICS,
     ("rnpc_consumer_lag", "topic"): TOPICS,
     ("rnpc_events_consumed_total", "topic"): TOPICS,

@@ -24,9 +24,11 @@ headers), else its key and value.
 
 Against a broker with SASL, add e.g. `--security-protocol SASL_SSL --sasl-mechanism SCRAM-SHA-512
 --sasl-username <principal>` and put the password in the environment as RNPC_KAFKA_SASL_PASSWORD
-(never on the command line). Use the tool's own principal, `dlq-replay` (KafkaUser rnpc-dlq-replay
-in deploy/k8s; rnpc_shared.kafka.access.DLQ_REPLAY): READ on the dead-letter topics and its group,
-WRITE on the topics they came from, nothing else.
+(never on the command line), and `--ssl-cafile <ca.crt>` with SSL/SASL_SSL. Use the tool's own
+principal (rnpc_shared.kafka.access.DLQ_REPLAY): READ on the dead-letter topics and its group,
+WRITE on the topics they came from, nothing else. Its SCRAM user name is the KafkaUser's name,
+`--sasl-username rnpc-dlq-replay` in deploy/k8s (Secret rnpc-dlq-replay, key `password`); the test
+broker of tests/support/kafka_broker.py names it after the bare principal, `dlq-replay`.
 """
 
 from __future__ import annotations
