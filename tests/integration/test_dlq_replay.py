@@ -182,3 +182,28 @@ async def test_each_original_event_is_replayed_once_and_parked_notices_are_skipp
     assert all("dlq.reason" not in headers and "dlq.kind" not in headers for _, _, headers in resent)
     again = await replay(topics.connection, topics.dlq, group_id=group)  # every offset was committed, skipped ones too
     assert (again.examined, again.replayed) == (0, 0)
+
+
+async def test_a_copy_without_its_value_is_skipped_with_where_the_original_is(topics: Topics) -> None:
+    """A consumer omits the value of a dead letter too large for its producer (`dlq.value_omitted`):
+    re-sending the empty value would be no event at all; the original is in its own topic."""
+    omitted = [
+        ("dlq.original_topic", topics.topic.encode()), ("dlq.original_partition", b"2"), ("dlq.original_offset", b"40"),
+        ("dlq.reason", b"PermanentError: unprocessable"), ("dlq.value_omitted", b"too_large"),
+        ("dlq.value_bytes", b"1100000"), ("dlq.value_sha256", b"ab" * 32),
+    ]
+    await topics.producer.send_and_wait(topics.dlq, key=b"case-big", value=b"", headers=omitted)
+    await topics.dead_letter("case-1", b"event-1")
+
+    group = f"replay-{uuid.uuid4().hex[:8]}"
+    report = await replay(topics.connection, topics.dlq, group_id=group)
+    assert (report.examined, report.replayed, report.skipped) == (2, 1, 1)
+    assert report.skipped_by_reason == {"value omitted": 1}
+    assert report.skipped_messages == [
+        f"0:0 case-big (value omitted: too_large, 1100000 bytes, sha256 {'ab' * 32}; the original is in {topics.topic} "
+        "at 2:40 until that topic's retention (re-read it there, not from the DLQ))"
+    ]
+    assert "skipped 1, value omitted: 1" in report.summary()
+    assert [value for _, value, _ in await topic_messages(topics.connection, topics.topic)] == [b"event-1"]  # no empty event
+    again = await replay(topics.connection, topics.dlq, group_id=group)  # the skipped one was committed too
+    assert (again.examined, again.replayed) == (0, 0)

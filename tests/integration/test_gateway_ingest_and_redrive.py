@@ -6,7 +6,9 @@
 - the re-drive loop survives a database error and re-drives once the database is back;
 - a manual re-drive does not use up the automatic budget;
 - a record from the inbound topic with an over-long correlation id is accepted under a fresh id
-  (the HTTP rule; PostgreSQL refuses more than 64 characters in the stored columns).
+  (the HTTP rule; PostgreSQL refuses more than 64 characters in the stored columns);
+- a dead letter whose value was omitted (too large for its copy) is shown on the case with where
+  the original is.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from rnpc_devstack.stack import migrate
 from rnpc_gateway.app import create_app, redrive_loop
 from rnpc_gateway.fhir.inbound import InboundMessage, inbound_handler
 from rnpc_gateway.settings import GatewaySettings
-from rnpc_gateway.tables import AuditEntry, RecordVersion
+from rnpc_gateway.tables import AuditEntry, DeadLetterNotice, RecordVersion
 from rnpc_shared.contracts.events import TOPIC_EHR_INBOUND, CloudEvent, EventHeader
 from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.db import Units, find_by_version, make_engine, make_session_factory, run_sync, utc_now
 from rnpc_shared.http import CORRELATION_ID_PATTERN
 from rnpc_shared.logging import correlation_id_var
+from rnpc_shared.kafka.consumer import DeadLetter
 from rnpc_shared.kafka.tables import OutboxEvent
 from rnpc_shared.service import Runtime
 
@@ -248,3 +251,25 @@ async def _true(value: bool) -> bool:
 
 async def _at_least(runtime: Runtime, rows: int) -> bool:
     return await _outbox_rows(runtime) >= rows
+
+
+async def test_a_dead_letter_without_its_value_is_shown_on_the_case_with_where_the_original_is(databases) -> None:  # noqa: ANN001
+    url = databases.new_url("gateway")
+    await _create_schema(url)
+    engine = make_engine(url)
+    letter = DeadLetter(
+        dlq_topic="rnpc.scores.computed.v1.dlq", key="case-big", value=b"", reason="PermanentError: unprocessable",
+        error_type="PermanentError", original_topic="rnpc.scores.computed.v1", consumer_group="rnpc-recommendation",
+        value_omitted="too_large", original_position="1:40",
+    )
+    try:
+        async with make_session_factory(engine)() as session:
+            await run_sync(session, service.note_dead_letter, letter)
+            await session.commit()
+            [notice] = (await session.exec(select(DeadLetterNotice))).all()
+    finally:
+        await engine.dispose()
+    assert (notice.recurrence_id, notice.version, notice.stage) == ("case-big", None, "recommendation")
+    assert notice.reason == (
+        "PermanentError: unprocessable [event not copied to the DLQ (too_large); it is in rnpc.scores.computed.v1 at 1:40]"
+    )

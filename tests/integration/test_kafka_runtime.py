@@ -8,13 +8,14 @@ keeps going.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, select
@@ -30,13 +31,15 @@ from rnpc_shared.kafka.consumer import (
     dead_letter_key,
     decode_dlq_headers,
 )
-from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox
+from rnpc_shared.kafka.outbox import OutboxRelay, add_to_outbox, message_size_bytes
 from rnpc_shared.kafka.producer import EventProducer, ensure_topics
 from rnpc_shared.kafka.replay import replay
 from rnpc_shared.kafka.tables import InboxEvent, OutboxEvent
 from rnpc_shared.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
+
+SMALL_LIMIT = 4096
 
 
 class ProbeEffect(SQLModel, table=True):
@@ -63,7 +66,7 @@ async def eventually(predicate: Callable[[], Awaitable[Any]], deadline_s: float 
 
 
 class Harness:
-    def __init__(self, broker, databases, *, observe_dlq: bool = False) -> None:  # noqa: ANN001
+    def __init__(self, broker, databases, *, observe_dlq: bool = False, max_message_bytes: int | None = None) -> None:  # noqa: ANN001
         self.observe_dlq = observe_dlq
         self.observed: list[DeadLetter] = []  # dead letters seen by the DLQ observer, when there is one
         self.topic = f"test.probe.{uuid.uuid4().hex[:8]}"
@@ -74,6 +77,9 @@ class Harness:
             consumer_group=f"probe-{uuid.uuid4().hex[:8]}",
             database_url=databases.new_url("probe"),
             retry_backoff_s=0.01,
+            # Smaller than the broker's limit, as a producer's can be: an original may then be too
+            # large for its dead-letter copy.
+            **({"kafka_max_message_bytes": max_message_bytes} if max_message_bytes is not None else {}),
         )
         self.connection = broker.connection
         self.engine = make_engine(self.settings.database_url.get_secret_value())
@@ -132,6 +138,15 @@ class Harness:
     async def publish_raw(self, subject: str, value: bytes, headers: list[tuple[str, bytes | None]] | None = None) -> None:
         await self.producer.send(self.topic, key=subject, value=value, headers=headers or [])
 
+    async def publish_large(self, subject: str, value: bytes, headers: list[tuple[str, bytes | None]] | None = None) -> None:
+        """Sent by another producer, limited only by the broker (1 MiB), not by this service's limit."""
+        producer = AIOKafkaProducer(**self.connection.client_options(), acks="all", enable_idempotence=False)
+        await producer.start()
+        try:
+            await producer.send_and_wait(self.topic, key=subject.encode(), value=value, headers=headers or [])
+        finally:
+            await producer.stop()
+
     async def dead_letters(self, count: int) -> list[Any]:
         consumer = AIOKafkaConsumer(
             dlq_topic(self.topic),
@@ -157,6 +172,13 @@ class Harness:
 @pytest.fixture
 async def harness(broker, databases) -> AsyncIterator[Harness]:  # noqa: ANN001
     async with Harness(broker, databases) as instance:
+        yield instance
+
+
+@pytest.fixture
+async def small_limit(broker, databases) -> AsyncIterator[Harness]:  # noqa: ANN001
+    """A harness whose producer limit (4 KiB) is below the broker's, observing its topic's DLQ."""
+    async with Harness(broker, databases, observe_dlq=True, max_message_bytes=SMALL_LIMIT) as instance:
         yield instance
 
 
@@ -250,6 +272,61 @@ async def test_a_dead_letter_with_null_or_non_utf8_headers_is_observed_and_the_c
     assert all(not task.done() for task in observing.tasks)
     headers = decode_dlq_headers([("dlq.trace", None), ("dlq.note", b"\xff\xfe"), ("dlq.reason", b"r"), ("other", b"x")])
     assert headers == {"dlq.note": "\ufffd\ufffd", "dlq.reason": "r"}
+
+
+async def test_an_event_too_large_for_its_dead_letter_copy_is_dead_lettered_without_its_value_and_the_consumer_goes_on(
+    small_limit: Harness,
+) -> None:
+    """The broker accepts originals up to its own limit; a copy that cannot be sent failed on every
+    attempt (MessageSizeTooLargeError → retry → seek back): the partition was blocked for good."""
+    harness = small_limit
+    harness.fail_permanently.update({31, 32})
+    trace = [("trace", b"t" * 3000)]  # header bulk: the copy fits only without it
+    fits_without_headers = _event("case-big", 32, padding=SMALL_LIMIT - 1500)
+    too_large = _event("case-big", 31, padding=SMALL_LIMIT * 2)
+    await harness.publish_large("case-big", fits_without_headers, headers=[("content-type", b"application/cloudevents+json"), *trace])
+    await harness.publish_large("case-big", too_large, headers=trace)
+    await harness.publish_via_outbox("case-big", 1)  # the next event on the same key (partition)
+
+    assert await eventually(lambda: harness.effects("case-big")) == [1]  # not stuck behind the big one
+    kept, omitted = await harness.dead_letters(2)
+    for letter in (kept, omitted):
+        assert message_size_bytes(letter.value, letter.key.decode(), letter.headers) <= SMALL_LIMIT
+    kept_headers = decode_dlq_headers(kept.headers)
+    assert kept.value == fits_without_headers
+    assert "trace" not in dict(kept.headers) and kept_headers["dlq.headers_omitted"] == "2"
+    assert "dlq.value_omitted" not in kept_headers and "value 32 is unprocessable" in kept_headers["dlq.reason"]
+
+    headers = decode_dlq_headers(omitted.headers)
+    assert omitted.value == b""
+    assert headers["dlq.value_omitted"] == "too_large"
+    assert headers["dlq.value_bytes"] == str(len(too_large))
+    assert headers["dlq.value_sha256"] == hashlib.sha256(too_large).hexdigest()
+    assert headers["dlq.error_type"] == "PermanentError" and "value 31 is unprocessable" in headers["dlq.reason"]
+    assert headers["dlq.original_topic"] == harness.topic
+    assert (headers["dlq.original_partition"], headers["dlq.original_offset"]) == (str(kept.partition), "1")
+
+    # The DLQ observer (the gateway's route) reads it: no value, and where the original is.
+    await eventually(lambda: _true(len(harness.observed) >= 2))
+    observed = {letter.value_omitted: letter for letter in harness.observed}
+    assert observed[None].value == fits_without_headers
+    assert observed["too_large"].value == b"" and observed["too_large"].original_data() is None
+    assert observed["too_large"].original_position == f"{kept.partition}:1"
+    assert all(not task.done() for task in harness.tasks)
+
+    # The replay tool re-sends the one with its value and skips the other, saying where it is.
+    report = await replay(harness.connection, dlq_topic(harness.topic), group_id=f"replay-{uuid.uuid4().hex[:8]}", dry_run=True)
+    assert (report.examined, report.replayed, report.skipped) == (2, 1, 1)
+    assert report.skipped_by_reason == {"value omitted": 1}
+    [line] = report.skipped_messages
+    assert f"the original is in {harness.topic} at {kept.partition}:1 until that topic's retention" in line
+    assert f"{len(too_large)} bytes" in line
+
+
+def _event(subject: str, value: int, *, padding: int) -> bytes:
+    """A valid probe event padded with a field its reader ignores, `padding` characters long."""
+    data = {"value": value, "padding": "p" * padding}
+    return new_event(source="urn:test", type_="t", subject=subject, data=data, correlation_id=None).model_dump_json().encode()
 
 
 def _dead_letter_record(topic: str, offset: int, value: bytes, failed_at: bytes) -> ConsumerRecord:

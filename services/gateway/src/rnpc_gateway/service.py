@@ -343,7 +343,11 @@ def _version_of(data: dict | None) -> int | None:
 def note_dead_letter(session: Session, letter: DeadLetter) -> None:
     """Show on the case which stage gave up on one of its events, and why."""
     stage = letter.consumer_group.removeprefix("rnpc-")
-    version = _version_of(letter.original_data())
+    version = _version_of(letter.original_data())  # None too when the copy carries no value
+    reason = letter.reason
+    if letter.value_omitted:
+        where = f" at {letter.original_position}" if letter.original_position else ""
+        reason += f" [event not copied to the DLQ ({letter.value_omitted}); it is in {letter.original_topic}{where}]"
     session.add(
         DeadLetterNotice(
             recurrence_id=letter.key,
@@ -351,7 +355,7 @@ def note_dead_letter(session: Session, letter: DeadLetter) -> None:
             stage=stage,
             original_topic=letter.original_topic,
             error_type=letter.error_type,
-            reason=letter.reason,
+            reason=reason,
         )
     )
     if version is not None:

@@ -37,7 +37,7 @@ from rnpc_shared import metrics
 from rnpc_shared.contracts.events import EventHeader, dlq_topic, read_event
 from rnpc_shared.db import Units, utc_now
 from rnpc_shared.kafka.connection import KafkaConnection
-from rnpc_shared.kafka.outbox import OutboxRelay
+from rnpc_shared.kafka.outbox import OutboxRelay, message_size_bytes
 from rnpc_shared.kafka.producer import EventProducer
 from rnpc_shared.kafka.tables import INBOX_TABLE, InboxEvent
 from rnpc_shared.logging import correlation_id_var
@@ -107,6 +107,10 @@ class DeadLetter:
     error_type: str
     original_topic: str
     consumer_group: str
+    # Set (e.g. "too_large") when the copy carries no value: the original stays in its topic at
+    # `original_position` until that topic's retention (see `_dead_letter_copy`).
+    value_omitted: str | None = None
+    original_position: str | None = None  # "partition:offset" in original_topic, when recorded
 
     def original_data(self) -> dict[str, Any] | None:
         """The original CloudEvent's data when it is still readable JSON, else None."""
@@ -377,13 +381,12 @@ class EventConsumer:
             )
             metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.dlq).inc()
             return Outcome.dlq
-        reason = f"{type(exc).__name__}: {exc}"[:4000]
+        reason = f"{type(exc).__name__}: {exc}"[:DLQ_REASON_MAX_CHARS]
         error_type = type(exc).__name__
         if isinstance(exc, ProvenanceError):
             error_type = "provenance"
             metrics.PROVENANCE_REJECTED.labels(self._service, record.topic).inc()
-        headers = list(record.headers or []) + [
-            ("dlq.reason", reason.encode()),
+        dlq_headers = [
             ("dlq.error_type", error_type.encode()),
             ("dlq.original_topic", record.topic.encode()),
             ("dlq.original_partition", str(record.partition).encode()),
@@ -393,18 +396,82 @@ class EventConsumer:
             ("dlq.failed_at", utc_now().isoformat().encode()),
         ]
         key = record.key.decode(errors="replace") if record.key else ""
+        copy = _dead_letter_copy(record, key, reason, dlq_headers, self._settings.kafka_max_message_bytes)
         try:
-            await self._producer.send(dlq_topic(record.topic), key=key, value=record.value or b"", headers=headers)
+            await self._producer.send(dlq_topic(record.topic), key=key, value=copy.value, headers=copy.headers)
         except Exception:
-            # Not acknowledged by the broker: do not commit, so nothing is lost.
+            # Not acknowledged by the broker: do not commit, so nothing is lost (RnpcConsumerRetrying).
             log.exception("dead-letter send failed; will retry", extra={"topic": record.topic})
             metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.retry).inc()
             return Outcome.retry
+        if copy.omitted:
+            log.warning(
+                "dead letter trimmed to fit the message size limit",
+                extra={"topic": record.topic, "offset": record.offset, "outcome": ", ".join(copy.omitted)},
+            )
         metrics.EVENTS_CONSUMED.labels(self._service, record.topic, Outcome.dlq).inc()
         metrics.DLQ_MESSAGES.labels(self._service, record.topic).inc()
         log.warning("event dead-lettered", extra={"topic": record.topic, "offset": record.offset, "outcome": reason})
         return Outcome.dlq
 
+
+DLQ_REASON_MAX_CHARS = 4000
+# dlq.reason when the full copy does not fit: the exception type and the start of its message.
+DLQ_REASON_SHORT_CHARS = 500
+# dlq.value_omitted: the copy carries no value, the original stays at dlq.original_* in its topic.
+VALUE_OMITTED_TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class _DeadLetterCopy:
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    omitted: tuple[str, ...]  # what was left out to fit (for the log); empty for a full copy
+
+
+def _dead_letter_copy(
+    record: ConsumerRecord, key: str, reason: str, dlq_headers: list[tuple[str, bytes]], max_bytes: int
+) -> _DeadLetterCopy:
+    """The DLQ copy of `record` that fits `max_bytes` (the producer's max_request_size), sized as
+    the outbox sizes events (`message_size_bytes`, headers included).
+
+    The broker accepts originals up to its own limit, which may exceed the producer's: a full copy
+    (value, original headers, dlq.* headers) that does not fit would fail to send on every attempt
+    and block the partition. So, in order, the first that fits: the full copy; the value without
+    the original headers and with a shortened reason; no value (`dlq.value_omitted=too_large`,
+    `dlq.value_bytes`, `dlq.value_sha256`: the original stays at dlq.original_partition/offset in
+    its topic until that topic's retention) with the original headers; no value, no original
+    headers. If even the last does not fit (a key or limit out of all proportion) it is sent as
+    it is and the send fails: retried, never lost, and alerted on (RnpcConsumerRetrying).
+    """
+    value = record.value or b""
+    original: list[tuple[str, bytes]] = list(record.headers or [])
+    value_note = [
+        ("dlq.value_omitted", VALUE_OMITTED_TOO_LARGE.encode()),
+        ("dlq.value_bytes", str(len(value)).encode()),
+        ("dlq.value_sha256", hashlib.sha256(value).hexdigest().encode()),
+    ]
+
+    def copy(*, keep_value: bool, full: bool) -> _DeadLetterCopy:
+        omitted: tuple[str, ...] = () if keep_value else ("value",)
+        if full:
+            headers = [*original, ("dlq.reason", reason.encode()), *dlq_headers]
+        else:
+            short = reason[:DLQ_REASON_SHORT_CHARS]
+            headers = [("dlq.reason", short.encode()), *dlq_headers]
+            if original:
+                headers.append(("dlq.headers_omitted", str(len(original)).encode()))
+                omitted += ("original headers",)
+            if short != reason:
+                omitted += ("end of the reason",)
+        return _DeadLetterCopy(value, headers, omitted) if keep_value else _DeadLetterCopy(b"", headers + value_note, omitted)
+
+    candidates = [copy(keep_value=True, full=True), copy(keep_value=True, full=False),
+                  copy(keep_value=False, full=True), copy(keep_value=False, full=False)]
+    for candidate in candidates:
+        if message_size_bytes(candidate.value, key, candidate.headers) <= max_bytes:
+            return candidate
+    return candidates[-1]
 
 def _inbox_row(consumer: str, item: _Item) -> dict[str, Any]:
     record = item.record
@@ -484,7 +551,15 @@ def _read_dead_letter(record: ConsumerRecord) -> DeadLetter:
         error_type=headers.get("dlq.error_type", "unknown"),
         original_topic=headers.get("dlq.original_topic", record.topic.removesuffix(".dlq")),
         consumer_group=headers.get("dlq.consumer_group", "unknown"),
+        value_omitted=headers.get("dlq.value_omitted"),
+        original_position=original_position(headers),
     )
+
+
+def original_position(headers: dict[str, str]) -> str | None:
+    """The original message's `partition:offset` in its topic (from decoded dlq.* headers), when recorded."""
+    partition, offset = headers.get("dlq.original_partition"), headers.get("dlq.original_offset")
+    return f"{partition}:{offset}" if partition is not None and offset is not None else None
 
 
 def dead_letter_key(record: ConsumerRecord) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,15 +43,19 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE_HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 # Room for the record batch, record and header framing around key and value (Kafka v2 format).
 MESSAGE_OVERHEAD_BYTES = 512
+# Framing of one record header beyond its name and value: two varint lengths, at most 5 bytes each.
+HEADER_OVERHEAD_BYTES = 10
 PARKED_ERROR_TYPE = "OutboxParked"
 # The `dlq.kind` header of the relay's notice of a parked row: a notice, never a CloudEvent (the
 # DLQ replay skips it; the row is re-driven from its outbox, not from the DLQ).
 PARKED_NOTICE_KIND = "outbox-parked"
 
 
-def message_size_bytes(payload: bytes, key: str) -> int:
-    """What an event (its UTF-8 JSON) weighs against the broker's message size limit."""
-    return len(payload) + len(key.encode()) + MESSAGE_OVERHEAD_BYTES
+def message_size_bytes(payload: bytes, key: str, headers: Iterable[tuple[str, bytes | None]] = ()) -> int:
+    """What an event (its UTF-8 JSON) weighs against the broker's message size limit; headers
+    beyond the content type (which the overhead covers) are counted with their framing."""
+    header_bytes = sum(len(name.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES for name, value in headers)
+    return len(payload) + len(key.encode()) + MESSAGE_OVERHEAD_BYTES + header_bytes
 
 
 def event_json(event: CloudEvent) -> bytes:

@@ -15,7 +15,9 @@ sends and commits nothing. Each message goes back with its original key and valu
 dropped and a `dlq.replayed_from_offset` header added; consumers dedupe by event id.
 
 Skipped, never re-sent (counted per reason, each listed): the relay's notices of outbox rows it
-parked (`dlq.kind: outbox-parked`; not events: the case is re-driven instead), and duplicates. A
+parked (`dlq.kind: outbox-parked`; not events: the case is re-driven instead), copies whose
+value was omitted (`dlq.value_omitted`: the event was larger than a dead letter may be; its line
+names where the original is, in its topic until that topic's retention), and duplicates. A
 DLQ is per topic, not per consumer group: an event that k groups rejected is in it k times, and
 one send reaches every group. So each original event is re-sent at most once per run: the first
 copy goes, the others are duplicates. An event is known by its original topic and its CloudEvent
@@ -47,7 +49,7 @@ from pydantic import SecretStr
 
 from rnpc_shared.kafka.access import DLQ_REPLAY
 from rnpc_shared.kafka.connection import KafkaConnection
-from rnpc_shared.kafka.consumer import decode_dlq_headers
+from rnpc_shared.kafka.consumer import decode_dlq_headers, original_position
 from rnpc_shared.kafka.outbox import PARKED_NOTICE_KIND
 from rnpc_shared.kafka.producer import topic_partitions
 
@@ -78,6 +80,7 @@ class Skip:
 
     not_selected = "not selected"
     parked_notice = "outbox-parked notice"
+    value_omitted = "value omitted"
     duplicate = "duplicate"
 
 
@@ -115,6 +118,21 @@ def original_topic(record: ConsumerRecord, dlq: str) -> str:
 def is_parked_notice(record: ConsumerRecord) -> bool:
     """The relay's notice of an outbox row it parked (see OutboxRelay._announce_parked)."""
     return decode_dlq_headers(record.headers).get("dlq.kind") == PARKED_NOTICE_KIND
+
+
+def value_omitted(record: ConsumerRecord, topic: str) -> str | None:
+    """Why and where, when the DLQ copy carries no value (the consumer's `_dead_letter_copy`):
+    re-sending its empty value would be no event at all; the original is in its own topic."""
+    headers = decode_dlq_headers(record.headers)
+    why = headers.get("dlq.value_omitted")
+    if why is None:
+        return None
+    size = headers.get("dlq.value_bytes", "?")
+    where = original_position(headers) or "an unrecorded position"
+    return (
+        f"{why}, {size} bytes, sha256 {headers.get('dlq.value_sha256', '?')}; the original is in {topic} at "
+        f"{where} until that topic's retention (re-read it there, not from the DLQ)"
+    )
 
 
 def original_event(record: ConsumerRecord, topic: str) -> tuple[str, ...]:
@@ -217,6 +235,9 @@ async def _replay_one(
         report.skip(Skip.parked_notice, f"{here} {key} ({Skip.parked_notice}: re-drive the case instead)")
         return
     topic = original_topic(record, dlq)
+    if (omitted := value_omitted(record, topic)) is not None:
+        report.skip(Skip.value_omitted, f"{here} {key} ({Skip.value_omitted}: {omitted})")
+        return
     event = original_event(record, topic)
     if event in sent:
         report.skip(Skip.duplicate, f"{here} {key} ({Skip.duplicate} of {sent[event]})")
