@@ -39,4 +39,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # Chatty libraries at WARNING: httpx logs every request at INFO (three lines per
+    # /v1/evaluate, the gateway's calls to the stages), which the HTTP metrics already count.
+    for library in ("aiokafka", "httpx", "httpcore"):
+        logging.getLogger(library).setLevel(max(logging.WARNING, root.level))
