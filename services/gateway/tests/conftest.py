@@ -46,12 +46,7 @@ class FhirStub:
                     self._send(503, {"resourceType": "OperationOutcome", "issue": []})
                     return
                 if stub.maintenance:
-                    page = b"<html><body>Down for maintenance</body></html>"
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html")
-                    self.send_header("Content-Length", str(len(page)))
-                    self.end_headers()
-                    self.wfile.write(page)
+                    self._send(200, b"<html><body>Down for maintenance</body></html>", "text/html")
                     return
                 path, _, query = self.path.partition("?")
                 parts = path.strip("/").split("/")[1:]  # after the "fhir" base segment
@@ -67,10 +62,10 @@ class FhirStub:
                 matches = [r for r in stub.resources if r["resourceType"] == parts[0] and (r.get("subject") or {}).get("reference") == f"Patient/{patient}"]
                 self._send(200, {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in matches]})
 
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+            def _send(self, status: int, body: dict[str, Any] | bytes, content_type: str = "application/fhir+json") -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -235,6 +235,11 @@ async def test_a_thousand_scattered_event_numbers_are_looked_up_among_the_kept_o
     assert [(r.first_event, r.last_event) for r in await _rows(app, PendingFhirEvents)] == [(1, 2000)]
 
 
+def id_only_event_one(focus: str) -> str:
+    """The JSON body of event 1 of the subscription, id-only: its focus is read from the FHIR server."""
+    return json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+
+
 async def test_handshake_and_heartbeat_are_acknowledged_not_ingested(gateway, fhir_write) -> None:  # noqa: ANN001
     app, client = gateway
     for kind in ("handshake", "heartbeat"):
@@ -360,7 +365,7 @@ async def test_missed_events_not_had_are_kept_retried_and_ingested_when_the_serv
 async def test_an_event_whose_resources_cannot_be_read_is_kept_and_ingested_when_sent_again(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
     app, client = gateway
     focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
-    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    body = id_only_event_one(focus)
     fhir_stub.down = True
     refused = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
     assert refused.status_code == 502, refused.text
@@ -384,7 +389,7 @@ async def test_an_event_whose_ingest_fails_on_a_database_error_is_kept_and_inges
     the one ingest step), the event was kept ahead with it: the EHR's retry ingests it."""
     app, client = gateway
     focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
-    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    body = id_only_event_one(focus)
     real_accept, failures = recovery.accept, [sqlite3.OperationalError("database is locked")]
 
     async def accept_failing_once(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
@@ -404,7 +409,7 @@ async def test_an_event_whose_ingest_fails_on_a_database_error_is_kept_and_inges
 async def test_an_event_answered_with_a_maintenance_page_is_kept_not_a_500(gateway, fhir_write, fhir_stub) -> None:  # noqa: ANN001
     app, client = gateway
     focus = f"{fhir_stub.base}/Condition/npc-ecog-rec"
-    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    body = id_only_event_one(focus)
     fhir_stub.maintenance = True
     refused = await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)
     assert refused.status_code == 502, refused.text
@@ -428,7 +433,7 @@ async def test_a_kept_event_not_had_by_a_retry_is_ingested_by_the_background_ret
     app, client = gateway
     focus = f"{fhir_stub.base}/Condition/npc-restaged-rec"
     fhir_stub.down = True
-    body = json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus]))
+    body = id_only_event_one(focus)
     assert (await client.post("/fhir/r4/notifications", content=body, headers=fhir_write)).status_code == 502
     fhir_stub.down = False
     assert await retry_pending(app.state.runtime) == 1
@@ -525,7 +530,7 @@ async def test_id_only_event_reads_the_restaging_imaging_and_reports(gateway, fh
 async def test_id_only_focus_on_another_server_is_refused(gateway, fhir_write) -> None:  # noqa: ANN001
     _, client = gateway
     focus = "https://elsewhere.test/fhir/Condition/x"
-    response = await client.post("/fhir/r4/notifications", content=json.dumps(notification("event-notification", 1, [(1, focus)], id_only=[focus])), headers=fhir_write)
+    response = await client.post("/fhir/r4/notifications", content=id_only_event_one(focus), headers=fhir_write)
     assert response.status_code == 422 and response.json()["errors"][0]["rule"] == "foreign_server"
 
 

@@ -473,6 +473,7 @@ def _dead_letter_copy(
             return candidate
     return candidates[-1]
 
+
 def _inbox_row(consumer: str, item: _Item) -> dict[str, Any]:
     record = item.record
     return {
@@ -571,22 +572,19 @@ def dead_letter_key(record: ConsumerRecord) -> str:
     dead-lettering consumer include its group and the failure time), so a redelivery of the same
     message dedupes and any other message does not; the key stays within the inbox column however
     long the topic or the original event id."""
-    digest = hashlib.sha256()
-    for part in (record.topic.encode(), record.key, record.value):
-        _digest_field(digest, part)
+    fields = [record.topic.encode(), record.key, record.value]
     for name, value in record.headers or []:
-        _digest_field(digest, name.encode(errors="replace") if isinstance(name, str) else name)
-        _digest_field(digest, value)
-    return f"dlq:{record.partition}:{record.offset}:{digest.hexdigest()}"
+        fields += [name.encode(errors="replace") if isinstance(name, str) else name, value]
+    return f"dlq:{record.partition}:{record.offset}:{fields_digest(fields)}"
 
 
-def _digest_field(digest: hashlib._Hash, value: bytes | None) -> None:
-    """Length-prefixed, a null distinct from empty: no two field lists digest the same bytes."""
-    if value is None:
-        digest.update(b"-")
-    else:
-        digest.update(b"%d:" % len(value))
-        digest.update(value)
+def fields_digest(fields: Iterable[bytes | None]) -> str:
+    """sha256 hex of `fields`, each length-prefixed and a null distinct from empty: no two field
+    lists digest the same bytes."""
+    digest = hashlib.sha256()
+    for value in fields:
+        digest.update(b"-" if value is None else b"%d:%s" % (len(value), value))
+    return digest.hexdigest()
 
 
 def decode_dlq_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:

@@ -243,9 +243,10 @@ class OutboxRelay:
             rows: list[_Claimed] = await run(_claim_rows, self._claim)
             if not rows:
                 return 0
-            sizes_bytes = {row.id: message_size_bytes(row.payload, row.key) for row in rows}
             failures: dict[uuid.UUID, BaseException] = {
-                row_id: OversizeError(size, self._max_message_bytes) for row_id, size in sizes_bytes.items() if size > self._max_message_bytes
+                row.id: OversizeError(size_bytes, self._max_message_bytes)
+                for row in rows
+                if (size_bytes := message_size_bytes(row.payload, row.key)) > self._max_message_bytes
             }
             sendable = [row for row in rows if row.id not in failures]
             errors = await self._producer.send_many(

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -49,7 +48,7 @@ from pydantic import SecretStr
 
 from rnpc_shared.kafka.access import DLQ_REPLAY
 from rnpc_shared.kafka.connection import KafkaConnection
-from rnpc_shared.kafka.consumer import decode_dlq_headers, original_position
+from rnpc_shared.kafka.consumer import decode_dlq_headers, fields_digest, original_position
 from rnpc_shared.kafka.outbox import PARKED_NOTICE_KIND
 from rnpc_shared.kafka.producer import topic_partitions
 
@@ -111,19 +110,18 @@ class ReplayReport:
         return f"{self.dlq}: examined {self.examined}, {verb} {self.replayed}, skipped {self.skipped}{reasons} (by topic: {topics})"
 
 
-def original_topic(record: ConsumerRecord, dlq: str) -> str:
-    return decode_dlq_headers(record.headers).get("dlq.original_topic") or dlq.removesuffix(".dlq")
+def original_topic(headers: dict[str, str], dlq: str) -> str:
+    return headers.get("dlq.original_topic") or dlq.removesuffix(".dlq")
 
 
-def is_parked_notice(record: ConsumerRecord) -> bool:
+def is_parked_notice(headers: dict[str, str]) -> bool:
     """The relay's notice of an outbox row it parked (see OutboxRelay._announce_parked)."""
-    return decode_dlq_headers(record.headers).get("dlq.kind") == PARKED_NOTICE_KIND
+    return headers.get("dlq.kind") == PARKED_NOTICE_KIND
 
 
-def value_omitted(record: ConsumerRecord, topic: str) -> str | None:
+def value_omitted(headers: dict[str, str], topic: str) -> str | None:
     """Why and where, when the DLQ copy carries no value (the consumer's `_dead_letter_copy`):
     re-sending its empty value would be no event at all; the original is in its own topic."""
-    headers = decode_dlq_headers(record.headers)
     why = headers.get("dlq.value_omitted")
     if why is None:
         return None
@@ -135,7 +133,7 @@ def value_omitted(record: ConsumerRecord, topic: str) -> str | None:
     )
 
 
-def original_event(record: ConsumerRecord, topic: str) -> tuple[str, ...]:
+def original_event(record: ConsumerRecord, headers: dict[str, str], topic: str) -> tuple[str, ...]:
     """What the DLQ message is a copy of (see the module doc): the same for each group's copy."""
     try:
         event_id = json.loads(record.value).get("id")
@@ -143,13 +141,9 @@ def original_event(record: ConsumerRecord, topic: str) -> tuple[str, ...]:
         event_id = None
     if isinstance(event_id, str) and event_id:
         return (topic, "id", event_id)
-    headers = decode_dlq_headers(record.headers)
     if "dlq.original_partition" in headers and "dlq.original_offset" in headers:
         return (topic, "position", headers["dlq.original_partition"], headers["dlq.original_offset"])
-    digest = hashlib.sha256()
-    for part in (record.key, record.value):
-        digest.update(b"-" if part is None else b"%d:%s" % (len(part), part))
-    return (topic, "content", digest.hexdigest())
+    return (topic, "content", fields_digest([record.key, record.value]))
 
 
 def replay_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
@@ -231,14 +225,15 @@ async def _replay_one(
         return
     key = record.key.decode(errors="replace") if record.key is not None else "-"
     here = f"{record.partition}:{record.offset}"
-    if is_parked_notice(record):
+    headers = decode_dlq_headers(record.headers)  # read once: every check below looks at them
+    if is_parked_notice(headers):
         report.skip(Skip.parked_notice, f"{here} {key} ({Skip.parked_notice}: re-drive the case instead)")
         return
-    topic = original_topic(record, dlq)
-    if (omitted := value_omitted(record, topic)) is not None:
+    topic = original_topic(headers, dlq)
+    if (omitted := value_omitted(headers, topic)) is not None:
         report.skip(Skip.value_omitted, f"{here} {key} ({Skip.value_omitted}: {omitted})")
         return
-    event = original_event(record, topic)
+    event = original_event(record, headers, topic)
     if event in sent:
         report.skip(Skip.duplicate, f"{here} {key} ({Skip.duplicate} of {sent[event]})")
         return

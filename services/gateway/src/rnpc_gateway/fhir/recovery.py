@@ -96,8 +96,13 @@ async def ingest_or_keep(
         if refused_for_content(exc):
             outcome.issues.append({"severity": "error", "code": "processing", "diagnostics": f"{label} {number} read back but refused: {exc}"})
         else:
-            outcome.keep(Pending(number, number, focus, f"resources not read or stored: {exc}"),
-                         f"{label} {number}: its resources could not be read or stored now ({exc}); kept, retried automatically")
+            outcome.keep(*not_had_now(number, focus, exc, label))
+
+
+def not_had_now(number: int, focus: str, exc: Exception, label: str) -> tuple[Pending, str]:
+    """The row to keep for an event not ingested now (not for its content), and what to tell."""
+    return (Pending(number, number, focus, f"resources not read or stored: {exc}"),
+            f"{label} {number}: its resources could not be read or stored now ({exc}); kept, retried automatically")
 
 
 def refused_for_content(exc: Exception) -> bool:
@@ -106,9 +111,14 @@ def refused_for_content(exc: Exception) -> bool:
     return isinstance(exc, MappingError) or (isinstance(exc, ProblemError) and exc.status < 500)
 
 
-async def read_back(first: int, last: int, subscription: str, runtime: Runtime, auditor: Auditor, outcome: Outcome) -> str:
+async def read_back(first: int, last: int, subscription: str, runtime: Runtime, auditor: Auditor, outcome: Outcome) -> None:
     """Read back missed events first..last with $events and ingest them; what is not had is kept.
-    The metric's outcome: recovered, incomplete, failed or no_server."""
+    Counted by what came of it (rnpc_fhir_subscription_gap_recoveries_total)."""
+    metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(await _read_back(first, last, subscription, runtime, auditor, outcome)).inc()
+
+
+async def _read_back(first: int, last: int, subscription: str, runtime: Runtime, auditor: Auditor, outcome: Outcome) -> str:
+    """`read_back`'s work; the metric's outcome: recovered, incomplete, failed or no_server."""
     missed = f"missed events {first}-{last}"
     reader = fhir_reader(runtime.settings)  # type: ignore[arg-type]
     if reader is None:
@@ -149,8 +159,7 @@ async def _retry(row: PendingFhirEvents, runtime: Runtime, auditor: Auditor) -> 
     else:
         part = settings.fhir_events_recovery_max
         for since in range(row.first_event, row.last_event + 1, part):
-            label = await read_back(since, min(row.last_event, since + part - 1), row.subscription, runtime, auditor, outcome)
-            metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(label).inc()
+            await read_back(since, min(row.last_event, since + part - 1), row.subscription, runtime, auditor, outcome)
     return outcome
 
 

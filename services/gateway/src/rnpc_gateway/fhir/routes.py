@@ -158,7 +158,7 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
             metrics.SUBSCRIPTION_GAP_RECOVERIES.labels("too_many").inc()
         else:
             budget -= last - first + 1
-            metrics.SUBSCRIPTION_GAP_RECOVERIES.labels(await recovery.read_back(first, last, notification.subscription, runtime, auditor, recovered)).inc()
+            await recovery.read_back(first, last, notification.subscription, runtime, auditor, recovered)
     own, unread, refused = recovery.Outcome(), [], None
     if notification.type == "event-notification":
         for event in notification.events:
@@ -174,11 +174,11 @@ async def post_notification(request: Request, session: SessionDep, runtime: Runt
                     refused = refused or _fhir_server_problem(str(exc))
                     continue
                 unread.append(event.number)
-                diagnostics = f"event {event.number}: its resources could not be read or stored now ({exc}); kept, retried automatically"
+                pending, diagnostics = recovery.not_had_now(event.number, event.focus, exc, "event")
                 if event.number in retried:  # already kept
                     own.issues.append({"severity": "warning", "code": "incomplete", "diagnostics": diagnostics})
                 else:
-                    own.keep(Pending(event.number, event.number, event.focus, f"resources not read or stored: {exc}"), diagnostics)
+                    own.keep(pending, diagnostics)
     await _settle(session, notification.subscription, claimed, recovered, own)
     if refused is not None:
         raise refused
