@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rnpc_shared import metrics
 from rnpc_shared.auth import TokenVerifier, smart_security_scheme
 from rnpc_shared.db import GroupCommit, Units, make_engine, make_session_factory, ping
 from rnpc_shared.http import health_router, install_http_middleware
@@ -46,7 +47,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         database_url = self.settings.database_url.get_secret_value()
-        self.group_commit = GroupCommit(database_url)
+        checkpoint_errors = metrics.BACKGROUND_ERRORS.labels(self.settings.service_name, "wal-checkpoint")
+        self.group_commit = GroupCommit(database_url, on_checkpoint_error=checkpoint_errors.inc)
         self.reads = Units(database_url, threads=2, name="reads")
 
     def live(self) -> bool:

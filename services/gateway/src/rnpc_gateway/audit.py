@@ -2,7 +2,10 @@
 
 Rows are appended to a hash chain: `row_hash = sha256(canonical JSON of the row, prev_hash)`.
 A write's row is in the write's transaction; a read's row is committed before the response is
-sent, so an access whose audit row cannot be written is refused. `verify` walks the chain.
+sent, so an access whose audit row cannot be written is refused. A row that comes with no write
+(a read, a refusal) is committed without waiting for the disk (`GroupCommit`): it survives any
+crash of a process, and is flushed within about a second, so only a power loss of the database
+host in that second could lose it. `verify` walks the chain.
 
     python -m rnpc_gateway.audit verify [--database-url URL]
 """
@@ -31,7 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
 from rnpc_shared.auth import AuthError, Principal, current_principal
 from rnpc_shared.contracts.record import RecurrenceId, canonical_json
-from rnpc_shared.db import Deferred, GroupCommit, Job, make_engine, make_session_factory, utc_now
+from rnpc_shared.db import Deferred, GroupCommit, Job, Prepared, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
 from rnpc_shared.problems import ProblemError
 from rnpc_shared.service import get_runtime
@@ -82,26 +85,26 @@ async def append(session: AsyncSession, entry: AuditRow) -> AuditRow:
 
 
 _HEAD = AuditChainHead.__table__  # type: ignore[attr-defined]
-# Built once: the group commit runs these for every batch of audited reads.
-_ADVANCE_HEAD = (
+# Prepared: the group commit runs these for every batch of audited reads.
+_ADVANCE_HEAD = Prepared(
     update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq + bindparam("count", type_=Integer)).returning(_HEAD.c.seq, _HEAD.c.row_hash)
 )
-_SET_HEAD_HASH = update(_HEAD).where(_HEAD.c.id == 1).values(row_hash=bindparam("last_hash", type_=String))
-_INSERT_ENTRIES = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
+_SET_HEAD_HASH = Prepared(update(_HEAD).where(_HEAD.c.id == 1).values(row_hash=bindparam("last_hash", type_=String)))
+_INSERT_ENTRIES = Prepared(insert(AuditEntry.__table__), column_keys=COLUMNS)  # type: ignore[attr-defined]
 
 
 def chain(connection: Connection, entries: list[AuditRow]) -> None:
     """Chain `entries` in order after the current head, in the connection's transaction.
 
     The head row is updated first: that takes the lock every other appender waits on."""
-    last_seq, prev_hash = connection.execute(_ADVANCE_HEAD, {"count": len(entries)}).one()
+    [(last_seq, prev_hash)] = _ADVANCE_HEAD.execute(connection, {"count": len(entries)})
     rows = []
     for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
         entry.seq, entry.prev_hash = seq, prev_hash
         entry.row_hash = prev_hash = row_hash(entry)
         rows.append({name: getattr(entry, name) for name in COLUMNS})
-    connection.execute(_INSERT_ENTRIES, rows)
-    connection.execute(_SET_HEAD_HASH, {"last_hash": prev_hash})
+    _INSERT_ENTRIES.executemany(connection, rows)
+    _SET_HEAD_HASH.execute(connection, {"last_hash": prev_hash})
 
 
 @dataclass
@@ -222,7 +225,7 @@ class Auditor:
             return Deferred(chain, entry, (version, value))
 
         try:
-            result = await group_commit.run(job)
+            result = await group_commit.run(job, durable=False)  # a read: only its audit row is written
         except Exception as exc:
             await self.record(self._failed(exc, action, recurrence_id, None))
             raise
@@ -231,7 +234,8 @@ class Auditor:
         return cast(tuple[int, R], result)
 
     async def record(self, entry: AuditRow, with_write: Job | None = None) -> None:
-        """Commit one row (and `with_write`) through the group commit."""
+        """Commit one row (and `with_write`, flushed to disk before this returns) through the
+        group commit."""
         group_commit = self._group_commit()
 
         def job(connection: Connection) -> Deferred:
@@ -239,7 +243,7 @@ class Auditor:
                 with_write(connection)
             return Deferred(chain, entry)  # chained with the batch's other rows: one head update
 
-        await group_commit.run(job)
+        await group_commit.run(job, durable=with_write is not None)
 
     def _group_commit(self) -> GroupCommit:
         if self.group_commit is None:

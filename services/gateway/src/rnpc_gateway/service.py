@@ -42,7 +42,7 @@ from rnpc_shared.contracts.events import (
 )
 from rnpc_shared.contracts.recommendation import Recommendation
 from rnpc_shared.contracts.record import RecurrenceRecord, read_tolerant
-from rnpc_shared.db import find_by_version, new_row, of_version, parse_json, utc_now, utf8_bytes, version_params
+from rnpc_shared.db import Prepared, find_by_version, new_row, of_version, parse_json, utc_now, utf8_bytes, version_params
 from rnpc_shared.kafka import stage_inputs
 from rnpc_shared.kafka.consumer import DeadLetter, ProvenanceError
 from rnpc_shared.kafka.outbox import OUTBOX_INSERT, add_to_outbox, event_json, message_size_bytes, outbox_row
@@ -498,15 +498,17 @@ _RECOMMENDATION_ID = bindparam("recurrence_id", type_=String)
 _LATEST_VERSION = (
     select(func.max(_VERSIONS.c.version).label("version")).where(_VERSIONS.c.recurrence_id == _RECOMMENDATION_ID).subquery()
 )
-LATEST_RECOMMENDATION = select(_LATEST_VERSION.c.version, utf8_bytes(_VIEWS.c.body)).select_from(
-    _LATEST_VERSION.outerjoin(_VIEWS, (_VIEWS.c.recurrence_id == _RECOMMENDATION_ID) & (_VIEWS.c.version == _LATEST_VERSION.c.version))
+LATEST_RECOMMENDATION = Prepared(
+    select(_LATEST_VERSION.c.version, utf8_bytes(_VIEWS.c.body)).select_from(
+        _LATEST_VERSION.outerjoin(_VIEWS, (_VIEWS.c.recurrence_id == _RECOMMENDATION_ID) & (_VIEWS.c.version == _LATEST_VERSION.c.version))
+    )
 )
 
 
 def latest_recommendation(connection: Connection, recurrence_id: str) -> tuple[int, bytes]:
-    """The latest version and its recommendation as stored JSON (UTF-8 bytes): one Core query, no
-    ORM session (run in the unit of work that commits the read's audit row: `Auditor.read`)."""
-    latest_version, body = connection.execute(LATEST_RECOMMENDATION, {"recurrence_id": recurrence_id}).one()
+    """The latest version and its recommendation as stored JSON (UTF-8 bytes): one prepared query,
+    no ORM session (run in the unit of work that commits the read's audit row: `Auditor.read`)."""
+    [(latest_version, body)] = LATEST_RECOMMENDATION.execute(connection, {"recurrence_id": recurrence_id})
     if latest_version is None:
         raise ProblemError(404, "Recurrence not found", f"no record with recurrence_id {recurrence_id!r}")
     if body is None:
