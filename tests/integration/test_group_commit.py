@@ -159,3 +159,19 @@ def test_closing_flushes_what_was_committed_without_a_flush(databases, tmp_path:
         assert _rows_in_database_file_alone(path, tmp_path) == 1
     finally:
         service_engine.close()
+
+
+async def _close_with_a_failing_checkpoint(url: str) -> None:
+    group = GroupCommit(url)
+    await _auditor(group).read("read", "case-1", lambda connection: (1, None))
+    await group.close()  # must not raise: the service's shutdown goes on to close its engine
+
+
+def test_a_failed_checkpoint_at_shutdown_does_not_stop_the_shutdown(databases, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    path = _sqlite_path(databases)
+
+    def broken(connection: Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(db, "_checkpoint", broken)
+    asyncio.run(_close_with_a_failing_checkpoint(f"sqlite+aiosqlite:///{path}"))  # raised before

@@ -455,7 +455,10 @@ class GroupCommit:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
         await self.units.close()
         if self._checkpointer is not None:
-            await self.checkpoint()  # what was committed without a flush is flushed before we exit
+            try:
+                await self.checkpoint()  # what was committed without a flush is flushed before we exit
+            except Exception:  # e.g. the disk is gone: the rest of the shutdown still runs
+                log.exception("WAL checkpoint at shutdown failed")
             await self._checkpointer.close()
 
     async def _write_forever(self) -> None:
