@@ -8,7 +8,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -351,20 +351,14 @@ class Prepared:
     def execute(self, connection: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run once; the rows it returns (RETURNING, SELECT), else []."""
         sql, positions, processors, defaults = self._for(connection.dialect)
-        cursor = connection.connection.cursor()
-        try:
+        with closing(connection.connection.cursor()) as cursor:
             cursor.execute(sql, _bound(params, positions, processors, defaults))
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
-        finally:
-            cursor.close()
 
     def executemany(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
         sql, positions, processors, defaults = self._for(connection.dialect)
-        cursor = connection.connection.cursor()
-        try:
+        with closing(connection.connection.cursor()) as cursor:
             cursor.executemany(sql, [_bound(row, positions, processors, defaults) for row in rows])
-        finally:
-            cursor.close()
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -381,8 +375,11 @@ class Prepared:
 
 
 def _bound(params: dict[str, Any], positions: list[str], processors: dict[str, Any], defaults: dict[str, Any]) -> tuple[Any, ...]:
-    values = [params.get(name, defaults[name]) for name in positions]  # a literal in the statement is a default
-    return tuple(processors[name](value) if name in processors else value for name, value in zip(positions, values, strict=True))
+    bound = []
+    for name in positions:
+        value = params.get(name, defaults[name])  # a literal in the statement is a default
+        bound.append(processors[name](value) if name in processors else value)
+    return tuple(bound)
 
 
 @dataclass(frozen=True)
@@ -520,11 +517,8 @@ def _checkpoint(connection: Connection) -> None:
 
 def _pragma(connection: Connection, statement: str) -> None:
     """On the driver's cursor: through SQLAlchemy, the statement would begin a transaction."""
-    cursor = connection.connection.cursor()
-    try:
+    with closing(connection.connection.cursor()) as cursor:
         cursor.execute(statement)
-    finally:
-        cursor.close()
 
 
 def _run_jobs(connection: Connection, jobs: list[Job]) -> list[Any]:

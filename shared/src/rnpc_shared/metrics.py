@@ -73,14 +73,14 @@ PROVENANCE_REJECTED = Counter(
     "Events dead-lettered because they do not match the stored record version or the stage order",
     ["service", "topic"],
 )
+BACKGROUND_ERRORS = Counter(
+    "rnpc_background_errors_total", "Failed passes of a periodic job (the loop keeps running)", ["service", "job"]
+)
+
+
 def at_zero(metric: Counter, *label_sets: tuple[str, ...]) -> None:
     """Export these label sets at 0 before anything happens: a labelled series created by its first
     increment first shows up already at 1, and increase()/rate() never see that first one (an
     alert on "> 0" would miss the only parked event, the first forged result)."""
     for labels in label_sets:
         metric.labels(*labels)
-
-
-BACKGROUND_ERRORS = Counter(
-    "rnpc_background_errors_total", "Failed passes of a periodic job (the loop keeps running)", ["service", "job"]
-)
