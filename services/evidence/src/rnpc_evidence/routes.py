@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
@@ -17,7 +17,7 @@ from rnpc_shared.db import run_sync
 from rnpc_shared.service import SessionDep
 
 # Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
-router = APIRouter(prefix="/internal/v1/evidence", tags=["evidence"], dependencies=[Depends(require_scope(SCOPE_INTERNAL))])
+router = APIRouter(prefix="/internal/v1/evidence", tags=["evidence"], dependencies=[require_scope(SCOPE_INTERNAL)])
 
 
 class StudyList(BaseModel):

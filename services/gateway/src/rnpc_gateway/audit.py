@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import Depends, Header, Request
+from fastapi import Header, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Integer, String, bindparam, insert, update
@@ -32,7 +32,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway.tables import GENESIS_HASH, AuditChainHead, AuditEntry
-from rnpc_shared.auth import AuthError, Principal, current_principal
+from rnpc_shared.auth import AuthError, Principal, ScopeGuard
 from rnpc_shared.contracts.record import RecurrenceId, canonical_json
 from rnpc_shared.db import Deferred, GroupCommit, Job, Prepared, make_engine, make_session_factory, utc_now
 from rnpc_shared.logging import correlation_id_var
@@ -261,18 +261,26 @@ def _outcome(exc: Exception) -> tuple[int, str]:
     return 500, type(exc).__name__
 
 
-async def get_auditor(
-    request: Request,
-    purpose_of_use: Annotated[
-        str | None,
-        Header(alias=PURPOSE_OF_USE_HEADER, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="Purpose of use, e.g. TREAT"),
-    ] = None,
-) -> Auditor:
-    """The request's auditor, for the principal its route's `require_scope` verified."""
-    return Auditor(await current_principal(request), f"{request.method} {route_template(request)}", purpose_of_use, (await get_runtime(request)).group_commit)
+class AuditGuard(ScopeGuard):
+    """`require_scope` and the request's `Auditor` in one dependency (one node for FastAPI to
+    solve per request: see `ScopeGuard`). Use through `audited`."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        purpose_of_use: Annotated[
+            str | None,
+            Header(alias=PURPOSE_OF_USE_HEADER, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="Purpose of use, e.g. TREAT"),
+        ] = None,
+    ) -> Auditor:
+        principal = await super().__call__(request)
+        return Auditor(principal, f"{request.method} {route_template(request)}", purpose_of_use, (await get_runtime(request)).group_commit)
 
 
-AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+def audited(scope: str) -> Any:
+    """The route's scope and its auditor: `auditor: Annotated[Auditor, audited(SCOPE_...)]`. The
+    scope shows in the route's OpenAPI `security` as `require_scope`'s does."""
+    return Security(AuditGuard(scope), scopes=[scope])
 
 
 def route_template(request: Request) -> str:

@@ -1,7 +1,8 @@
 """The public API (/v1): thin handlers that parse, call one use case in one transaction, serialise.
 
-Every route states its scope (`require_scope`); every access to a case and every admin action
-leaves an audit row (`AuditorDep`), in the same transaction as a write, before a read's response.
+Every route states its scope: `require_scope`, or `audited` on a route that audits (its auditor
+is then its scope check too). Every access to a case and every admin action leaves an audit row,
+in the same transaction as a write, before a read's response.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rnpc_gateway import audit, service
-from rnpc_gateway.audit import Auditor, AuditorDep
+from rnpc_gateway.audit import Auditor, audited
 from rnpc_gateway.fhir import store as fhir_store
 from rnpc_gateway.limits import ConcurrencyLimit
 from rnpc_gateway.upstream import Upstream, UpstreamDep
@@ -51,7 +52,7 @@ MAX_REDRIVE_AGE_S = 366 * 24 * 3600.0  # a year: bounds the timedelta (larger va
 
 
 def scope(name: str) -> list[Any]:
-    return [Depends(require_scope(name))]
+    return [require_scope(name)]
 
 
 async def accept(runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -> service.Accepted:
@@ -75,8 +76,8 @@ async def accept(runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -
     return accepted
 
 
-@router.post("/recurrences", status_code=202, tags=["recurrences"], dependencies=scope(SCOPE_RECORD_WRITE))
-async def post_recurrence(record: RecurrenceRecord, runtime: RuntimeDep, response: Response, auditor: AuditorDep) -> dict[str, Any]:
+@router.post("/recurrences", status_code=202, tags=["recurrences"])
+async def post_recurrence(record: RecurrenceRecord, runtime: RuntimeDep, response: Response, auditor: Annotated[Auditor, audited(SCOPE_RECORD_WRITE)]) -> dict[str, Any]:
     accepted = await accept(runtime, record, auditor)
     location = f"/v1/recurrences/{record.recurrence_id}"
     response.headers["Location"] = location
@@ -89,8 +90,8 @@ async def post_recurrence(record: RecurrenceRecord, runtime: RuntimeDep, respons
     }
 
 
-@router.get("/recurrences/{recurrence_id}", tags=["recurrences"], dependencies=scope(SCOPE_RECORD_READ))
-async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, auditor: AuditorDep) -> dict[str, Any]:
+@router.get("/recurrences/{recurrence_id}", tags=["recurrences"])
+async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, auditor: Annotated[Auditor, audited(SCOPE_RECORD_READ)]) -> dict[str, Any]:
     async with auditor.standalone("read", recurrence_id) as note:
         case = await service.case_view(session, recurrence_id)
         note.version = case["latest_version"]
@@ -100,22 +101,21 @@ async def get_recurrence(recurrence_id: RecurrenceIdPath, session: SessionDep, a
 @router.get(
     "/recurrences/{recurrence_id}/recommendation",
     tags=["recurrences"],
-    dependencies=scope(SCOPE_RECOMMENDATION_READ),
     response_class=Response,
     responses={200: {"description": "The Recommendation (contracts: rnpc_shared.contracts.recommendation)", "content": {"application/json": {}}}},
 )
-async def get_recommendation(recurrence_id: RecurrenceIdPath, auditor: AuditorDep) -> Response:
+async def get_recommendation(recurrence_id: RecurrenceIdPath, auditor: Annotated[Auditor, audited(SCOPE_RECOMMENDATION_READ)]) -> Response:
     """The latest version's recommendation, served as the stored bytes (validated when issued)."""
     _version, body = await auditor.read("read", recurrence_id, partial(service.latest_recommendation, recurrence_id=recurrence_id))
     return Response(body, media_type="application/json")
 
 
-@router.post("/scores", tags=["calculators"], dependencies=scope(SCOPE_CALCULATOR_RUN))
+@router.post("/scores", tags=["calculators"])
 async def post_scores(
     record: RecurrenceRecord,
     params: Annotated[ScoringParameters, Query()],
     upstream: UpstreamDep,
-    auditor: AuditorDep,
+    auditor: Annotated[Auditor, audited(SCOPE_CALCULATOR_RUN)],
 ) -> Any:
     async with auditor.standalone("execute", record.recurrence_id, version=record.version):
         return await upstream.call("scoring", "POST", "/internal/v1/scores", json=record.model_dump(mode="json"), params=params.model_dump())
@@ -153,13 +153,12 @@ def _json_object(**members: bytes) -> bytes:
 @router.post(
     "/evaluate",
     tags=["calculators"],
-    dependencies=scope(SCOPE_CALCULATOR_RUN),
     response_class=Response, responses={200: {"content": {"application/json": {}}}})
 async def post_evaluate(
     record: RecurrenceRecord,
     params: Annotated[ScoringParameters, Query()],
     upstream: UpstreamDep,
-    auditor: AuditorDep,
+    auditor: Annotated[Auditor, audited(SCOPE_CALCULATOR_RUN)],
     limit: Annotated[ConcurrencyLimit, Depends(evaluate_limit)],
 ) -> Response:
     """The synchronous chain: the same pure functions the Kafka workers run.
@@ -218,10 +217,10 @@ async def _audit_redrive(session: AsyncSession, auditor: Auditor, redriven: list
         await audit.append(session, auditor.entry("admin", recurrence_id, version, 200, "redriven"))
 
 
-@router.post("/admin/redrive", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
+@router.post("/admin/redrive", tags=["admin"])
 async def post_redrive(
     runtime: RuntimeDep,
-    auditor: AuditorDep,
+    auditor: Annotated[Auditor, audited(SCOPE_ADMIN)],
     older_than_s: Annotated[float, Query(ge=0, le=MAX_REDRIVE_AGE_S, allow_inf_nan=False)] = 300.0,
 ) -> dict[str, Any]:
     """Re-send every latest record version still without a recommendation after `older_than_s`
@@ -233,8 +232,8 @@ async def post_redrive(
 PendingId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # the id column is a 32-bit integer on PostgreSQL
 
 
-@router.get("/admin/fhir/pending-events", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
-async def get_pending_fhir_events(session: SessionDep, auditor: AuditorDep) -> dict[str, Any]:
+@router.get("/admin/fhir/pending-events", tags=["admin"])
+async def get_pending_fhir_events(session: SessionDep, auditor: Annotated[Auditor, audited(SCOPE_ADMIN)]) -> dict[str, Any]:
     """FHIR Subscription events known and not ingested yet, kept and retried automatically
     (oldest first, at most 1,000): why, how often tried, when next."""
     async with auditor.standalone("admin", None) as note:
@@ -243,8 +242,8 @@ async def get_pending_fhir_events(session: SessionDep, auditor: AuditorDep) -> d
     return {"pending": [row.model_dump(mode="json") for row in rows]}
 
 
-@router.delete("/admin/fhir/pending-events/{pending_id}", tags=["admin"], status_code=204, dependencies=scope(SCOPE_ADMIN))
-async def dismiss_pending_fhir_events(pending_id: PendingId, session: SessionDep, auditor: AuditorDep) -> Response:
+@router.delete("/admin/fhir/pending-events/{pending_id}", tags=["admin"], status_code=204)
+async def dismiss_pending_fhir_events(pending_id: PendingId, session: SessionDep, auditor: Annotated[Auditor, audited(SCOPE_ADMIN)]) -> Response:
     """Stop retrying kept events, e.g. once the EHR sent them another way or confirmed they are
     gone. Audited with what was dismissed."""
     async with auditor.access(session, "admin", None) as note:
@@ -260,9 +259,9 @@ AfterSeq = Annotated[int, Query(ge=0, le=2**63 - 1, description="return rows aft
 AuditCaseFilter = Annotated[str | None, Query(min_length=1, max_length=128, pattern=RECURRENCE_ID_PATTERN)]
 
 
-@router.get("/audit", tags=["audit"], dependencies=scope(SCOPE_AUDIT_READ))
+@router.get("/audit", tags=["audit"])
 async def get_audit(
-    session: SessionDep, auditor: AuditorDep, recurrence_id: AuditCaseFilter = None, after_seq: AfterSeq = 0, limit: AuditLimit = 100
+    session: SessionDep, auditor: Annotated[Auditor, audited(SCOPE_AUDIT_READ)], recurrence_id: AuditCaseFilter = None, after_seq: AfterSeq = 0, limit: AuditLimit = 100
 ) -> dict[str, Any]:
     """The audit trail (optionally of one case), oldest first, with each row's hash chain."""
     async with auditor.standalone("audit", recurrence_id):
@@ -270,9 +269,9 @@ async def get_audit(
     return {"entries": [audit.as_json(row) for row in rows], "next_after_seq": rows[-1].seq if rows else after_seq}
 
 
-@router.get("/audit/fhir", tags=["audit"], dependencies=scope(SCOPE_AUDIT_READ))
+@router.get("/audit/fhir", tags=["audit"])
 async def get_audit_fhir(
-    session: SessionDep, auditor: AuditorDep, recurrence_id: AuditCaseFilter = None, after_seq: AfterSeq = 0, limit: AuditLimit = 100
+    session: SessionDep, auditor: Annotated[Auditor, audited(SCOPE_AUDIT_READ)], recurrence_id: AuditCaseFilter = None, after_seq: AfterSeq = 0, limit: AuditLimit = 100
 ) -> dict[str, Any]:
     """The same rows as a FHIR R4 Bundle of AuditEvent resources."""
     async with auditor.standalone("audit", recurrence_id):
@@ -287,9 +286,9 @@ async def current_versions(upstream: Upstream) -> service.CurrentVersions:
     return service.CurrentVersions(rules=rules["rules"], evidence=evidence["evidence_version"])
 
 
-@router.post("/admin/reevaluate", tags=["admin"], status_code=202, dependencies=scope(SCOPE_ADMIN))
+@router.post("/admin/reevaluate", tags=["admin"], status_code=202)
 async def post_reevaluate(
-    session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: AuditorDep, dry_run: bool = False
+    session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: Annotated[Auditor, audited(SCOPE_ADMIN)], dry_run: bool = False
 ) -> dict[str, Any]:
     """Re-evaluate the latest version of every case whose recommendation predates today's rules or
     evidence version: each goes through the pipeline again and gets a superseding recommendation.
@@ -323,9 +322,9 @@ def _in_utc_range(value: datetime) -> datetime:
 UtcInstant = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
 
 
-@router.get("/admin/reevaluate", tags=["admin"], dependencies=scope(SCOPE_ADMIN))
+@router.get("/admin/reevaluate", tags=["admin"])
 async def get_reevaluation(
-    session: SessionDep, upstream: UpstreamDep, auditor: AuditorDep, since: UtcInstant
+    session: SessionDep, upstream: UpstreamDep, auditor: Annotated[Auditor, audited(SCOPE_ADMIN)], since: UtcInstant
 ) -> dict[str, Any]:
     """How many latest versions still predate today's versions, and what the superseding
     recommendations since `since` changed (advice = case status, option statuses and ranks, work-up)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
 from rnpc_recommendation.domain import RULES_VERSION, recommend
@@ -15,7 +15,7 @@ from rnpc_shared.contracts.scores import Scores
 from rnpc_shared.db import utc_now
 
 # Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
-router = APIRouter(prefix="/internal/v1", tags=["recommendation"], dependencies=[Depends(require_scope(SCOPE_INTERNAL))])
+router = APIRouter(prefix="/internal/v1", tags=["recommendation"], dependencies=[require_scope(SCOPE_INTERNAL)])
 
 
 class RecommendRequest(Strict):

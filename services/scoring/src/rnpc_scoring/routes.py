@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from rnpc_shared.auth import SCOPE_INTERNAL, require_scope
@@ -13,7 +13,7 @@ from rnpc_shared.contracts.record import RecurrenceRecord
 from rnpc_shared.contracts.scores import Scores, ScoringParameters
 
 # Internal routes: only a caller with a service token for this service (audience rnpc-<service>).
-router = APIRouter(prefix="/internal/v1", tags=["scoring"], dependencies=[Depends(require_scope(SCOPE_INTERNAL))])
+router = APIRouter(prefix="/internal/v1", tags=["scoring"], dependencies=[require_scope(SCOPE_INTERNAL)])
 
 
 @router.post("/scores", response_model=Scores)

@@ -19,8 +19,7 @@ from rnpc_gateway.fhir import metrics, recovery, store
 from rnpc_gateway.fhir.fetch import FhirServerError
 from rnpc_gateway.fhir.mapping import Mapped, MappingError, map_bundle
 from rnpc_gateway.fhir.output import eqd2_observations, guidance_response, searchset
-from rnpc_gateway.audit import AuditorDep
-from rnpc_gateway.fhir.security import fhir_bundle_write, fhir_guidance_read, fhir_notification_write
+from rnpc_gateway.fhir.security import FhirBundleWrite, FhirGuidanceRead, FhirNotificationWrite
 from rnpc_gateway.fhir.store import Pending
 from rnpc_gateway.fhir.subscriptions import parse_notification
 from rnpc_gateway.routes import accept
@@ -111,8 +110,8 @@ def _accepted_body(mapped: Mapped, outcome: str) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=202, dependencies=[fhir_bundle_write])
-async def post_bundle(request: Request, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+@router.post("", status_code=202)
+async def post_bundle(request: Request, runtime: RuntimeDep, auditor: FhirBundleWrite) -> JSONResponse:
     """A transaction / batch / collection Bundle of mCODE resources for one recurrence."""
     try:
         mapped = map_bundle(await read_json(request), source_system=settings_of(runtime).fhir_source_system)
@@ -124,8 +123,8 @@ async def post_bundle(request: Request, runtime: RuntimeDep, auditor: AuditorDep
     return fhir_response(_accepted_body(mapped, accepted.outcome), 202, {"Location": location})
 
 
-@router.post("/notifications", dependencies=[fhir_notification_write])
-async def post_notification(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+@router.post("/notifications")
+async def post_notification(request: Request, session: SessionDep, runtime: RuntimeDep, auditor: FhirNotificationWrite) -> JSONResponse:
     """Subscriptions Backport IG rest-hook endpoint (R4 `history` Bundle). Events missed before
     this notification (an event-number gap) are read back with $events and ingested first. An
     event whose resources cannot be had now is kept and retried (`recovery`), never dropped."""
@@ -233,9 +232,9 @@ async def _guidance_entries(
     return entries
 
 
-@router.get("/GuidanceResponse", dependencies=[fhir_guidance_read])
+@router.get("/GuidanceResponse")
 async def search_guidance(
-    request: Request, session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: AuditorDep,
+    request: Request, session: SessionDep, runtime: RuntimeDep, upstream: UpstreamDep, auditor: FhirGuidanceRead,
     subject: PatientSearch = None, patient: PatientSearch = None,
 ) -> JSONResponse:
     """`?subject=Patient/<id>` (or `patient=<id>`): the current recommendation of each recurrence."""
@@ -251,8 +250,8 @@ async def search_guidance(
     return fhir_response(searchset(entries, f"{public_base(request, settings_of(runtime))}/fhir/r4"))
 
 
-@router.get("/GuidanceResponse/{resource_id}", dependencies=[fhir_guidance_read])
-async def read_guidance(resource_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, auditor: AuditorDep) -> JSONResponse:
+@router.get("/GuidanceResponse/{resource_id}")
+async def read_guidance(resource_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, auditor: FhirGuidanceRead) -> JSONResponse:
     found = await store.view_by_id(session, resource_id)
     if found is None:
         raise ProblemError(404, "GuidanceResponse not found", f"no GuidanceResponse/{resource_id}")
