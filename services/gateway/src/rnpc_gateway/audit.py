@@ -125,6 +125,12 @@ class Auditor:
     purpose_of_use: str | None
     group_commit: GroupCommit | None = None  # for standalone(); access() writes in the caller's session
 
+    @classmethod
+    async def of_request(cls, request: Request, principal: Principal, purpose_of_use: str | None) -> Auditor:
+        """The auditor of a request: its caller, and its route as `METHOD template` (no ids)."""
+        route = f"{request.method} {route_template(request)}"[:255]
+        return cls(principal, route, purpose_of_use, (await get_runtime(request)).group_commit)
+
     def entry(self, action: str, recurrence_id: str | None, version: int | None, status: int, detail: str | None) -> AuditRow:
         return AuditRow(
             recorded_at=utc_now(),
@@ -273,8 +279,7 @@ class AuditGuard(ScopeGuard):
             Header(alias=PURPOSE_OF_USE_HEADER, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="Purpose of use, e.g. TREAT"),
         ] = None,
     ) -> Auditor:
-        principal = await super().__call__(request)
-        return Auditor(principal, f"{request.method} {route_template(request)}", purpose_of_use, (await get_runtime(request)).group_commit)
+        return await Auditor.of_request(request, await super().__call__(request), purpose_of_use)
 
 
 def audited(scope: str) -> Any:
@@ -305,7 +310,7 @@ async def audit_refusal(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)  # registered for AuthError only
     if exc.status == 403 and exc.principal is not None:
         case = _valid_case_id(request.path_params.get("recurrence_id"))
-        auditor = Auditor(exc.principal, f"{request.method} {route_template(request)}"[:255], None, (await get_runtime(request)).group_commit)
+        auditor = await Auditor.of_request(request, exc.principal, None)
         await auditor.record(auditor.entry(
             "refused", case, None, 403, "insufficient_scope"
         ))

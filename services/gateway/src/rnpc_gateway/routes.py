@@ -50,11 +50,6 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MAX_REDRIVE_AGE_S = 366 * 24 * 3600.0  # a year: bounds the timedelta (larger values overflow it)
 
 
-
-def scope(name: str) -> list[Any]:
-    return [require_scope(name)]
-
-
 async def accept(runtime: Runtime, record: RecurrenceRecord, auditor: Auditor) -> service.Accepted:
     """Every HTTP ingest path (native JSON, FHIR Bundle, Subscription): the version, its event and
     its audit row in one transaction (group-committed with concurrent requests' writes), then relay."""
@@ -121,7 +116,7 @@ async def post_scores(
         return await upstream.call("scoring", "POST", "/internal/v1/scores", json=record.model_dump(mode="json"), params=params.model_dump())
 
 
-@router.get("/schedules", tags=["calculators"], dependencies=scope(SCOPE_CALCULATOR_RUN))
+@router.get("/schedules", tags=["calculators"], dependencies=[require_scope(SCOPE_CALCULATOR_RUN)])
 async def get_schedules(
     upstream: UpstreamDep,
     alpha_beta_gy: Annotated[list[FiniteFloat] | None, Query()] = None,
@@ -173,7 +168,7 @@ async def post_evaluate(
     return Response(_json_object(scores=scores, evidence=evidence, recommendation=recommendation), media_type="application/json")
 
 
-@router.get("/evidence/studies", tags=["evidence"], dependencies=scope(SCOPE_EVIDENCE_READ))
+@router.get("/evidence/studies", tags=["evidence"], dependencies=[require_scope(SCOPE_EVIDENCE_READ)])
 async def get_studies(
     upstream: UpstreamDep,
     modality: Modality | None = None,
@@ -185,7 +180,7 @@ async def get_studies(
     return await upstream.call("evidence", "GET", "/internal/v1/evidence/studies", params={k: v for k, v in params.items() if v is not None})
 
 
-@router.get("/evidence/summary", tags=["evidence"], dependencies=scope(SCOPE_EVIDENCE_READ))
+@router.get("/evidence/summary", tags=["evidence"], dependencies=[require_scope(SCOPE_EVIDENCE_READ)])
 async def get_summary(upstream: UpstreamDep, modality: Modality | None = None) -> Any:
     params = {"modality": modality} if modality is not None else None
     return await upstream.call("evidence", "GET", "/internal/v1/evidence/summary", params=params)
